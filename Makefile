@@ -1,0 +1,35 @@
+# Signet: the two commands a fresh machine needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint migrate system-packages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[postgres]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+system-packages:
+	@scripts/system-packages
+
+## make run: install, migrate, create the admin and demo data, serve on 127.0.0.1:8000
+run: $(VENV)/.installed-run system-packages
+	@scripts/dev-run
+
+## make test: install the dev extras and run the whole test suite
+test: $(VENV)/.installed-dev system-packages
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .local db.sqlite3 db.sqlite3-wal db.sqlite3-shm .env

@@ -1,0 +1,78 @@
+"""API-wide plumbing: one exception handler gives every error the same shape.
+
+Every error body is ``{"code": ..., "message": ..., "fields": {...}?}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import DomainError, ValidationFailed
+
+_DRF_CODES = {
+    400: "InvalidParameter",
+    401: "AuthFailure",
+    403: "UnauthorizedOperation",
+    404: "ResourceNotFound",
+    405: "UnsupportedOperation",
+    406: "NotAcceptable",
+    409: "ResourceInUse",
+    413: "RequestTooLarge",
+    415: "UnsupportedMediaType",
+    429: "RequestLimitExceeded",
+}
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(exc.as_dict(), status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = ValidationFailed("Invalid input.", fields=fields)
+        return Response(exc.as_dict(), status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        if not isinstance(fields, dict):
+            fields = {"non_field_errors": fields}
+        first = next(iter(fields.items()), None)
+        message = "Invalid input."
+        if first:
+            name, errors = first
+            text = errors[0] if isinstance(errors, list) and errors else errors
+            message = f"Invalid input: {name}: {text}" if name != "non_field_errors" else f"Invalid input: {text}"
+        response.data = {"code": "InvalidParameter", "message": message, "fields": fields}
+        return response
+    detail = getattr(exc, "detail", None)
+    code = _DRF_CODES.get(response.status_code, "InternalError")
+    response.data = {"code": code, "message": str(detail) if detail else str(exc)}
+    return response
+
+
+def error_response(exc: DomainError) -> Response:
+    return Response(exc.as_dict(), status=exc.http_status)
+
+
+__all__ = ["error_response", "exception_handler", "status"]

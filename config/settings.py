@@ -1,0 +1,167 @@
+"""Signet settings. Everything comes from the environment (see .env.example).
+
+With ``DEBUG`` off (production), a missing or malformed required variable stops
+the process at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = env.str("SIGNET_ENV_FILE", default=str(BASE_DIR / ".env"))
+if Path(_env_file).is_file():
+    environ.Env.read_env(_env_file, overwrite=False)
+
+
+def _setting(name: str, cast, default, *, required_in_production: bool = False):
+    """Read one variable, failing with its name when it is missing or malformed."""
+    if required_in_production and not DEBUG and name not in env.ENVIRON:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see .env.example).")
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name} is malformed: {exc}") from None
+
+
+try:
+    DEBUG = env.bool("DEBUG", default=False)
+except ValueError:
+    raise ImproperlyConfigured("DEBUG is malformed: use 1/0, true/false.") from None
+
+SECRET_KEY = _setting(
+    "SECRET_KEY", env.str, "insecure-development-key-only", required_in_production=True
+)
+if not DEBUG and len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off.")
+ALLOWED_HOSTS = _setting(
+    "ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost", "[::1]", "testserver"],
+    required_in_production=True,
+)
+CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "kms",
+    "registry",
+    "signing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+try:
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+except (ImproperlyConfigured, ValueError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the dev server, the registry webhook and
+    # management commands share the embedded database without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".local" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# --- KMS ---------------------------------------------------------------------
+# KMS_MASTER_KEY is a keyring: "VERSION:BASE64KEY[,VERSION:BASE64KEY...]". The
+# first entry seals new material; the others only open material sealed before a
+# rotation (see `manage.py rotate_master_key`). A bare base64 key is version 1.
+KMS_MASTER_KEY = _setting("KMS_MASTER_KEY", env.str, "", required_in_production=True)
+KMS_MASTER_KEY_FILE = _setting(
+    "KMS_MASTER_KEY_FILE", env.str, str(BASE_DIR / ".local" / "master.key")
+)
+if not KMS_MASTER_KEY and DEBUG and Path(KMS_MASTER_KEY_FILE).is_file():
+    KMS_MASTER_KEY = Path(KMS_MASTER_KEY_FILE).read_text().strip()
+KMS_BACKEND = _setting("KMS_BACKEND", env.str, "local")
+if KMS_BACKEND not in {"local", "http"}:
+    raise ImproperlyConfigured(f"KMS_BACKEND must be 'local' or 'http', not {KMS_BACKEND!r}.")
+KMS_HTTP_URL = _setting("KMS_HTTP_URL", env.str, "")
+KMS_HTTP_TOKEN = _setting("KMS_HTTP_TOKEN", env.str, "")
+KMS_HTTP_TIMEOUT = _setting("KMS_HTTP_TIMEOUT", env.float, 5.0)
+if KMS_BACKEND == "http" and not (KMS_HTTP_URL and KMS_HTTP_TOKEN):
+    raise ImproperlyConfigured("KMS_BACKEND=http needs KMS_HTTP_URL and KMS_HTTP_TOKEN.")
+KMS_REGIONS = _setting(
+    "KMS_REGIONS", env.list,
+    ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-chengdu", "ap-hongkong", "ap-singapore"],
+)
+KMS_DEFAULT_REGION = _setting("KMS_DEFAULT_REGION", env.str, KMS_REGIONS[0] if KMS_REGIONS else "")
+if KMS_DEFAULT_REGION not in KMS_REGIONS:
+    raise ImproperlyConfigured("KMS_DEFAULT_REGION must be one of KMS_REGIONS.")
+KMS_KEY_CACHE_SIZE = _setting("KMS_KEY_CACHE_SIZE", env.int, 256)
+# Dotted paths of callables ``guard(key)`` run before a key may be scheduled for
+# deletion; each raises a DomainError to refuse (later apps register theirs).
+KMS_KEY_DELETION_GUARDS: list[str] = []
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

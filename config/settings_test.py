@@ -1,0 +1,14 @@
+"""Settings for the test suite: production settings with fixed, throw-away secrets."""
+
+import os
+
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
+os.environ.setdefault("ALLOWED_HOSTS", "*")
+# A fixed throw-away keyring: version 1, 32 zero-free bytes.
+os.environ.setdefault("KMS_MASTER_KEY", "1:dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=")
+os.environ["SIGNET_ENV_FILE"] = "/nonexistent"
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import pytest
+
+from kms import services as kms_services
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    """Each test starts with an empty private-key cache (it is per process)."""
+    kms_services.key_cache.clear()
+    yield
+    kms_services.key_cache.clear()

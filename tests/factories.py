@@ -1,0 +1,35 @@
+"""Factories for test data. Keys go through the real service, so material is sealed."""
+
+from __future__ import annotations
+
+import itertools
+
+from django.contrib.auth import get_user_model
+
+from kms import services as kms_services
+from kms.models import Key, KeyUsage
+
+_sequence = itertools.count(1)
+
+
+def make_user(username: str | None = None, *, perms: list[str] | None = None, **fields):
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(
+        username=username or f"user{next(_sequence)}", password="pw-for-tests-only", **fields
+    )
+    for perm in perms or []:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def make_key(
+    alias: str | None = None, *, key_usage: str = KeyUsage.RSA_2048, region: str | None = None,
+    **kwargs,
+) -> Key:
+    return kms_services.create_key(
+        alias=alias or f"key-{next(_sequence)}", key_usage=key_usage, region=region, **kwargs
+    )
