@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health, name="health"),
     path("api/v1/kms/", include("kms.api.urls")),
+    path("api/v1/registry/", include("registry.api.urls")),
 ]
