@@ -4,6 +4,8 @@ import pytest
 
 from kms import services as kms_services
 
+pytest_plugins = ["tests.support.registry_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
