@@ -132,7 +132,11 @@ def private_key_to_der(key: PrivateKey) -> bytes:
 
 
 def private_key_from_der(der: bytes) -> PrivateKey:
-    key = serialization.load_der_private_key(der, password=None)
+    # The DER comes out of AES-GCM, which proves we wrote it: the costly RSA
+    # consistency check (tens of ms) adds nothing here.
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=True
+    )
     assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
     return key
 

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from kms.models import Key, ServiceAuthorization
+from tests.factories import make_user
+
+KMS_PERMISSIONS = [
+    "kms.view_key",
+    "kms.add_key",
+    "kms.change_key",
+    "kms.delete_key",
+    "kms.use_key",
+    "kms.manage_key_state",
+    "kms.view_serviceauthorization",
+    "kms.add_serviceauthorization",
+    "kms.change_serviceauthorization",
+    "kms.delete_serviceauthorization",
+]
+
+
+def token_client(user) -> APIClient:
+    """An API client authenticating as ``user`` with a real DRF token."""
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def client_with():
+    """``client_with("kms.use_key", ...)``: a token client for a user with exactly those perms."""
+
+    def build(*perms: str, **fields) -> APIClient:
+        return token_client(make_user(perms=list(perms), **fields))
+
+    return build
+
+
+@pytest.fixture
+def superuser_client(db) -> APIClient:
+    return token_client(make_user(is_superuser=True, is_staff=True))
+
+
+def db_snapshot() -> tuple[list[dict], list[dict]]:
+    """Every KMS row, every column: equal snapshots mean nothing changed."""
+    keys = [
+        {**row, "sealed_private_key": bytes(row["sealed_private_key"])}
+        for row in Key.objects.order_by("key_id").values()
+    ]
+    grants = list(ServiceAuthorization.objects.order_by("id").values())
+    return keys, grants

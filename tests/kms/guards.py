@@ -1,0 +1,5 @@
+from kms.errors import KeyInUse
+
+
+def refuse_every_key(key) -> None:
+    raise KeyInUse(f"Key {key.alias} is used by a test guard.")
