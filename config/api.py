@@ -42,7 +42,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
-        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        fields = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         exc = ValidationFailed("Invalid input.", fields=fields)
         return Response(exc.as_dict(), status=exc.http_status)
     if isinstance(exc, Http404):
@@ -62,7 +64,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if first:
             name, errors = first
             text = errors[0] if isinstance(errors, list) and errors else errors
-            message = f"Invalid input: {name}: {text}" if name != "non_field_errors" else f"Invalid input: {text}"
+            message = (
+                f"Invalid input: {name}: {text}"
+                if name != "non_field_errors"
+                else f"Invalid input: {text}"
+            )
         response.data = {"code": "InvalidParameter", "message": message, "fields": fields}
         return response
     detail = getattr(exc, "detail", None)

@@ -40,7 +40,9 @@ SECRET_KEY = _setting(
 if not DEBUG and len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off.")
 ALLOWED_HOSTS = _setting(
-    "ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost", "[::1]", "testserver"],
+    "ALLOWED_HOSTS",
+    env.list,
+    ["127.0.0.1", "localhost", "[::1]", "testserver"],
     required_in_production=True,
 )
 CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
@@ -146,7 +148,8 @@ KMS_HTTP_TIMEOUT = _setting("KMS_HTTP_TIMEOUT", env.float, 5.0)
 if KMS_BACKEND == "http" and not (KMS_HTTP_URL and KMS_HTTP_TOKEN):
     raise ImproperlyConfigured("KMS_BACKEND=http needs KMS_HTTP_URL and KMS_HTTP_TOKEN.")
 KMS_REGIONS = _setting(
-    "KMS_REGIONS", env.list,
+    "KMS_REGIONS",
+    env.list,
     ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-chengdu", "ap-hongkong", "ap-singapore"],
 )
 KMS_DEFAULT_REGION = _setting("KMS_DEFAULT_REGION", env.str, KMS_REGIONS[0] if KMS_REGIONS else "")
@@ -165,3 +168,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Registry ------------------------------------------------------------------
+# Largest notification body the registry webhook accepts (413 above it).
+REGISTRY_WEBHOOK_MAX_BODY_BYTES = _setting("REGISTRY_WEBHOOK_MAX_BODY_BYTES", env.int, 1024 * 1024)
+# Dotted paths of ``handler(*, instance, manifests, tags, source)`` called inside the
+# transaction that records pushes, and of ``handler(*, instance, manifests, source)``
+# called before recorded manifests are deleted (contract in registry/services.py).
+REGISTRY_PUSH_HANDLERS: list[str] = []
+REGISTRY_DELETE_HANDLERS: list[str] = []

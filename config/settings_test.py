@@ -9,6 +9,6 @@ os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault("KMS_MASTER_KEY", "1:dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=")
 os.environ["SIGNET_ENV_FILE"] = "/nonexistent"
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -142,7 +142,9 @@ def private_key_from_der(der: bytes) -> PrivateKey:
 
 
 def public_key_pem(key: PrivateKey | PublicKey) -> str:
-    public = key.public_key() if hasattr(key, "private_bytes") else key
+    public = (
+        key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    )
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
@@ -166,7 +168,9 @@ def fingerprint(pem: str) -> str:
     return hashlib.sha256(public_key_der(pem)).hexdigest()
 
 
-def _hash_args(message: bytes, message_type: str) -> tuple[bytes, hashes.HashAlgorithm | utils.Prehashed]:
+def _hash_args(
+    message: bytes, message_type: str
+) -> tuple[bytes, hashes.HashAlgorithm | utils.Prehashed]:
     if message_type == DIGEST:
         return message, utils.Prehashed(hashes.SHA256())
     return message, hashes.SHA256()

@@ -42,7 +42,7 @@ class ServiceModelForm(forms.ModelForm):
         fields = exc.fields if isinstance(exc, ValidationFailed) else {}
         placed = False
         for name, messages in fields.items():
-            if name in self.fields and name not in self._errors:
+            if name in self.fields and name not in self.errors:
                 self.add_error(name, messages)
                 placed = True
         if not placed:
@@ -50,7 +50,7 @@ class ServiceModelForm(forms.ModelForm):
 
     def _post_clean(self) -> None:
         # Replaces ModelForm's model validation: the service decides and writes.
-        if self._errors:
+        if self.errors:
             return
         try:
             self.instance = self.apply()
@@ -61,7 +61,7 @@ class ServiceModelForm(forms.ModelForm):
 class KeyCreateForm(ServiceModelForm):
     # Plain text fields with select widgets: an unknown value reaches the
     # service's validation and gets the same message as through the API.
-    region = forms.CharField(widget=forms.Select(choices=_region_choices))
+    region = forms.CharField(widget=forms.Select)
     key_usage = forms.CharField(
         widget=forms.Select(choices=KeyUsage.choices), initial=KeyUsage.RSA_2048
     )
@@ -73,15 +73,18 @@ class KeyCreateForm(ServiceModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["region"].initial = settings.KMS_DEFAULT_REGION
+        region = self.fields["region"]
+        region.widget.choices = _region_choices()  # type: ignore[attr-defined]
+        region.initial = settings.KMS_DEFAULT_REGION
         self.fields["alias"].help_text = (
             "1-60 letters, digits, '-' or '_', starting with a letter or digit. "
             "Cannot be changed later."
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if not self._errors:
+        super().clean()
+        cleaned = self.cleaned_data
+        if not self.errors:
             try:
                 services.validate_key_fields(
                     alias=cleaned["alias"],
@@ -119,8 +122,9 @@ class KeyChangeForm(ServiceModelForm):
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if not self._errors:
+        super().clean()
+        cleaned = self.cleaned_data
+        if not self.errors:
             key = self.instance
             try:
                 services.validate_key_fields(

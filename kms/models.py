@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$"
 alias_validator = RegexValidator(
@@ -56,7 +57,10 @@ class Key(models.Model):
     sealed_private_key = models.BinaryField(editable=False)
     master_key_version = models.PositiveIntegerField(editable=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -69,6 +73,8 @@ class Key(models.Model):
             ("manage_key_state", "Can enable, disable and schedule deletion of keys"),
         ]
         constraints = [
+            # "Prod" and "prod" would be confusing twins: aliases are unique ignoring case.
+            models.UniqueConstraint(Lower("alias"), name="kms_key_alias_unique_ignoring_case"),
             models.CheckConstraint(
                 condition=Q(state__in=KeyState.values), name="kms_key_state_valid"
             ),
@@ -113,7 +119,10 @@ class ServiceAuthorization(models.Model):
     granted_at = models.DateTimeField(auto_now_add=True)
     note = models.CharField(max_length=255, blank=True, default="")
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -122,7 +131,8 @@ class ServiceAuthorization(models.Model):
         ordering = ["-granted_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["service"], condition=Q(revoked_at__isnull=True),
+                fields=["service"],
+                condition=Q(revoked_at__isnull=True),
                 name="kms_one_active_authorization_per_service",
             ),
             models.CheckConstraint(

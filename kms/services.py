@@ -12,7 +12,7 @@ from functools import cache
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -24,6 +24,7 @@ from kms.errors import (
     CmkStateNotSupport,
     InvalidKeyUsage,
     InvalidParameter,
+    KeyInUse,
     KeyNotFound,
     KeyPendingDelete,
     MasterKeyError,
@@ -146,11 +147,8 @@ def validate_key_fields(*, alias: str, description: str, region: str, key_usage:
         errors["alias"] = ["Alias is required."]
     elif alias.lower().startswith(RESERVED_ALIAS_PREFIX):
         errors["alias"] = [f"The alias prefix {RESERVED_ALIAS_PREFIX!r} is reserved."]
-    if len(description.encode()) > MAX_DESCRIPTION_BYTES:
-        errors["description"] = [
-            f"Description must be at most {MAX_DESCRIPTION_BYTES} bytes "
-            f"(it is {len(description.encode())})."
-        ]
+    if problem := _description_problem(description):
+        errors["description"] = [problem]
     if region not in settings.KMS_REGIONS:
         errors["region"] = [
             f"Unknown region {region!r}; choose one of {', '.join(settings.KMS_REGIONS)}."
@@ -174,7 +172,7 @@ def create_key(
 ) -> Key:
     region = region or settings.KMS_DEFAULT_REGION
     validate_key_fields(alias=alias, description=description, region=region, key_usage=key_usage)
-    if Key.objects.filter(alias=alias).exists():
+    if Key.objects.filter(alias__iexact=alias).exists():
         raise AliasAlreadyExists(f"A key with alias {alias!r} already exists.", alias=alias)
     key_spec = KEY_SPEC_BY_USAGE[KeyUsage(key_usage)]
     private_key = crypto.generate_private_key(key_spec)
@@ -199,17 +197,23 @@ def create_key(
             key.save(force_insert=True)
     except IntegrityError:
         # Two concurrent creates with one alias: the unique constraint decides.
-        raise AliasAlreadyExists(f"A key with alias {alias!r} already exists.", alias=alias) from None
+        raise AliasAlreadyExists(
+            f"A key with alias {alias!r} already exists.", alias=alias
+        ) from None
     logger.info("kms key created key_id=%s alias=%s usage=%s", key.key_id, alias, key_usage)
     return key
 
 
+def _description_problem(description: str) -> str | None:
+    size = len(description.encode())
+    if size > MAX_DESCRIPTION_BYTES:
+        return f"Description must be at most {MAX_DESCRIPTION_BYTES} bytes (it is {size})."
+    return None
+
+
 def update_key_description(*, key_id: str, description: str) -> Key:
-    if len(description.encode()) > MAX_DESCRIPTION_BYTES:
-        raise InvalidParameter(
-            f"Description must be at most {MAX_DESCRIPTION_BYTES} bytes.",
-            fields={"description": [f"At most {MAX_DESCRIPTION_BYTES} bytes."]},
-        )
+    if problem := _description_problem(description):
+        raise InvalidParameter(problem, fields={"description": [problem]})
     with transaction.atomic():
         key = get_key(key_id=key_id, for_update=True)
         key.description = description
@@ -285,11 +289,18 @@ def schedule_key_deletion(*, key_id: str, pending_window_in_days: int) -> Key:
         raise InvalidParameter(
             f"PendingWindowInDays must be a whole number from {MIN_PENDING_WINDOW_DAYS} to "
             f"{MAX_PENDING_WINDOW_DAYS}.",
-            fields={"pending_window_in_days": [
-                f"Must be from {MIN_PENDING_WINDOW_DAYS} to {MAX_PENDING_WINDOW_DAYS} days."
-            ]},
+            fields={
+                "pending_window_in_days": [
+                    f"Must be from {MIN_PENDING_WINDOW_DAYS} to {MAX_PENDING_WINDOW_DAYS} days."
+                ]
+            },
         )
     key = get_key(key_id=key_id)
+    if key.state == KeyState.PENDING_DELETE:
+        raise KeyPendingDelete(
+            f"Key {key.alias} is already pending deletion on {key.deletion_date:%Y-%m-%d}.",
+            key_id=str(key.key_id),
+        )
     if key.state == KeyState.ENABLED:
         raise CmkShouldBeDisabled(
             f"Key {key.alias} is Enabled; disable it before scheduling its deletion.",
@@ -299,7 +310,9 @@ def schedule_key_deletion(*, key_id: str, pending_window_in_days: int) -> Key:
         guard(key)
     deletion_date = timezone.now() + timedelta(days=pending_window_in_days)
     return _transition(
-        key_id, allowed_from=[KeyState.DISABLED], to=KeyState.PENDING_DELETE,
+        key_id,
+        allowed_from=[KeyState.DISABLED],
+        to=KeyState.PENDING_DELETE,
         deletion_date=deletion_date,
     )
 
@@ -310,23 +323,46 @@ def cancel_key_deletion(*, key_id: str) -> Key:
     )
 
 
-def purge_deleted_keys(*, now=None, dry_run: bool = False) -> list[Key]:
-    """Destroy every key whose deletion date has passed. Returns the keys destroyed."""
+def purge_deleted_keys(
+    *, now=None, dry_run: bool = False, skipped: list | None = None
+) -> list[Key]:
+    """Destroy every key whose deletion date has passed. Returns the keys destroyed.
+
+    Keys something still protects (a signing policy) are left in place and a
+    ``KeyInUse`` error for each is appended to ``skipped``.
+    """
+    skipped = skipped if skipped is not None else []
     now = now or timezone.now()
-    due = list(
-        _key_queryset().filter(state=KeyState.PENDING_DELETE, deletion_date__lte=now)
-    )
+    due = list(_key_queryset().filter(state=KeyState.PENDING_DELETE, deletion_date__lte=now))
     if dry_run:
         return due
     purged = []
     for candidate in due:
         with transaction.atomic():
-            key = Key.objects.select_for_update().filter(
-                key_id=candidate.key_id, state=KeyState.PENDING_DELETE, deletion_date__lte=now
-            ).first()
+            key = (
+                Key.objects.select_for_update()
+                .filter(
+                    key_id=candidate.key_id, state=KeyState.PENDING_DELETE, deletion_date__lte=now
+                )
+                .first()
+            )
             if key is None:
                 continue  # cancelled meanwhile
-            key.delete()
+            try:
+                with transaction.atomic():
+                    key.delete()
+            except ProtectedError as exc:
+                users = ", ".join(sorted({str(obj) for obj in exc.protected_objects}))
+                logger.warning(
+                    "kms key not purged key_id=%s: still referenced by %s", key.key_id, users
+                )
+                skipped.append(
+                    KeyInUse(
+                        f"Key {key.alias} ({key.key_id}) is still used by {users}; not destroyed.",
+                        key_id=str(key.key_id),
+                    )
+                )
+                continue
         key_cache.evict(str(candidate.key_id))
         logger.info("kms key purged key_id=%s alias=%s", candidate.key_id, candidate.alias)
         purged.append(candidate)
@@ -352,7 +388,9 @@ def _require_known_service(service: str) -> None:
         )
 
 
-def grant_service_authorization(*, service: str, granted_by=None, note: str = "") -> ServiceAuthorization:
+def grant_service_authorization(
+    *, service: str, granted_by=None, note: str = ""
+) -> ServiceAuthorization:
     """Idempotent: granting an active authorization returns the existing record."""
     _require_known_service(service)
     existing = active_service_authorization(service)
@@ -445,7 +483,9 @@ def _private_key(key: Key) -> crypto.PrivateKey:
         return cached
     try:
         der = crypto.open_sealed(
-            sealed, keyring=master_keyring(), key_id=str(key.key_id),
+            sealed,
+            keyring=master_keyring(),
+            key_id=str(key.key_id),
             version=key.master_key_version,
         )
     except crypto.SealError as exc:
@@ -475,7 +515,9 @@ def sign(
     _require_algorithm(key, algorithm)
     if on_behalf_of is not None:
         require_service_authorization(on_behalf_of)
-    return crypto.sign(_private_key(key), algorithm=algorithm, message=message, message_type=message_type)
+    return crypto.sign(
+        _private_key(key), algorithm=algorithm, message=message, message_type=message_type
+    )
 
 
 def verify(
@@ -493,7 +535,10 @@ def verify(
     _require_algorithm(key, algorithm)
     public_key = crypto.load_public_key(key.public_key_pem)
     return crypto.verify(
-        public_key, algorithm=algorithm, message=message, message_type=message_type,
+        public_key,
+        algorithm=algorithm,
+        message=message,
+        message_type=message_type,
         signature=signature,
     )
 
@@ -518,6 +563,7 @@ def rotate_master_key() -> RotationResult:
     keyring = master_keyring()
     target = keyring.current
     resealed = 0
+    already = Key.objects.filter(master_key_version=target).count()
     stale_ids = list(
         Key.objects.exclude(master_key_version=target).values_list("key_id", flat=True)
     )
@@ -528,7 +574,9 @@ def rotate_master_key() -> RotationResult:
                 continue
             try:
                 der = crypto.open_sealed(
-                    bytes(key.sealed_private_key), keyring=keyring, key_id=str(key.key_id),
+                    bytes(key.sealed_private_key),
+                    keyring=keyring,
+                    key_id=str(key.key_id),
                     version=key.master_key_version,
                 )
             except crypto.SealError as exc:
@@ -539,6 +587,5 @@ def rotate_master_key() -> RotationResult:
             key.save(update_fields=["sealed_private_key", "master_key_version", "updated_at"])
         key_cache.evict(str(key_id))
         resealed += 1
-    already = Key.objects.filter(master_key_version=target).count() - resealed
     logger.info("kms master key rotated to version %s: %s keys re-sealed", target, resealed)
     return RotationResult(resealed=resealed, already_current=already, target_version=target)

@@ -27,7 +27,10 @@ def make_user(username: str | None = None, *, perms: list[str] | None = None, **
 
 
 def make_key(
-    alias: str | None = None, *, key_usage: str = KeyUsage.RSA_2048, region: str | None = None,
+    alias: str | None = None,
+    *,
+    key_usage: str = KeyUsage.RSA_2048,
+    region: str | None = None,
     **kwargs,
 ) -> Key:
     return kms_services.create_key(

@@ -23,24 +23,40 @@ class Base64BytesField(serializers.Field):
 
     default_error_messages = {
         "type": "Must be a base64-encoded string.",
-        "invalid": "Not valid base64.",
+        "invalid": "Not valid base64 (standard alphabet, padded, no whitespace).",
     }
 
     def to_internal_value(self, data: Any) -> bytes:
         if not isinstance(data, str):
             self.fail("type")
         try:
-            return base64.b64decode(data.encode("ascii"), validate=True)
+            encoded = data.encode("ascii")
+            decoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
             self.fail("invalid")
+        # Only the canonical encoding: no stray padding or non-zero trailing bits.
+        if base64.b64encode(decoded) != encoded:
+            self.fail("invalid")
+        return decoded
 
     def to_representation(self, value: bytes) -> str:
         return base64.b64encode(bytes(value)).decode("ascii")
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only: numbers and booleans are not silently turned into text."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
 def _text(**kwargs: Any) -> serializers.CharField:
     # Keep the caller's text exactly: the service validates it.
-    return serializers.CharField(trim_whitespace=False, **kwargs)
+    return StrictCharField(trim_whitespace=False, **kwargs)
 
 
 # --- keys -------------------------------------------------------------------

@@ -153,7 +153,10 @@ def test_rsa_pkcs1_signatures_verify_with_cryptography(message_type):
     )
     _public(key).verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
     assert services.verify(
-        key_id=key.key_id, message=message, signature=signature, algorithm=PKCS1,
+        key_id=key.key_id,
+        message=message,
+        signature=signature,
+        algorithm=PKCS1,
         message_type=message_type,
     )
 
@@ -163,7 +166,9 @@ def test_raw_and_digest_pkcs1_signatures_are_identical():
     payload = b"payload"
     raw = services.sign(key_id=key.key_id, message=payload, algorithm=PKCS1)
     digest = services.sign(
-        key_id=key.key_id, message=hashlib.sha256(payload).digest(), algorithm=PKCS1,
+        key_id=key.key_id,
+        message=hashlib.sha256(payload).digest(),
+        algorithm=PKCS1,
         message_type="DIGEST",
     )
     assert raw == digest
@@ -178,7 +183,8 @@ def test_rsa_pss_signatures_verify_with_cryptography(message_type):
         key_id=key.key_id, message=message, algorithm=PSS, message_type=message_type
     )
     _public(key).verify(
-        signature, payload,
+        signature,
+        payload,
         padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO),
         hashes.SHA256(),
     )
@@ -211,14 +217,19 @@ def test_verify_reports_a_tampered_message_as_invalid():
 def test_a_signature_from_another_key_does_not_verify():
     one, other = make_key("one"), make_key("other")
     signature = services.sign(key_id=one.key_id, message=b"m", algorithm=PKCS1)
-    assert not services.verify(key_id=other.key_id, message=b"m", signature=signature,
-                               algorithm=PKCS1)
+    assert not services.verify(
+        key_id=other.key_id, message=b"m", signature=signature, algorithm=PKCS1
+    )
 
 
 @pytest.mark.parametrize(
     ("usage", "algorithm"),
-    [(KeyUsage.RSA_2048, ECDSA), (KeyUsage.ECC, PKCS1), (KeyUsage.ECC, PSS),
-     (KeyUsage.RSA_2048, "RSA_PKCS1_SHA_1")],
+    [
+        (KeyUsage.RSA_2048, ECDSA),
+        (KeyUsage.ECC, PKCS1),
+        (KeyUsage.ECC, PSS),
+        (KeyUsage.RSA_2048, "RSA_PKCS1_SHA_1"),
+    ],
 )
 def test_it_refuses_an_algorithm_the_usage_does_not_allow(usage, algorithm):
     key = make_key("usage", key_usage=usage)
@@ -241,8 +252,9 @@ def test_it_refuses_an_algorithm_the_usage_does_not_allow(usage, algorithm):
 def test_it_validates_the_message_size_for_its_type(message, message_type, expected):
     key = make_key("sizes")
     with pytest.raises(InvalidParameter) as info:
-        services.sign(key_id=key.key_id, message=message, algorithm=PKCS1,
-                      message_type=message_type)
+        services.sign(
+            key_id=key.key_id, message=message, algorithm=PKCS1, message_type=message_type
+        )
     assert expected in info.value.message
 
 
@@ -361,7 +373,7 @@ def test_cancelling_deletion_of_a_key_not_pending_is_refused(disable_first):
 
 
 def test_purge_destroys_only_keys_whose_deletion_date_passed():
-    due, later, kept = make_key("due"), make_key("later"), make_key("kept")
+    due, later, _kept = make_key("due"), make_key("later"), make_key("kept")
     for key in (due, later):
         services.disable_key(key_id=key.key_id)
         services.schedule_key_deletion(key_id=key.key_id, pending_window_in_days=7)
@@ -400,8 +412,12 @@ def test_a_deletion_guard_can_refuse_scheduling(settings):
 def test_signing_on_behalf_of_the_registry_needs_the_service_authorization():
     key = make_key("svc")
     with pytest.raises(ServiceNotAuthorized) as info:
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1,
-                      on_behalf_of=AuthorizedService.REGISTRY_SIGNING)
+        services.sign(
+            key_id=key.key_id,
+            message=b"m",
+            algorithm=PKCS1,
+            on_behalf_of=AuthorizedService.REGISTRY_SIGNING,
+        )
     assert "Service authorizations" in info.value.message
     assert '"service": "registry-signing"' in info.value.message
     assert info.value.http_status == 403
@@ -418,12 +434,19 @@ def test_granting_is_recorded_idempotent_and_revocable():
     grant = services.grant_service_authorization(
         service=AuthorizedService.REGISTRY_SIGNING, granted_by=admin
     )
-    assert services.grant_service_authorization(
-        service=AuthorizedService.REGISTRY_SIGNING, granted_by=admin
-    ).pk == grant.pk
+    assert (
+        services.grant_service_authorization(
+            service=AuthorizedService.REGISTRY_SIGNING, granted_by=admin
+        ).pk
+        == grant.pk
+    )
     assert grant.granted_by == admin and grant.granted_at is not None
-    assert services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1,
-                         on_behalf_of=AuthorizedService.REGISTRY_SIGNING)
+    assert services.sign(
+        key_id=key.key_id,
+        message=b"m",
+        algorithm=PKCS1,
+        on_behalf_of=AuthorizedService.REGISTRY_SIGNING,
+    )
 
     revoked = services.revoke_service_authorization(
         service=AuthorizedService.REGISTRY_SIGNING, revoked_by=admin
@@ -431,8 +454,12 @@ def test_granting_is_recorded_idempotent_and_revocable():
     assert revoked.pk == grant.pk and revoked.revoked_at is not None
     assert revoked.revoked_by == admin
     with pytest.raises(ServiceNotAuthorized):
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1,
-                      on_behalf_of=AuthorizedService.REGISTRY_SIGNING)
+        services.sign(
+            key_id=key.key_id,
+            message=b"m",
+            algorithm=PKCS1,
+            on_behalf_of=AuthorizedService.REGISTRY_SIGNING,
+        )
     again = services.grant_service_authorization(service=AuthorizedService.REGISTRY_SIGNING)
     assert again.pk != grant.pk
     assert ServiceAuthorization.objects.count() == 2  # history is kept
@@ -512,6 +539,5 @@ def test_the_public_key_export_gives_pem_and_base64_der_of_the_same_key():
     key = make_key("export")
     info = services.get_public_key(key_id=key.key_id)
     der = base64.b64decode(info.public_key_der_b64)
-    assert serialization.load_der_public_key(der).public_numbers() == \
-        _public(key).public_numbers()
+    assert serialization.load_der_public_key(der).public_numbers() == _public(key).public_numbers()
     assert info.fingerprint == hashlib.sha256(der).hexdigest()
