@@ -25,9 +25,11 @@ class Command(BaseCommand):
         if admin is None:
             password = secrets.token_urlsafe(12)
             admin = User.objects.create_superuser(username=username, email="", password=password)
-            self.stdout.write(self.style.SUCCESS(
-                f"Admin login (shown once): username {username}  password {password}"
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Admin login (shown once): username {username}  password {password}"
+                )
+            )
         else:
             self.stdout.write(
                 f"Admin user {username!r} exists; its password was printed when it was created "
@@ -44,6 +46,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"Created demo KMS key {key.alias} ({key.key_id}).")
         kms_services.grant_service_authorization(
-            service=AuthorizedService.REGISTRY_SIGNING, granted_by=admin,
+            service=AuthorizedService.REGISTRY_SIGNING,
+            granted_by=admin,
             note="Granted by make run for the demo.",
         )
