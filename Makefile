@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint migrate system-packages clean
+.PHONY: run test lint migrate system-packages verifiers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,17 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 system-packages:
 	@scripts/system-packages
 
+# skopeo and cosign from Debian trixie, unpacked under .local/verifiers (nothing system-wide):
+# the independent verifiers the end-to-end signing tests run.
+verifiers:
+	@scripts/install-verifiers
+
 ## make run: install, migrate, create the admin and demo data, serve on 127.0.0.1:8000
 run: $(VENV)/.installed-run system-packages
 	@scripts/dev-run
 
 ## make test: install the dev extras and run the whole test suite
-test: $(VENV)/.installed-dev system-packages
+test: $(VENV)/.installed-dev system-packages verifiers
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
