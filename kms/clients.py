@@ -309,7 +309,9 @@ class HttpKmsClient:
             return body
         raise self._error_from(method, path, response.status_code, body)
 
-    def _error_from(self, method: str, path: str, status: int, body: Any) -> KmsError:
+    def _error_from(
+        self, method: str, path: str, status: int, body: Any
+    ) -> KmsError | InvalidParameter:
         code = body.get("code") if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else None
         message = message if isinstance(message, str) and message else None

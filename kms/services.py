@@ -108,6 +108,11 @@ def list_keys(
             f"KeyState must be one of {', '.join(KeyState.values)}.",
             fields={"key_state": [f"Unknown key state {key_state!r}."]},
         )
+    if region and region not in settings.KMS_REGIONS:
+        raise InvalidParameter(
+            f"Region must be one of {', '.join(settings.KMS_REGIONS)}.",
+            fields={"region": [f"Unknown region {region!r}."]},
+        )
     queryset = _key_queryset().order_by("-created_at", "key_id")
     if key_usage:
         queryset = queryset.filter(key_usage=key_usage)

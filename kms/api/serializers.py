@@ -87,7 +87,7 @@ class KeySerializer(serializers.ModelSerializer):
 class KeyCreateSerializer(serializers.Serializer):
     alias = _text(allow_blank=True)
     description = _text(required=False, allow_blank=True, default="")
-    region = _text(required=False, allow_blank=True, allow_null=True, default=None)
+    region = _text(required=False, allow_null=True, default=None)  # None: the default
     key_usage = _text(required=False, default=KeyUsage.RSA_2048.value)
 
 
@@ -143,8 +143,12 @@ class ScheduleDeletionSerializer(serializers.Serializer):
 
 
 class ServiceAuthorizationSerializer(serializers.ModelSerializer):
-    granted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    granted_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    revoked_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:

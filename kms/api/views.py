@@ -92,7 +92,7 @@ class KeyViewSet(viewsets.GenericViewSet):
         key = services.create_key(
             alias=data["alias"],
             description=data["description"],
-            region=data["region"] or None,
+            region=data["region"],
             key_usage=data["key_usage"],
             created_by=request.user,
         )
@@ -120,7 +120,7 @@ class KeyViewSet(viewsets.GenericViewSet):
             message=data["message"],
             algorithm=data["algorithm"],
             message_type=data["message_type"],
-            on_behalf_of=data["service"] or None,
+            on_behalf_of=data["service"],
         )
         body = {
             "key_id": str(uuid.UUID(key_id)),  # canonical form; the service accepted it
