@@ -13,12 +13,15 @@ The config is written as JSON, which is valid YAML for the registry's parser.
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -53,6 +56,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM if the test process dies first."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -75,6 +87,9 @@ class RegistryServer:
             ``{"token": {"realm": ..., "service": ..., "issuer": ..., "rootcertbundle": ...}}``.
         extra_config: mapping deep-merged into the generated config last.
         start_timeout: seconds to wait for ``GET /v2/`` to answer.
+
+    On Linux the registry gets SIGTERM when the thread that started it dies, so a killed
+    test run leaves no registry behind: start it from the main (test) thread.
     """
 
     def __init__(
@@ -174,11 +189,12 @@ class RegistryServer:
     def _launch(self, port: int) -> bool:
         """Start the process and wait until it answers; False if the port was taken."""
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed binary, our own config
+            self.process = subprocess.Popen(
                 [self.binary, "serve", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
             )
         self.port = port
         deadline = time.monotonic() + self.start_timeout
