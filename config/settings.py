@@ -98,7 +98,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the dev server, the registry webhook and
     # management commands share the embedded database without "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        # IMMEDIATE: a transaction takes the write lock when it starts, so two writers
+        # queue on the busy timeout instead of one failing with "database is locked".
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -159,6 +161,9 @@ KMS_KEY_CACHE_SIZE = _setting("KMS_KEY_CACHE_SIZE", env.int, 256)
 # Dotted paths of callables ``guard(key)`` run before a key may be scheduled for
 # deletion; each raises a DomainError to refuse (later apps register theirs).
 KMS_KEY_DELETION_GUARDS: list[str] = []
+# Dotted paths of callables run by `rotate_master_key` after the keys are re-sealed, for
+# other material sealed under the master key (returning how many items they re-sealed).
+KMS_MASTER_KEY_ROTATION_HOOKS: list[str] = []
 
 LOGGING = {
     "version": 1,
@@ -177,3 +182,22 @@ REGISTRY_WEBHOOK_MAX_BODY_BYTES = _setting("REGISTRY_WEBHOOK_MAX_BODY_BYTES", en
 # called before recorded manifests are deleted (contract in registry/services.py).
 REGISTRY_PUSH_HANDLERS: list[str] = []
 REGISTRY_DELETE_HANDLERS: list[str] = []
+
+# --- Signing -------------------------------------------------------------------
+# The signing app hooks into the registry and the KMS through their extension points.
+REGISTRY_PUSH_HANDLERS = ["signing.services.on_manifests_pushed"]
+REGISTRY_DELETE_HANDLERS = ["signing.services.on_manifests_deleted"]
+KMS_KEY_DELETION_GUARDS = ["signing.services.refuse_deleting_policy_keys"]
+KMS_MASTER_KEY_ROTATION_HOOKS = ["registry.services.reseal_instance_secrets"]
+# "thread": sign after commit in an in-process pool (the webhook answers at once);
+# "inline": sign on the spot, in the caller's thread.
+SIGNING_DISPATCH = _setting("SIGNING_DISPATCH", env.str, "thread")
+if SIGNING_DISPATCH not in {"thread", "inline"}:
+    raise ImproperlyConfigured("SIGNING_DISPATCH must be 'thread' or 'inline'.")
+SIGNING_WORKER_THREADS = _setting("SIGNING_WORKER_THREADS", env.int, 2)
+# Manual/bulk requests sign up to this many images before answering; the rest goes to
+# the background pool.
+SIGNING_SYNC_LIMIT = _setting("SIGNING_SYNC_LIMIT", env.int, 50)
+# Failed signatures are retried after base * 2^(attempts-1) seconds, capped.
+SIGNING_RETRY_BASE_SECONDS = _setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
+SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)

@@ -12,3 +12,6 @@ os.environ["SIGNET_ENV_FILE"] = "/nonexistent"
 from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Signing work runs in the caller's thread so tests see its result deterministically;
+# tests of the asynchronous path switch to "thread" explicitly.
+SIGNING_DISPATCH = "inline"

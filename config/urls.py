@@ -3,6 +3,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from signing.api.views import SignTagView
+
 
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -13,5 +15,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health, name="health"),
     path("api/v1/kms/", include("kms.api.urls")),
+    # TCR's per-tag sign; routed here because the registry app never imports signing.
+    path(
+        "api/v1/registry/tags/<int:tag_id>/sign/",
+        SignTagView.as_view(),
+        name="registry-tag-sign",
+    ),
     path("api/v1/registry/", include("registry.api.urls")),
+    path("api/v1/signing/", include("signing.api.urls")),
 ]

@@ -556,6 +556,8 @@ class RotationResult:
     resealed: int
     already_current: int
     target_version: int
+    # Other sealed material re-sealed by KMS_MASTER_KEY_ROTATION_HOOKS, by hook path.
+    others: dict[str, int] | None = None
 
 
 def rotate_master_key() -> RotationResult:
@@ -592,5 +594,8 @@ def rotate_master_key() -> RotationResult:
             key.save(update_fields=["sealed_private_key", "master_key_version", "updated_at"])
         key_cache.evict(str(key_id))
         resealed += 1
+    others = {path: import_string(path)() for path in settings.KMS_MASTER_KEY_ROTATION_HOOKS}
     logger.info("kms master key rotated to version %s: %s keys re-sealed", target, resealed)
-    return RotationResult(resealed=resealed, already_current=already, target_version=target)
+    return RotationResult(
+        resealed=resealed, already_current=already, target_version=target, others=others
+    )

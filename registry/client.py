@@ -61,7 +61,8 @@ MAX_PAGES = 10_000
 # Reference grammar (github.com/distribution/reference)
 # --------------------------------------------------------------------------------------
 
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+# "[-]+" (not "[-]*"): the same names, without catastrophic backtracking on bad ones.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")

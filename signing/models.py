@@ -1,1 +1,167 @@
-"""Models of the signing app."""
+"""Signing policies (one per namespace), signature records and pending artifact removals."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from signing.naming import MAX_LENGTH, validate_policy_name
+
+DIGEST_LENGTH = 71
+
+
+class SigningPolicy(models.Model):
+    """TCR's namespace-level image signing policy."""
+
+    name = models.CharField(max_length=MAX_LENGTH, validators=[validate_policy_name])
+    # One policy per namespace (constraint below). CASCADE: deleting a namespace deletes its
+    # images first (registry delete handlers remove their signatures), then its policy.
+    namespace = models.ForeignKey(
+        "registry.Namespace", on_delete=models.CASCADE, related_name="signing_policies"
+    )
+    # PROTECT: a key that signs a namespace cannot disappear under it (the KMS refuses to
+    # schedule its deletion, naming this policy).
+    key = models.ForeignKey("kms.Key", on_delete=models.PROTECT, related_name="signing_policies")
+    kms_region = models.CharField(max_length=32, editable=False)
+    domain = models.CharField(max_length=261)
+    disabled = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["namespace__instance__name", "namespace__name"]
+        verbose_name_plural = "signing policies"
+        permissions = [("sign_images", "Can sign, re-sign and retry image signatures")]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace"], name="signing_one_policy_per_namespace"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SignatureStatus(models.TextChoices):
+    PENDING = "pending"
+    SIGNED = "signed"
+    FAILED = "failed"
+
+
+class Trigger(models.TextChoices):
+    PUSH = "push"
+    MANUAL = "manual"
+    BACKFILL = "backfill"
+    RESIGN = "resign"
+
+
+class Signature(models.Model):
+    """The signature of one manifest under one policy, and where it stands."""
+
+    policy = models.ForeignKey(SigningPolicy, on_delete=models.CASCADE, related_name="signatures")
+    # CASCADE: an image deleted from the registry takes its signature records with it; the
+    # registry delete handler schedules the removal of its .sig artifact first.
+    manifest = models.ForeignKey(
+        "registry.Manifest", on_delete=models.CASCADE, related_name="signatures"
+    )
+    status = models.CharField(
+        max_length=10, choices=SignatureStatus.choices, default=SignatureStatus.PENDING
+    )
+    failure_code = models.CharField(max_length=100, blank=True, default="")
+    failure_reason = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker owns the row until then; a crashed worker's claim simply expires.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # What the last successful signing used (kept even if the key is later destroyed).
+    key_id = models.UUIDField(null=True, blank=True)
+    key_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    algorithm = models.CharField(max_length=30, blank=True, default="")
+    docker_reference = models.CharField(max_length=600, blank=True, default="")
+    payload = models.BinaryField(null=True, blank=True)
+    signature_value = models.TextField(blank=True, default="")  # base64, as in the artifact
+    sig_manifest_digest = models.CharField(max_length=DIGEST_LENGTH, blank=True, default="")
+    signed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "manifest"], name="signing_one_signature_per_policy_manifest"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=SignatureStatus.values), name="signing_signature_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger__in=Trigger.values), name="signing_signature_trigger"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SignatureStatus.SIGNED)
+                | (Q(signed_at__isnull=False) & ~Q(signature_value="") & Q(key_id__isnull=False)),
+                name="signing_signed_rows_are_complete",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SignatureStatus.FAILED) | ~Q(failure_code=""),
+                name="signing_failed_rows_have_a_code",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["policy", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.manifest_id} under {self.policy_id}: {self.status}"
+
+
+class CleanupReason(models.TextChoices):
+    POLICY_DELETED = "policy-deleted"
+    IMAGE_DELETED = "image-deleted"
+    KEY_REPLACED = "key-replaced"
+
+
+class ArtifactCleanup(models.Model):
+    """Durable work: remove signature layers (or a whole .sig artifact) from a registry.
+
+    Written in the same transaction as the change that calls for it and deleted once the
+    registry has done it, so an unreachable registry delays the removal but never loses it.
+    """
+
+    instance = models.ForeignKey("registry.Instance", on_delete=models.CASCADE, related_name="+")
+    repository = models.CharField(max_length=255)
+    manifest_digest = models.CharField(max_length=DIGEST_LENGTH)
+    # Remove only this key's layers; empty = remove the whole .sig artifact.
+    key_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    reason = models.CharField(max_length=20, choices=CleanupReason.choices)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "repository", "manifest_digest", "key_fingerprint"],
+                name="signing_one_cleanup_per_artifact_and_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"remove {self.repository}@{self.manifest_digest} signatures ({self.reason})"

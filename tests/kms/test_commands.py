@@ -217,3 +217,24 @@ def test_purge_deleted_keys_destroys_only_keys_whose_date_has_passed(keys_in_eve
     again, _ = run("purge_deleted_keys")
     assert "Destroyed 0 keys." in again
     assert Key.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_rotating_the_master_key_reseals_registry_credentials_too(settings):
+    from registry import services as registry_services
+
+    settings.KMS_MASTER_KEY = "1:" + base64.b64encode(b"a" * 32).decode()
+    instance, _token = registry_services.create_instance(
+        name="creds", backend_url="http://127.0.0.1:1", default_domain="r.example.com",
+        auth_type="basic", username="robot", secret="s3cret-password",
+    )
+    settings.KMS_MASTER_KEY = (
+        "2:" + base64.b64encode(b"b" * 32).decode() + ",1:" + base64.b64encode(b"a" * 32).decode()
+    )
+    out = StringIO()
+    call_command("rotate_master_key", stdout=out)
+    assert "registry.services.reseal_instance_secrets: re-sealed 1" in out.getvalue()
+    instance.refresh_from_db()
+    assert instance.secret_master_key_version == 2
+    settings.KMS_MASTER_KEY = "2:" + base64.b64encode(b"b" * 32).decode()
+    assert instance.secret() == "s3cret-password"

@@ -160,7 +160,10 @@ class RegistryServer:
             }
             if self.notify_token:
                 endpoint["headers"] = {"Authorization": [f"Bearer {self.notify_token}"]}
-            config["notifications"] = {"endpoints": [endpoint]}
+            config["notifications"] = {
+                "events": {"includereferences": True},
+                "endpoints": [endpoint],
+            }
         if self.auth:
             config["auth"] = copy.deepcopy(self.auth)
         if self.extra_config:

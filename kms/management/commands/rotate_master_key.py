@@ -56,3 +56,5 @@ Zero-downtime master key rotation:
                 f"{result.target_version} ({result.already_current} were already current)"
             )
         )
+        for hook, count in (result.others or {}).items():
+            self.stdout.write(f"{hook}: re-sealed {count}")

@@ -1,16 +1,50 @@
-"""Create the development admin and demo data. Safe to run again."""
+"""Create the development admin and the demo story. Safe to run again.
+
+Demo data: an enabled RSA-2048 KMS key, the registry signing service authorized, a
+registry instance ``demo`` for the local registry that ``make run`` starts, a namespace
+``demo`` and a signing policy on it. With ``--registry-config`` it also writes that
+registry's config, with notifications pointed at this Signet and a fresh webhook token.
+"""
 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from config.errors import DomainError
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key, KeyUsage
+from registry import services as registry_services
+from registry.models import Instance, Namespace
+from signing import services as signing_services
+from signing.models import SigningPolicy
 
 DEMO_KEY_ALIAS = "demo-signing-key"
+DEMO_INSTANCE = "demo"
+DEMO_NAMESPACE = "demo"
+DEMO_POLICY = "demo-policy"
+
+
+def registry_config(*, storage: Path, address: str, notifications: dict) -> str:
+    host, port = address.rsplit(":", 1)
+    lines = [
+        "version: 0.1",
+        "log:",
+        "  level: warn",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {storage}",
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        f"  addr: {host}:{port}",
+        "  headers:",
+        "    X-Content-Type-Options: [nosniff]",
+    ]
+    return "\n".join(lines) + "\n" + registry_services.to_yaml(notifications) + "\n"
 
 
 class Command(BaseCommand):
@@ -18,8 +52,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--registry-address", default="127.0.0.1:5000")
+        parser.add_argument("--signet-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--registry-config",
+            type=Path,
+            default=None,
+            help="Write the local registry's config here (rotates the demo webhook token).",
+        )
 
-    def handle(self, *args, username: str, **options) -> None:
+    def handle(
+        self,
+        *args,
+        username: str,
+        registry_address: str,
+        signet_url: str,
+        registry_config: Path | None,
+        **options,
+    ) -> None:
+        try:
+            self._handle(username, registry_address, signet_url.rstrip("/"), registry_config)
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
+
+    def _handle(self, username, registry_address, signet_url, config_path) -> None:
         User = get_user_model()
         admin = User.objects.filter(username=username).first()
         if admin is None:
@@ -50,3 +106,46 @@ class Command(BaseCommand):
             granted_by=admin,
             note="Granted by make run for the demo.",
         )
+
+        instance = Instance.objects.filter(name=DEMO_INSTANCE).first()
+        token = None
+        if instance is None:
+            instance, token = registry_services.create_instance(
+                name=DEMO_INSTANCE,
+                backend_url=f"http://{registry_address}",
+                default_domain=registry_address,
+                description="The local registry started by make run.",
+            )
+            self.stdout.write(
+                f"Created registry instance {instance.name} ({instance.backend_url})."
+            )
+        namespace = Namespace.objects.filter(instance=instance, name=DEMO_NAMESPACE).first()
+        if namespace is None:
+            namespace = registry_services.create_namespace(instance=instance, name=DEMO_NAMESPACE)
+        if (
+            not SigningPolicy.objects.filter(namespace=namespace).exists()
+            and key.state == "Enabled"
+        ):
+            signing_services.create_policy(
+                namespace=namespace, name=DEMO_POLICY, key=key, created_by=admin
+            )
+            self.stdout.write(
+                f"Created signing policy {DEMO_POLICY} for namespace {namespace.name} "
+                f"(domain {instance.default_domain})."
+            )
+
+        if config_path is not None:
+            token = registry_services.rotate_webhook_token(instance=instance)
+            webhook_url = signet_url + registry_services.webhook_path(instance=instance)
+            notifications = registry_services.notifications_settings(
+                instance=instance, token=token, webhook_url=webhook_url
+            )
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            storage = (config_path.parent / "data").resolve()
+            config_path.write_text(
+                registry_config(
+                    storage=storage, address=registry_address, notifications=notifications
+                )
+            )
+            config_path.chmod(0o600)  # holds the webhook token
+            self.stdout.write(f"Wrote the local registry's config to {config_path}.")

@@ -1,0 +1,198 @@
+"""Registry API serializers.
+
+Input serializers only check JSON types; the rules live in ``registry.services`` so the
+admin, the API and the webhook agree. Output serializers list their fields explicitly:
+credentials and the webhook token hash are never rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from registry.models import Instance, Manifest, Namespace, Repository, Tag
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: numbers and booleans are not silently turned into text."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+def _text(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(trim_whitespace=False, **kwargs)
+
+
+# --- instances --------------------------------------------------------------------------
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    has_secret = serializers.BooleanField(read_only=True)
+    custom_domains = serializers.SerializerMethodField()
+    domain_names = serializers.SerializerMethodField()
+    namespace_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id", "name", "region", "description", "backend_url", "auth_type", "username",
+            "has_secret", "secret_env", "default_domain", "custom_domains", "domain_names",
+            "namespace_count", "webhook_token_rotated_at", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_custom_domains(self, instance: Instance) -> list[str]:
+        return instance.domain_names()[1:]
+
+    def get_domain_names(self, instance: Instance) -> list[str]:
+        return instance.domain_names()
+
+
+class InstanceCreateSerializer(serializers.Serializer):
+    name = _text(max_length=100)
+    region = _text(required=False, allow_blank=True, default="")
+    description = _text(required=False, allow_blank=True, default="", max_length=255)
+    backend_url = _text(max_length=255)
+    auth_type = _text(required=False, default="none")
+    username = _text(required=False, allow_blank=True, default="", max_length=128)
+    secret = _text(required=False, allow_blank=True, default="", write_only=True)
+    secret_env = _text(required=False, allow_blank=True, default="", max_length=128)
+    default_domain = _text(max_length=261)
+    custom_domains = serializers.ListField(
+        child=_text(max_length=261), required=False, default=list
+    )
+
+
+class InstanceUpdateSerializer(serializers.Serializer):
+    """Every field optional; ``secret`` write-only (``""`` removes it). The name is fixed."""
+
+    region = _text(required=False)
+    description = _text(required=False, allow_blank=True, max_length=255)
+    backend_url = _text(required=False, max_length=255)
+    auth_type = _text(required=False)
+    username = _text(required=False, allow_blank=True, max_length=128)
+    secret = _text(required=False, allow_blank=True, write_only=True)
+    secret_env = _text(required=False, allow_blank=True, max_length=128)
+    default_domain = _text(required=False, max_length=261)
+    custom_domains = serializers.ListField(child=_text(max_length=261), required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "name" in self.initial_data and self.instance is not None and (
+            self.initial_data["name"] != self.instance.name
+        ):
+            raise serializers.ValidationError(
+                {"name": ["The name cannot change: the registry's webhook URL contains it."]}
+            )
+        return attrs
+
+
+# --- namespaces and below ----------------------------------------------------------------
+
+
+class NamespaceSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    repository_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Namespace
+        fields = [
+            "id", "instance", "instance_name", "name", "description", "repository_count",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class NamespaceCreateSerializer(serializers.Serializer):
+    instance = serializers.IntegerField(min_value=1)
+    name = _text(max_length=100)
+    description = _text(required=False, allow_blank=True, default="", max_length=255)
+
+
+class NamespaceUpdateSerializer(serializers.Serializer):
+    description = _text(allow_blank=True, max_length=255)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        namespace = self.instance
+        for name in ("name", "instance"):
+            if name in self.initial_data and namespace is not None:
+                current = namespace.name if name == "name" else namespace.instance_id
+                if self.initial_data[name] != current:
+                    raise serializers.ValidationError(
+                        {name: [f"The {name} of a namespace cannot change."]}
+                    )
+        return attrs
+
+
+class RepositorySerializer(serializers.ModelSerializer):
+    instance = serializers.IntegerField(source="namespace.instance_id", read_only=True)
+    instance_name = serializers.CharField(source="namespace.instance.name", read_only=True)
+    namespace_name = serializers.CharField(source="namespace.name", read_only=True)
+    tag_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Repository
+        fields = [
+            "id", "instance", "instance_name", "namespace", "namespace_name", "name",
+            "short_name", "tag_count", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class TagSerializer(serializers.ModelSerializer):
+    instance = serializers.IntegerField(source="repository.namespace.instance_id", read_only=True)
+    instance_name = serializers.CharField(
+        source="repository.namespace.instance.name", read_only=True
+    )
+    namespace = serializers.IntegerField(source="repository.namespace_id", read_only=True)
+    namespace_name = serializers.CharField(source="repository.namespace.name", read_only=True)
+    repository_name = serializers.CharField(source="repository.name", read_only=True)
+    digest = serializers.CharField(source="manifest.digest", read_only=True)
+    media_type = serializers.CharField(source="manifest.media_type", read_only=True)
+    size = serializers.IntegerField(source="manifest.size", read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = [
+            "id", "instance", "instance_name", "namespace", "namespace_name", "repository",
+            "repository_name", "name", "digest", "media_type", "size", "pushed_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ManifestSerializer(serializers.ModelSerializer):
+    instance = serializers.IntegerField(source="repository.namespace.instance_id", read_only=True)
+    namespace = serializers.IntegerField(source="repository.namespace_id", read_only=True)
+    repository_name = serializers.CharField(source="repository.name", read_only=True)
+    is_index = serializers.BooleanField(read_only=True)
+    tags = serializers.SerializerMethodField()
+    children = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Manifest
+        fields = [
+            "id", "instance", "namespace", "repository", "repository_name", "digest",
+            "media_type", "size", "is_index", "pushed_at", "tags", "children",
+        ]
+        read_only_fields = fields
+
+    def get_tags(self, manifest: Manifest) -> list[str]:
+        return sorted(tag.name for tag in manifest.tags.all())
+
+    def get_children(self, manifest: Manifest) -> list[dict[str, Any]]:
+        return [
+            {
+                "digest": reference.child_digest,
+                "media_type": reference.media_type,
+                "size": reference.size,
+                "platform": reference.platform,
+                "manifest": reference.child_id,
+            }
+            for reference in manifest.child_references.all()
+        ]

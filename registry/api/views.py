@@ -1,0 +1,292 @@
+"""Registry API views: validate with a serializer, call ``registry.services``, render.
+
+Every list runs a fixed number of queries whatever its length (``select_related``,
+``prefetch_related`` and annotations). Filters take ids (``?instance=3``) and, where
+useful, a text search (``?search=``). Domain errors propagate to
+``config.api.exception_handler``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from config.errors import ValidationFailed
+from registry import services
+from registry.api import serializers as s
+from registry.api.permissions import RegistryActionPermission
+from registry.models import Instance, InstanceDomain, Manifest, Namespace, Repository, Tag
+
+
+def _validated(
+    serializer_class: type[BaseSerializer], request: Request, instance: Any = None
+) -> dict[str, Any]:
+    serializer = serializer_class(instance, data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _id_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isdigit():
+        raise ValidationFailed(
+            f"Invalid {name}: expected a numeric id, got {value[:40]!r}.",
+            fields={name: ["Expected a numeric id."]},
+        )
+    return int(value)
+
+
+def _read_only(model: str) -> dict[str, str]:
+    perm = f"registry.view_{model}"
+    return {"list": perm, "retrieve": perm, "metadata": perm}
+
+
+class InstanceViewSet(viewsets.GenericViewSet):
+    """Registry instances. The webhook token is returned by create and rotate only."""
+
+    permission_classes = [RegistryActionPermission]
+    action_permissions = {
+        **_read_only("instance"),
+        "create": "registry.add_instance",
+        "update": "registry.change_instance",
+        "partial_update": "registry.change_instance",
+        "rotate_webhook_token": "registry.change_instance",
+        "destroy": "registry.delete_instance",
+    }
+    serializer_class = s.InstanceSerializer
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "create":
+            return s.InstanceCreateSerializer
+        if self.action in ("update", "partial_update"):
+            return s.InstanceUpdateSerializer
+        return s.InstanceSerializer
+
+    def get_queryset(self) -> QuerySet[Instance]:
+        queryset = (
+            Instance.objects.annotate(namespace_count=Count("namespaces", distinct=True))
+            .prefetch_related(Prefetch("domains", queryset=InstanceDomain.objects.order_by("name")))
+            .order_by("name")
+        )
+        search = self.request.query_params.get("search")
+        if search:
+            queryset = queryset.filter(name__icontains=search)
+        region = self.request.query_params.get("region")
+        if region:
+            queryset = queryset.filter(region=region)
+        return queryset
+
+    def _with_token(self, instance: Instance, token: str) -> dict[str, Any]:
+        url = self.request.build_absolute_uri(services.webhook_path(instance=instance))
+        return {
+            "webhook_url": url,
+            "webhook_token": token,
+            "notifications_config": services.notifications_config(
+                instance=instance, token=token, webhook_url=url
+            ),
+        }
+
+    def _fresh(self, instance: Instance) -> Instance:
+        return self.get_queryset().get(pk=instance.pk)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.InstanceSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.InstanceSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        """The response carries the webhook token and the registry config ONCE."""
+        data = _validated(s.InstanceCreateSerializer, request)
+        instance, token = services.create_instance(
+            name=data["name"], region=data["region"] or None, description=data["description"],
+            backend_url=data["backend_url"], auth_type=data["auth_type"],
+            username=data["username"], secret=data["secret"], secret_env=data["secret_env"],
+            default_domain=data["default_domain"], custom_domains=data["custom_domains"],
+        )
+        body = {**s.InstanceSerializer(self._fresh(instance)).data,
+                **self._with_token(instance, token)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        instance = self.get_object()
+        data = _validated(s.InstanceUpdateSerializer, request, instance)
+        instance = services.update_instance(instance=instance, **data)
+        return Response(s.InstanceSerializer(self._fresh(instance)).data)
+
+    update = partial_update
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.delete_instance(instance=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["post"], url_path="rotate-webhook-token")
+    def rotate_webhook_token(self, request: Request, pk: str) -> Response:
+        """A new token (the old one stops working); returned once with the config block."""
+        instance = self.get_object()
+        token = services.rotate_webhook_token(instance=instance)
+        return Response(self._with_token(instance, token))
+
+
+class NamespaceViewSet(viewsets.GenericViewSet):
+    permission_classes = [RegistryActionPermission]
+    action_permissions = {
+        **_read_only("namespace"),
+        "create": "registry.add_namespace",
+        "update": "registry.change_namespace",
+        "partial_update": "registry.change_namespace",
+        "destroy": "registry.delete_namespace",
+    }
+    serializer_class = s.NamespaceSerializer
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "create":
+            return s.NamespaceCreateSerializer
+        if self.action in ("update", "partial_update"):
+            return s.NamespaceUpdateSerializer
+        return s.NamespaceSerializer
+
+    def get_queryset(self) -> QuerySet[Namespace]:
+        queryset = (
+            Namespace.objects.select_related("instance")
+            .annotate(repository_count=Count("repositories", distinct=True))
+            .order_by("instance__name", "name")
+        )
+        instance = _id_param(self.request, "instance")
+        if instance is not None:
+            queryset = queryset.filter(instance_id=instance)
+        search = self.request.query_params.get("search")
+        if search:
+            queryset = queryset.filter(name__icontains=search)
+        return queryset
+
+    def _fresh(self, namespace: Namespace) -> Namespace:
+        return self.get_queryset().get(pk=namespace.pk)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.NamespaceSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.NamespaceSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        data = _validated(s.NamespaceCreateSerializer, request)
+        instance = Instance.objects.filter(pk=data["instance"]).first()
+        if instance is None:
+            raise ValidationFailed(
+                f"Invalid instance: no instance with id {data['instance']}.",
+                fields={"instance": [f"No instance with id {data['instance']}."]},
+            )
+        namespace = services.create_namespace(
+            instance=instance, name=data["name"], description=data["description"]
+        )
+        return Response(
+            s.NamespaceSerializer(self._fresh(namespace)).data, status=status.HTTP_201_CREATED
+        )
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        namespace = self.get_object()
+        data = _validated(s.NamespaceUpdateSerializer, request, namespace)
+        namespace = services.update_namespace(namespace=namespace, description=data["description"])
+        return Response(s.NamespaceSerializer(self._fresh(namespace)).data)
+
+    update = partial_update
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Deletes Signet's records of the namespace (not the images in the registry)."""
+        services.delete_namespace(namespace=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _ReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [RegistryActionPermission]
+
+
+class RepositoryViewSet(_ReadOnlyViewSet):
+    action_permissions = _read_only("repository")
+    serializer_class = s.RepositorySerializer
+
+    def get_queryset(self) -> QuerySet[Repository]:
+        queryset = (
+            Repository.objects.select_related("namespace__instance")
+            .annotate(tag_count=Count("tags", distinct=True))
+            .order_by("name", "id")
+        )
+        instance = _id_param(self.request, "instance")
+        if instance is not None:
+            queryset = queryset.filter(namespace__instance_id=instance)
+        namespace = _id_param(self.request, "namespace")
+        if namespace is not None:
+            queryset = queryset.filter(namespace_id=namespace)
+        search = self.request.query_params.get("search")
+        if search:
+            queryset = queryset.filter(name__icontains=search)
+        return queryset
+
+
+class TagViewSet(_ReadOnlyViewSet):
+    """Tags, newest move first. Filters: instance, namespace, repository, name, search, digest."""
+
+    action_permissions = _read_only("tag")
+    serializer_class = s.TagSerializer
+
+    def get_queryset(self) -> QuerySet[Tag]:
+        queryset = services.tags_queryset().order_by("-updated_at", "-id")
+        params = self.request.query_params
+        instance = _id_param(self.request, "instance")
+        if instance is not None:
+            queryset = queryset.filter(repository__namespace__instance_id=instance)
+        namespace = _id_param(self.request, "namespace")
+        if namespace is not None:
+            queryset = queryset.filter(repository__namespace_id=namespace)
+        repository = _id_param(self.request, "repository")
+        if repository is not None:
+            queryset = queryset.filter(repository_id=repository)
+        if params.get("name"):
+            queryset = queryset.filter(name=params["name"])
+        if params.get("search"):
+            queryset = queryset.filter(name__icontains=params["search"])
+        if params.get("repository_name"):
+            queryset = queryset.filter(repository__name=params["repository_name"])
+        if params.get("digest"):
+            queryset = queryset.filter(manifest__digest=params["digest"])
+        return queryset
+
+
+class ManifestViewSet(_ReadOnlyViewSet):
+    """Manifests with their tags and (for an index) children. Filters: repository, digest."""
+
+    action_permissions = _read_only("manifest")
+    serializer_class = s.ManifestSerializer
+
+    def get_queryset(self) -> QuerySet[Manifest]:
+        queryset = (
+            services.manifests_queryset()
+            .prefetch_related("tags", "child_references")
+            .order_by("-pushed_at", "-id")
+        )
+        params = self.request.query_params
+        instance = _id_param(self.request, "instance")
+        if instance is not None:
+            queryset = queryset.filter(repository__namespace__instance_id=instance)
+        namespace = _id_param(self.request, "namespace")
+        if namespace is not None:
+            queryset = queryset.filter(repository__namespace_id=namespace)
+        repository = _id_param(self.request, "repository")
+        if repository is not None:
+            queryset = queryset.filter(repository_id=repository)
+        if params.get("digest"):
+            queryset = queryset.filter(digest=params["digest"])
+        if params.get("media_type"):
+            queryset = queryset.filter(media_type=params["media_type"])
+        return queryset

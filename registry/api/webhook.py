@@ -1,0 +1,97 @@
+"""The registry notifications endpoint: ``POST /api/v1/registry/instances/<name>/events/``.
+
+A plain Django view (no session, no CSRF, no DRF authentication): the registry
+authenticates with the instance's webhook token as ``Authorization: Bearer <token>``.
+Checks run in this order: 405 method, 404 unknown instance, 401 token, 415 content type,
+413 body size (Content-Length, then the bytes really read), 400 JSON and envelope. The
+request only touches the database: no registry or KMS call, so it answers fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from config.errors import DomainError
+from registry import services
+
+logger = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
+    response = JsonResponse({"code": code, "message": message, **extra}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="signet-registry-webhook"'
+    return response
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@csrf_exempt
+def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
+    if request.method != "POST":
+        response = _error(405, "UnsupportedOperation", "Only POST is allowed here.")
+        response["Allow"] = "POST"
+        return response
+    try:
+        instance = services.get_instance(name=instance_name)
+    except services.InstanceNotFound as exc:
+        return _error(exc.http_status, exc.code, exc.message)
+
+    token = _bearer_token(request)
+    if token is None:
+        return _error(401, "AuthFailure", "Send the instance's webhook token as "
+                      "'Authorization: Bearer <token>'.")
+    if not services.authenticate_webhook(instance=instance, token=token):
+        logger.warning("registry webhook: wrong token for instance %s", instance.name)
+        return _error(401, "AuthFailure", "The webhook token is not valid for this instance.")
+
+    content_type = request.content_type or ""
+    if content_type.lower() not in services.WEBHOOK_CONTENT_TYPES:
+        return _error(
+            415, "UnsupportedMediaType",
+            f"Content-Type must be {' or '.join(services.WEBHOOK_CONTENT_TYPES)}, "
+            f"not {content_type[:100] or 'missing'!r}.",
+        )
+
+    limit = settings.REGISTRY_WEBHOOK_MAX_BODY_BYTES
+    too_large = _error(413, "RequestTooLarge", f"The body is larger than {limit} bytes.")
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return _error(400, "InvalidParameter", "Content-Length is not a number.")
+    if declared > limit:
+        return too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return too_large
+
+    try:
+        envelope = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _error(400, "InvalidParameter", "The body is not UTF-8 text.")
+    except json.JSONDecodeError as exc:
+        return _error(
+            400, "InvalidParameter",
+            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+        )
+    except RecursionError:
+        return _error(400, "InvalidParameter", "The body is nested too deeply.")
+
+    try:
+        result = services.record_events(instance=instance, envelope=envelope)
+    except DomainError as exc:
+        fields = getattr(exc, "fields", None)
+        error = {"code": exc.code, "message": exc.message, **({"fields": fields} if fields else {})}
+        return JsonResponse(error, status=exc.http_status)
+    return JsonResponse(result.as_dict(), status=200)

@@ -1,0 +1,83 @@
+"""Reading and writing cosign ``.sig`` artifacts in a registry (through the OCI client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from registry.client import RegistryClient
+from signing.payload import (
+    OCI_MANIFEST_MEDIA_TYPE,
+    SignatureLayer,
+    build_signature_manifest,
+    merge_layers,
+    parse_signature_manifest,
+    same_key_fingerprint,
+    signature_tag,
+)
+
+
+def read_layers(client: RegistryClient, repository: str, digest: str) -> list[SignatureLayer]:
+    """The signature layers beside ``digest``, blobs included; [] when there is none."""
+    tag = signature_tag(digest)
+    if client.head_manifest(repository, tag) is None:
+        return []
+    manifest = client.get_manifest(repository, tag)
+    return [
+        SignatureLayer.from_entry(entry, client.get_blob(repository, entry.layer_digest))
+        for entry in parse_signature_manifest(manifest.json)
+    ]
+
+
+def _write(
+    client: RegistryClient, repository: str, digest: str, layers: list[SignatureLayer]
+) -> str:
+    manifest, _config, blobs = build_signature_manifest(layers)
+    for blob in blobs.values():
+        client.upload_blob(repository, blob)  # skips blobs the registry already has
+    return client.put_manifest(repository, signature_tag(digest), manifest, OCI_MANIFEST_MEDIA_TYPE)
+
+
+def publish(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    layer: SignatureLayer,
+    *,
+    drop_fingerprints: Iterable[str] = (),
+) -> str:
+    """Add ``layer`` to the image's ``.sig`` artifact; returns the artifact's digest.
+
+    Another key's layers stay; this key's earlier layer is replaced, never duplicated;
+    layers of ``drop_fingerprints`` (a replaced policy key) are removed.
+    """
+    dropped = set(drop_fingerprints) - {layer.key_fingerprint}
+    existing = [
+        old for old in read_layers(client, repository, digest) if old.key_fingerprint not in dropped
+    ]
+    layers = merge_layers(existing, [layer], same_key=same_key_fingerprint)
+    return _write(client, repository, digest, layers)
+
+
+def remove(
+    client: RegistryClient, repository: str, digest: str, *, key_fingerprint: str = ""
+) -> str:
+    """Remove one key's layers (or, with no fingerprint, the whole artifact).
+
+    Returns what happened: ``"absent"``, ``"deleted"`` (no layer left) or ``"rewritten"``.
+    """
+    tag = signature_tag(digest)
+    current = client.head_manifest(repository, tag)
+    if current is None:
+        return "absent"
+    kept: list[SignatureLayer] = []
+    if key_fingerprint:
+        kept = [
+            layer
+            for layer in read_layers(client, repository, digest)
+            if layer.key_fingerprint != key_fingerprint
+        ]
+    if not kept:
+        client.delete_manifest(repository, current.digest)
+        return "deleted"
+    _write(client, repository, digest, kept)
+    return "rewritten"

@@ -1,0 +1,51 @@
+"""Signing domain errors, with codes API users can program against."""
+
+from __future__ import annotations
+
+from config.errors import DomainError, ValidationFailed
+
+
+class SigningError(DomainError):
+    code = "SigningError"
+
+
+class PolicyExists(SigningError):
+    code = "PolicyExists"
+    http_status = 409
+    default_message = "This namespace already has a signing policy; only one is allowed."
+
+
+class PolicyNotFound(SigningError):
+    code = "PolicyNotFound"
+    http_status = 404
+    default_message = "No such signing policy."
+
+
+class NoSigningPolicy(SigningError):
+    code = "NoSigningPolicy"
+    http_status = 409
+    default_message = "The namespace has no signing policy."
+
+
+class InvalidPolicy(ValidationFailed):
+    """A policy field breaks a rule; ``code`` names the rule."""
+
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__(message, fields={field: [message]})
+        self.code = code
+
+
+class KeyNotSuitable(SigningError):
+    """The policy's key cannot sign images (usage, state); ``code`` says why."""
+
+    http_status = 409
+
+    def __init__(self, code: str, message: str, **details) -> None:
+        super().__init__(message, **details)
+        self.code = code
+
+
+class ImageNotFound(SigningError):
+    code = "ImageNotFound"
+    http_status = 404
+    default_message = "No such image."

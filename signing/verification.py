@@ -1,0 +1,174 @@
+"""Checking an image's signature the way an independent verifier would.
+
+The ``.sig`` artifact is read from the registry (not from Signet's records), each
+layer's signature is checked against the policy key's public key, and the payload's
+identity and digest are compared with the image asked about.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from config.errors import DomainError
+from kms import crypto
+from registry.client import is_digest
+from registry.models import Instance, Namespace
+from signing import artifacts
+from signing.errors import ImageNotFound, InvalidPolicy, NoSigningPolicy
+from signing.models import SigningPolicy
+from signing.payload import InvalidPayload, InvalidSignatureManifest, parse_payload
+
+_IMAGE_RE = re.compile(
+    r"^(?P<domain>[^/]+)/(?P<repository>[a-z0-9][a-z0-9._/-]*?)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+@dataclass
+class VerificationResult:
+    image: str
+    verified: bool
+    digest: str = ""
+    docker_reference: str = ""
+    key_id: str = ""
+    key_fingerprint: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "image": self.image,
+            "verified": self.verified,
+            "digest": self.digest,
+            "docker_reference": self.docker_reference,
+            "key_id": self.key_id,
+            "key_fingerprint": self.key_fingerprint,
+            "reasons": self.reasons,
+        }
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    domain: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_image(image: str) -> ImageReference:
+    match = _IMAGE_RE.match(image.strip()) if isinstance(image, str) else None
+    if not match or not (match["tag"] or match["digest"]) or "/" not in match["repository"]:
+        raise InvalidPolicy(
+            "InvalidImage",
+            "image",
+            "Image must look like <domain>/<namespace>/<repository>:<tag> or "
+            "<domain>/<namespace>/<repository>@sha256:<64 hex digits>.",
+        )
+    return ImageReference(match["domain"], match["repository"], match["tag"], match["digest"])
+
+
+def _instance_for(domain: str) -> Instance:
+    instance = (
+        Instance.objects.filter(Q(default_domain=domain) | Q(domains__name=domain))
+        .distinct()
+        .first()
+    )
+    if instance is None:
+        raise ImageNotFound(f"No registry instance answers to domain {domain}.")
+    return instance
+
+
+def verify_image(*, image: str, instances=None) -> VerificationResult:
+    """Verify ``image`` against its namespace policy's key. Never raises for a bad signature."""
+    ref = parse_image(image)
+    instance = _instance_for(ref.domain)
+    if instances is not None and not instances.filter(pk=instance.pk).exists():
+        raise ImageNotFound(f"No registry instance answers to domain {ref.domain}.")
+    namespace_name = ref.repository.split("/", 1)[0]
+    namespace = Namespace.objects.filter(instance=instance, name=namespace_name).first()
+    policy = (
+        SigningPolicy.objects.select_related("key").filter(namespace=namespace).first()
+        if namespace
+        else None
+    )
+    if policy is None:
+        raise NoSigningPolicy(
+            f"Namespace {namespace_name} of instance {instance.name} has no signing policy, "
+            "so there is no key to verify with."
+        )
+    client = instance.registry_client()
+    result = VerificationResult(image=image, verified=False)
+    try:
+        if ref.digest:
+            digest = ref.digest
+        else:
+            head = client.head_manifest(ref.repository, ref.tag or "")
+            if head is None:
+                raise ImageNotFound(f"{ref.repository}:{ref.tag} is not in the registry.")
+            digest = head.digest
+        result.digest = digest
+        if ref.tag and ref.digest:
+            head = client.head_manifest(ref.repository, ref.tag)
+            if head is None or head.digest != ref.digest:
+                result.reasons.append(f"Tag {ref.tag} does not point at {ref.digest}.")
+                return result
+        layers = artifacts.read_layers(client, ref.repository, digest)
+    except (InvalidSignatureManifest, InvalidPayload) as exc:
+        result.reasons.append(f"The signature artifact is malformed: {exc}")
+        return result
+    except DomainError:
+        raise
+    if not layers:
+        result.reasons.append(f"No signature exists for {ref.repository}@{digest}.")
+        return result
+
+    key = policy.key
+    public_key = crypto.load_public_key(key.public_key_pem)
+    # What skopeo's matchRepository checks: the name the image is pulled by.
+    expected_reference = f"{ref.domain}/{ref.repository}"
+    result.key_id, result.key_fingerprint = str(key.key_id), key.public_key_fingerprint
+    for number, layer in enumerate(layers, start=1):
+        try:
+            signature = base64.b64decode(layer.signature_b64, validate=True)
+        except ValueError:
+            result.reasons.append(f"Signature {number}: not valid base64.")
+            continue
+        if not crypto.verify(
+            public_key,
+            algorithm=crypto.RSA_PKCS1_SHA_256,
+            message=layer.payload,
+            message_type=crypto.RAW,
+            signature=signature,
+        ):
+            result.reasons.append(
+                f"Signature {number}: does not verify with key {key.alias} "
+                f"(fingerprint {key.public_key_fingerprint[:16]}…)."
+            )
+            continue
+        try:
+            payload = parse_payload(layer.payload)
+        except InvalidPayload as exc:
+            result.reasons.append(f"Signature {number}: payload rejected: {exc}")
+            continue
+        if payload.manifest_digest != digest:
+            result.reasons.append(
+                f"Signature {number}: signs digest {payload.manifest_digest}, not {digest}."
+            )
+            continue
+        if payload.docker_reference != expected_reference:
+            result.reasons.append(
+                f"Signature {number}: identity {payload.docker_reference} is not "
+                f"{expected_reference}."
+            )
+            continue
+        result.verified = True
+        result.docker_reference = payload.docker_reference
+        result.reasons = [f"Signature {number} verifies with key {key.alias}."]
+        return result
+    return result
+
+
+__all__ = ["VerificationResult", "is_digest", "parse_image", "verify_image"]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from registry import services
+from registry.models import (
+    Instance,
+    InstanceDomain,
+    Manifest,
+    ManifestReference,
+    Namespace,
+    RegistryEvent,
+    Repository,
+    Tag,
+    TagHistory,
+)
+from tests.factories import make_user
+from tests.registry import handlers
+from tests.registry.events import EVENTS_TYPE
+
+REGISTRY_MODELS = [
+    Instance, InstanceDomain, Namespace, Repository, Manifest, ManifestReference, Tag,
+    TagHistory, RegistryEvent,
+]
+
+
+def db_snapshot() -> dict[str, list[dict[str, Any]]]:
+    """Every registry row, every column: equal snapshots mean nothing changed."""
+    snapshot = {}
+    for model in REGISTRY_MODELS:
+        rows = []
+        for row in model.objects.order_by("pk").values():
+            rows.append({k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()})
+        snapshot[model.__name__] = rows
+    return snapshot
+
+
+def make_instance(name: str = "prod", **fields: Any) -> tuple[Instance, str]:
+    fields.setdefault("backend_url", "http://127.0.0.1:9")
+    fields.setdefault("default_domain", "registry.example.com")
+    return services.create_instance(name=name, **fields)
+
+
+@pytest.fixture
+def instance_and_token(db) -> tuple[Instance, str]:
+    return make_instance()
+
+
+@pytest.fixture
+def instance(instance_and_token) -> Instance:
+    return instance_and_token[0]
+
+
+@pytest.fixture
+def webhook_token(instance_and_token) -> str:
+    return instance_and_token[1]
+
+
+@pytest.fixture
+def post_events(instance, webhook_token) -> Callable[..., Any]:
+    """POST a body to the webhook through Django's test client (CSRF checks on)."""
+    client = Client(enforce_csrf_checks=True)
+
+    def post(
+        body: Any, *, token: str | None = webhook_token, instance_name: str | None = None,
+        content_type: str = EVENTS_TYPE, **headers: str,
+    ):
+        import json
+
+        data = body if isinstance(body, bytes | str) else json.dumps(body)
+        if token is not None:
+            headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {token}")
+        url = f"/api/v1/registry/instances/{instance_name or instance.name}/events/"
+        return client.post(url, data=data, content_type=content_type, **headers)
+
+    return post
+
+
+@pytest.fixture
+def recorded_calls():
+    handlers.reset()
+    yield handlers.CALLS
+    handlers.reset()
+
+
+def token_client(user) -> APIClient:
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def client_with(db):
+    """``client_with("registry.view_tag", ...)``: a token client for a user with those perms."""
+
+    def build(*perms: str, **fields: Any) -> APIClient:
+        return token_client(make_user(perms=list(perms), **fields))
+
+    return build
+
+
+@pytest.fixture
+def superuser_client(db) -> APIClient:
+    return token_client(make_user(is_superuser=True, is_staff=True))

@@ -1,0 +1,191 @@
+"""A real docker-registry notifying a real Signet (pytest-django ``live_server``).
+
+Images are pushed with ``RegistryClient``; the registry posts its events to the
+webhook on its own schedule, so each test waits (bounded) for the records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.db import connections
+
+from registry import services
+from registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from registry.models import EventStatus, Instance, Manifest, RegistryEvent, Tag, TagHistory
+from tests.registry.conftest import make_instance
+from tests.support.oci import build_image, push_image, push_index
+from tests.support.registry_server import RegistryServer
+
+pytestmark = [pytest.mark.registry_server, pytest.mark.django_db(transaction=True)]
+
+WAIT_SECONDS = 10.0
+
+
+def _idle() -> bool:
+    # The live server shares this thread's connection: while a delivery's transaction is
+    # open, reads here would see its rows half-written.
+    return not connections["default"].in_atomic_block
+
+
+def wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if _idle() and predicate() and _idle():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {WAIT_SECONDS:.0f}s waiting for {what}")
+
+
+@dataclass
+class Attached:
+    instance: Instance
+    server: RegistryServer
+    client: RegistryClient
+
+
+def _signet_url(live_server) -> str:
+    return live_server.url.replace("://localhost:", "://127.0.0.1:")
+
+
+@pytest.fixture
+def signet(live_server):
+    """The live server, answering on this test thread's database connection.
+
+    The session-wide ``live_server`` captured the in-memory SQLite connection that
+    existed when it started; a later test may hold another one, and two connections to a
+    shared-cache in-memory database lock each other's tables. Point the server's
+    request threads at the current connection, as Django's LiveServerTestCase does.
+    """
+    connection = connections["default"]
+    override = live_server.thread.connections_override
+    previous = override.get("default")
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        connection.inc_thread_sharing()
+        override["default"] = connection
+    yield live_server
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        if previous is None:
+            override.pop("default", None)
+        else:
+            override["default"] = previous
+        connection.dec_thread_sharing()
+
+
+@pytest.fixture
+def attached(signet, registry_server_factory) -> Attached:
+    """An instance whose registry posts its notifications to the live Signet.
+
+    The endpoint's config is the fixture's plus ``includereferences: true`` (as in the
+    block Signet generates): without it Distribution 2.8 sends no index children.
+    """
+    instance, token = make_instance("prod")
+    server = registry_server_factory(
+        notify_url=_signet_url(signet) + services.webhook_path(instance=instance),
+        notify_token=token,
+        extra_config={"notifications": {"events": {"includereferences": True}}},
+    )
+    instance = services.update_instance(instance=instance, backend_url=server.url)
+    client = RegistryClient(server.url, backoff=0.05)
+    yield Attached(instance=instance, server=server, client=client)
+    client.close()
+
+
+def test_a_real_push_by_tag_reaches_signet_through_the_webhook(attached):
+    image = build_image(seed="web-1")
+    digest = push_image(attached.client, "prod/web", "v1", seed="web-1")
+
+    wait_for(lambda: Tag.objects.filter(name="v1").exists(), "the tag prod/web:v1")
+
+    tag = Tag.objects.select_related("manifest", "repository__namespace").get()
+    assert tag.repository.name == "prod/web"
+    assert tag.repository.namespace.instance == attached.instance
+    assert tag.manifest.digest == digest == image.digest
+    assert tag.manifest.media_type == OCI_MANIFEST
+    assert tag.manifest.size == len(image.manifest)
+    event = RegistryEvent.objects.get(tag="v1")
+    assert (event.action, event.status, event.digest) == ("push", EventStatus.PROCESSED, digest)
+
+
+def test_a_real_index_push_records_the_index_and_its_children(attached):
+    index_digest, children = push_index(attached.client, "prod/multi", "v2", seed="multi")
+
+    wait_for(lambda: Tag.objects.filter(name="v2").exists(), "the index tag")
+    wait_for(
+        lambda: Manifest.objects.filter(digest__in=children).count() == 2, "both children"
+    )
+
+    index = Manifest.objects.get(digest=index_digest)
+    assert index.media_type == OCI_INDEX
+    assert sorted(m.digest for m in index.children.all()) == sorted(children)
+    assert Tag.objects.get(name="v2").manifest == index
+
+
+def test_a_real_re_push_moves_the_tag(attached):
+    old = push_image(attached.client, "prod/web", "latest", seed="old")
+    wait_for(lambda: Tag.objects.filter(name="latest").exists(), "the first push")
+
+    new = push_image(attached.client, "prod/web", "latest", seed="new")
+    wait_for(
+        lambda: Tag.objects.filter(name="latest", manifest__digest=new).exists(), "the move"
+    )
+
+    history = list(TagHistory.objects.order_by("moved_at", "id")
+                   .values_list("from_digest", "to_digest"))
+    assert history == [("", old), (old, new)]
+
+
+def test_a_real_delete_removes_the_manifest_and_its_tags(attached):
+    digest = push_image(attached.client, "prod/web", "v1", seed="doomed")
+    push_image(attached.client, "prod/web", "keep", seed="kept")
+    wait_for(lambda: Tag.objects.count() == 2, "both tags")
+
+    attached.client.delete_manifest("prod/web", digest)
+
+    wait_for(lambda: not Manifest.objects.filter(digest=digest).exists(), "the delete")
+    assert list(Tag.objects.values_list("name", flat=True)) == ["keep"]
+    assert RegistryEvent.objects.filter(action="delete", digest=digest).exists()
+
+
+def test_a_real_signature_push_is_ignored(attached):
+    digest = push_image(attached.client, "prod/web", "v1", seed="signed")
+    signature_tag = digest.replace("sha256:", "sha256-") + ".sig"
+
+    push_image(attached.client, "prod/web", signature_tag, seed="signature")
+
+    wait_for(lambda: RegistryEvent.objects.filter(tag=signature_tag).exists(), "the sig event")
+    assert RegistryEvent.objects.get(tag=signature_tag).status == EventStatus.IGNORED
+    assert list(Tag.objects.values_list("name", flat=True)) == ["v1"]
+    assert Manifest.objects.count() == 1
+
+
+class _YamlConfiguredRegistry(RegistryServer):
+    """A registry whose config.yml is block YAML ending with Signet's generated block."""
+
+    notifications_block = ""
+
+    def _launch(self, port: int) -> bool:
+        self.config_path.write_text(
+            services.to_yaml(self.config(port)) + "\n" + self.notifications_block
+        )
+        return super()._launch(port)
+
+
+def test_the_generated_notifications_block_works_in_a_real_registry(signet, tmp_path):
+    instance, token = make_instance("prod")
+    url = _signet_url(signet) + services.webhook_path(instance=instance)
+    server = _YamlConfiguredRegistry(workdir=tmp_path)
+    server.notifications_block = services.notifications_config(
+        instance=instance, token=token, webhook_url=url
+    )
+    with server, RegistryClient(server.url, backoff=0.05) as client:
+        digest = push_image(client, "prod/app", "v1", seed="yaml")
+        wait_for(lambda: Tag.objects.filter(name="v1").exists(), "the push")
+
+    assert Tag.objects.get().manifest.digest == digest
+    assert "notifications:" in server.config_path.read_text()
+    # The block's filters hold: blob uploads never reached Signet.
+    assert not RegistryEvent.objects.filter(media_type="application/octet-stream").exists()
