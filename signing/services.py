@@ -199,9 +199,16 @@ def update_policy(
     new_key = _resolve_key(key) if key is not None else policy.key
     new_name = name if name is not None else policy.name
     new_domain = domain if domain is not None else policy.domain
-    warnings = validate_policy(
-        namespace=policy.namespace, name=new_name, key=new_key, domain=new_domain
-    )
+    if new_key.pk == policy.key_id:
+        # The key is not changing: a policy whose key was disabled can still be renamed
+        # or disabled; its health shows the key problem.
+        check_policy_name(new_name)
+        _check_domain(policy.namespace, new_domain)
+        warnings = _region_warning(policy.namespace, new_key)
+    else:
+        warnings = validate_policy(
+            namespace=policy.namespace, name=new_name, key=new_key, domain=new_domain
+        )
     with transaction.atomic():
         locked = SigningPolicy.objects.select_for_update().get(pk=policy.pk)
         locked.name, locked.key, locked.domain = new_name, new_key, new_domain
@@ -226,11 +233,14 @@ class Health:
     message: str
 
 
-def policy_health(policy: SigningPolicy) -> Health:
+def policy_health(policy: SigningPolicy, *, authorized: bool | None = None) -> Health:
+    """``authorized``: the caller's lookup of the service grant (a list asks once)."""
     key = policy.key
     if key.state != KeyState.ENABLED:
         return Health(False, f"Key {key.alias} is {key.state}: new images are not signed.")
-    if not kms_services.is_service_authorized(SERVICE):
+    if authorized is None:
+        authorized = kms_services.is_service_authorized(SERVICE)
+    if not authorized:
         return Health(False, "The registry signing service is not authorized to use KMS keys.")
     if policy.disabled:
         return Health(True, "Disabled: new pushes are not signed automatically.")
@@ -481,8 +491,17 @@ def _reason(exc: Exception) -> tuple[str, str]:
 def _claim(signature_id: int) -> Signature | None:
     """Take a row for signing; None when it is signed already or another worker has it."""
     now = timezone.now()
+    policy_key_id = (
+        Signature.objects.filter(pk=signature_id).values_list("policy__key_id", flat=True).first()
+    )
+    if policy_key_id is None:
+        return None
+    # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
+    # for. With _needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
+    # against the old snapshot, and concurrent workers all claimed (and signed) one row.
     claimed = (
-        Signature.objects.filter(_needs_signing(), pk=signature_id)
+        Signature.objects.filter(pk=signature_id)
+        .filter(~Q(status=SignatureStatus.SIGNED) | ~Q(key_id=policy_key_id))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     )

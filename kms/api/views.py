@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from config.api import ActionPermission
 from kms import services
 from kms.api import serializers as s
-from kms.api.permissions import KmsActionPermission
 from kms.models import Key, ServiceAuthorization
 
 _VIEW = "kms.view_key"
@@ -34,7 +34,7 @@ def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict
 class KeyViewSet(viewsets.GenericViewSet):
     """Asymmetric signing keys (CreateKey, ListKeys, DescribeKey, GetPublicKey, ...)."""
 
-    permission_classes = [KmsActionPermission]
+    permission_classes = [ActionPermission]
     action_permissions = {
         "list": _VIEW,
         "retrieve": _VIEW,
@@ -166,7 +166,7 @@ class KeyViewSet(viewsets.GenericViewSet):
 class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
     """Grants letting a service (the registry signer) use KMS keys; history is kept."""
 
-    permission_classes = [KmsActionPermission]
+    permission_classes = [ActionPermission]
     action_permissions = {
         "list": "kms.view_serviceauthorization",
         "metadata": "kms.view_serviceauthorization",

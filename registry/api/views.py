@@ -17,10 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from config.api import ActionPermission
 from config.errors import ValidationFailed
 from registry import services
 from registry.api import serializers as s
-from registry.api.permissions import RegistryActionPermission
 from registry.models import Instance, InstanceDomain, Manifest, Namespace, Repository, Tag
 
 
@@ -52,7 +52,7 @@ def _read_only(model: str) -> dict[str, str]:
 class InstanceViewSet(viewsets.GenericViewSet):
     """Registry instances. The webhook token is returned by create and rotate only."""
 
-    permission_classes = [RegistryActionPermission]
+    permission_classes = [ActionPermission]
     action_permissions = {
         **_read_only("instance"),
         "create": "registry.add_instance",
@@ -138,7 +138,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
 
 
 class NamespaceViewSet(viewsets.GenericViewSet):
-    permission_classes = [RegistryActionPermission]
+    permission_classes = [ActionPermission]
     action_permissions = {
         **_read_only("namespace"),
         "create": "registry.add_namespace",
@@ -209,7 +209,7 @@ class NamespaceViewSet(viewsets.GenericViewSet):
 
 
 class _ReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
-    permission_classes = [RegistryActionPermission]
+    permission_classes = [ActionPermission]
 
 
 class RepositoryViewSet(_ReadOnlyViewSet):
