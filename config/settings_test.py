@@ -15,3 +15,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Signing work runs in the caller's thread so tests see its result deterministically;
 # tests of the asynchronous path switch to "thread" explicitly.
 SIGNING_DISPATCH = "inline"
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not the in-memory default: the live server, the signing threads and the test
+    # share it through WAL and the busy timeout, exactly as a deployed SQLite Signet does.
+    (BASE_DIR / ".local").mkdir(exist_ok=True)  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".local" / "test-db.sqlite3")}  # noqa: F405

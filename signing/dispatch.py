@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,21 @@ def dispatch(func: Callable[..., Any], *args: Any) -> None:
     if settings.SIGNING_DISPATCH == "inline":
         func(*args)
         return
+    # The pool's threads have their own database connections: hand the work over once the
+    # caller's transaction (if any) has committed the rows it starts from.
+    transaction.on_commit(lambda: _submit(func, *args))
+
+
+def _submit(func: Callable[..., Any], *args: Any) -> None:
     future = _pool().submit(_run, func, *args)
     with _lock:
         _futures.add(future)
-    future.add_done_callback(lambda done: _futures.discard(done))
+    future.add_done_callback(_forget)
+
+
+def _forget(future: Future) -> None:
+    with _lock:
+        _futures.discard(future)
 
 
 def wait_for_background_work(timeout: float = 30.0) -> bool:

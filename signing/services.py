@@ -10,8 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from config.errors import DomainError
@@ -223,8 +224,10 @@ def update_policy(
 
 
 def resign_candidates(policy: SigningPolicy) -> QuerySet[Signature]:
-    """Signed images whose signature was made with another key than the policy's."""
-    return policy.signatures.filter(status=SignatureStatus.SIGNED).exclude(key_id=policy.key_id)
+    """Signed images signed with another key, or for another domain, than the policy's."""
+    return policy.signatures.filter(status=SignatureStatus.SIGNED).filter(
+        ~Q(key_id=policy.key_id) | ~Q(docker_reference=_expected_reference())
+    )
 
 
 @dataclass(frozen=True)
@@ -430,9 +433,18 @@ def on_manifests_deleted(*, instance: Instance, manifests, source: str) -> None:
 # --- signing ---------------------------------------------------------------------------------
 
 
+def _expected_reference() -> Concat:
+    return Concat(F("policy__domain"), Value("/"), F("manifest__repository__name"))
+
+
 def _needs_signing() -> Q:
-    """Rows not yet signed, or signed with another key than their policy's (re-sign)."""
-    return ~Q(status=SignatureStatus.SIGNED) | ~Q(key_id=F("policy__key_id"))
+    """Rows not yet signed, or signed with another key or for another domain than their
+    policy's now (a re-sign replaces them)."""
+    return (
+        ~Q(status=SignatureStatus.SIGNED)
+        | ~Q(key_id=F("policy__key_id"))
+        | ~Q(docker_reference=_expected_reference())
+    )
 
 
 def _ensure_pending(
@@ -491,17 +503,24 @@ def _reason(exc: Exception) -> tuple[str, str]:
 def _claim(signature_id: int) -> Signature | None:
     """Take a row for signing; None when it is signed already or another worker has it."""
     now = timezone.now()
-    policy_key_id = (
-        Signature.objects.filter(pk=signature_id).values_list("policy__key_id", flat=True).first()
+    current = (
+        Signature.objects.filter(pk=signature_id)
+        .values_list("policy__key_id", "policy__domain", "manifest__repository__name")
+        .first()
     )
-    if policy_key_id is None:
+    if current is None:
         return None
+    policy_key_id, domain, repository = current
     # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
     # for. With _needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
     # against the old snapshot, and concurrent workers all claimed (and signed) one row.
     claimed = (
         Signature.objects.filter(pk=signature_id)
-        .filter(~Q(status=SignatureStatus.SIGNED) | ~Q(key_id=policy_key_id))
+        .filter(
+            ~Q(status=SignatureStatus.SIGNED)
+            | ~Q(key_id=policy_key_id)
+            | ~Q(docker_reference=f"{domain}/{repository}")
+        )
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     )
@@ -632,7 +651,13 @@ def sign_signatures(ids: Sequence[int]) -> SignOutcome:
     clients: dict[int, Any] = {}
     kms_client = get_kms_client(service=SERVICE)
     for signature_id in ids:
-        status = sign_signature(signature_id, kms_client=kms_client, registry_clients=clients)
+        try:
+            status = sign_signature(signature_id, kms_client=kms_client, registry_clients=clients)
+        except DatabaseError:
+            # The row stays claimed until its lease ends; retry_signatures takes it again.
+            logger.exception("recording signature %s failed; it will be retried", signature_id)
+            outcome.failed += 1
+            continue
         if status == SignatureStatus.SIGNED:
             outcome.signed += 1
         elif status == SignatureStatus.FAILED:

@@ -16,7 +16,7 @@ from django.db.models import Q
 from config.errors import DomainError
 from kms import crypto
 from registry.client import is_digest
-from registry.models import Instance, Namespace
+from registry.models import REPOSITORY_PATTERN, Instance, Namespace
 from signing import artifacts
 from signing.errors import ImageNotFound, InvalidPolicy, NoSigningPolicy
 from signing.models import SigningPolicy
@@ -26,6 +26,9 @@ _IMAGE_RE = re.compile(
     r"^(?P<domain>[^/]+)/(?P<repository>[a-z0-9][a-z0-9._/-]*?)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+
+
+_REPOSITORY_RE = re.compile(REPOSITORY_PATTERN)
 
 
 @dataclass
@@ -60,7 +63,12 @@ class ImageReference:
 
 def parse_image(image: str) -> ImageReference:
     match = _IMAGE_RE.match(image.strip()) if isinstance(image, str) else None
-    if not match or not (match["tag"] or match["digest"]) or "/" not in match["repository"]:
+    if (
+        not match
+        or not (match["tag"] or match["digest"])
+        or "/" not in match["repository"]
+        or not _REPOSITORY_RE.fullmatch(match["repository"])  # e.g. "team//app", "team/app-"
+    ):
         raise InvalidPolicy(
             "InvalidImage",
             "image",
