@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "kms",
     "registry",
     "signing",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -141,6 +143,13 @@ KMS_MASTER_KEY_FILE = _setting(
 )
 if not KMS_MASTER_KEY and DEBUG and Path(KMS_MASTER_KEY_FILE).is_file():
     KMS_MASTER_KEY = Path(KMS_MASTER_KEY_FILE).read_text().strip()
+if KMS_MASTER_KEY:
+    from kms.crypto import MasterKeyring, MasterKeyringError
+
+    try:
+        MasterKeyring.parse(KMS_MASTER_KEY)
+    except MasterKeyringError as exc:  # the message names the entry, never key bytes
+        raise ImproperlyConfigured(f"{exc} (see .env.example).") from None
 KMS_BACKEND = _setting("KMS_BACKEND", env.str, "local")
 if KMS_BACKEND not in {"local", "http"}:
     raise ImproperlyConfigured(f"KMS_BACKEND must be 'local' or 'http', not {KMS_BACKEND!r}.")
@@ -195,9 +204,13 @@ SIGNING_DISPATCH = _setting("SIGNING_DISPATCH", env.str, "thread")
 if SIGNING_DISPATCH not in {"thread", "inline"}:
     raise ImproperlyConfigured("SIGNING_DISPATCH must be 'thread' or 'inline'.")
 SIGNING_WORKER_THREADS = _setting("SIGNING_WORKER_THREADS", env.int, 2)
+if SIGNING_WORKER_THREADS < 1:
+    raise ImproperlyConfigured("SIGNING_WORKER_THREADS must be at least 1.")
 # Manual/bulk requests sign up to this many images before answering; the rest goes to
 # the background pool.
 SIGNING_SYNC_LIMIT = _setting("SIGNING_SYNC_LIMIT", env.int, 50)
+if SIGNING_SYNC_LIMIT < 0:
+    raise ImproperlyConfigured("SIGNING_SYNC_LIMIT must not be negative.")
 # Failed signatures are retried after base * 2^(attempts-1) seconds, capped.
 SIGNING_RETRY_BASE_SECONDS = _setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
 SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)

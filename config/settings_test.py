@@ -20,4 +20,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not the in-memory default: the live server, the signing threads and the test
     # share it through WAL and the busy timeout, exactly as a deployed SQLite Signet does.
     (BASE_DIR / ".local").mkdir(exist_ok=True)  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".local" / "test-db.sqlite3")}  # noqa: F405
+    # One per process: two test runs in one checkout must not share (and clobber) it.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / ".local" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    }

@@ -23,4 +23,5 @@ urlpatterns = [
     ),
     path("api/v1/registry/", include("registry.api.urls")),
     path("api/v1/signing/", include("signing.api.urls")),
+    path("api/v1/audit/", include("audit.api.urls")),
 ]

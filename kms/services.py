@@ -16,6 +16,7 @@ from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from audit import services as audit
 from kms import crypto
 from kms.errors import (
     AliasAlreadyExists,
@@ -200,6 +201,10 @@ def create_key(
     try:
         with transaction.atomic():
             key.save(force_insert=True)
+            audit.record(
+                "kms.key.created", obj=key, actor=created_by,
+                details={"alias": alias, "key_usage": key_usage, "region": region},
+            )
     except IntegrityError:
         # Two concurrent creates with one alias: the unique constraint decides.
         raise AliasAlreadyExists(
@@ -243,6 +248,12 @@ def _require_enabled(key: Key) -> None:
         )
 
 
+_AUDIT_STATE_ACTIONS: dict[tuple[str, str], str] = {
+    (KeyState.DISABLED, KeyState.PENDING_DELETE): "kms.key.deletion_scheduled",
+    (KeyState.PENDING_DELETE, KeyState.DISABLED): "kms.key.deletion_cancelled",
+}
+
+
 def _transition(key_id: str, *, allowed_from: Iterable[str], to: str, **fields) -> Key:
     with transaction.atomic():
         key = get_key(key_id=key_id, for_update=True)
@@ -258,10 +269,15 @@ def _transition(key_id: str, *, allowed_from: Iterable[str], to: str, **fields) 
                 key_id=str(key.key_id),
                 state=key.state,
             )
+        before = {"state": key.state, **{name: getattr(key, name) for name in fields}}
         key.state = to
         for name, value in fields.items():
             setattr(key, name, value)
         key.save(update_fields=["state", "updated_at", *fields])
+        audit.record(
+            _AUDIT_STATE_ACTIONS.get((before["state"], to), "kms.key.state_changed"),
+            obj=key, changes=audit.diff(before, {"state": to, **fields}),
+        )
     key_cache.evict(str(key.key_id))
     logger.info("kms key state changed key_id=%s state=%s", key.key_id, to)
     return key
@@ -368,6 +384,10 @@ def purge_deleted_keys(
                     )
                 )
                 continue
+            audit.record(
+                "kms.key.purged", obj=candidate,
+                details={"alias": candidate.alias, "deletion_date": candidate.deletion_date},
+            )
         key_cache.evict(str(candidate.key_id))
         logger.info("kms key purged key_id=%s alias=%s", candidate.key_id, candidate.alias)
         purged.append(candidate)
@@ -406,6 +426,10 @@ def grant_service_authorization(
             grant = ServiceAuthorization.objects.create(
                 service=service, granted_by=granted_by, note=note
             )
+            audit.record(
+                "kms.service_authorization.granted", obj=grant, object_repr=service,
+                actor=granted_by, details={"service": service, "note": note},
+            )
     except IntegrityError:
         existing = active_service_authorization(service)
         assert existing is not None
@@ -427,6 +451,10 @@ def revoke_service_authorization(*, service: str, revoked_by=None) -> ServiceAut
         grant.revoked_at = timezone.now()
         grant.revoked_by = revoked_by
         grant.save(update_fields=["revoked_at", "revoked_by"])
+        audit.record(
+            "kms.service_authorization.revoked", obj=grant, object_repr=service,
+            actor=revoked_by, details={"service": service},
+        )
     logger.info("kms service authorization revoked service=%s", service)
     return grant
 
@@ -595,6 +623,12 @@ def rotate_master_key() -> RotationResult:
         key_cache.evict(str(key_id))
         resealed += 1
     others = {path: import_string(path)() for path in settings.KMS_MASTER_KEY_ROTATION_HOOKS}
+    audit.record(
+        "kms.master_key.rotated", object_type="kms.master_key", object_id=target,
+        object_repr=f"master key version {target}",
+        details={"target_version": target, "resealed": resealed, "already_current": already,
+                 "hooks": [{"hook": path, "resealed": count} for path, count in others.items()]},
+    )
     logger.info("kms master key rotated to version %s: %s keys re-sealed", target, resealed)
     return RotationResult(
         resealed=resealed, already_current=already, target_version=target, others=others

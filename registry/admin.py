@@ -23,6 +23,7 @@ from django.urls import path
 from django.utils.html import format_html
 
 from config.errors import ValidationFailed
+from config.ids import is_id
 from registry import services
 from registry.models import (
     AuthType,
@@ -75,7 +76,7 @@ class InstanceFilter(admin.SimpleListFilter):
         return list(Instance.objects.order_by("name").values_list("pk", "name"))
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and is_id(self.value()):
             return queryset.filter(**{self.field_path: int(self.value())})
         return queryset
 
@@ -88,7 +89,7 @@ class NamespaceFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         namespaces = Namespace.objects.order_by("instance__name", "name")
         instance = request.GET.get("instance")
-        if instance and instance.isdigit():
+        if instance and is_id(instance):
             namespaces = namespaces.filter(instance_id=int(instance))
         return [
             (pk, f"{instance_name} / {name}")
@@ -96,7 +97,7 @@ class NamespaceFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and is_id(self.value()):
             return queryset.filter(**{self.field_path: int(self.value())})
         return queryset
 
@@ -336,7 +337,7 @@ class InstanceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
     def rotate_webhook_token_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not object_id.isdigit():
+        if not is_id(object_id):
             raise Http404("No such instance.")
         instance = get_object_or_404(Instance, pk=int(object_id))
         if not self.has_change_permission(request, instance):

@@ -400,7 +400,7 @@ class RegistryClient:
                     f"HEAD manifest {self._ref(repository, reference)}", reference, digest
                 )
             digest = reference
-        if not digest or not media_type or not size.isdigit():
+        if not digest or not media_type or not (size.isascii() and size.isdigit()):
             # A registry that leaves out the headers: read the manifest itself.
             manifest = self.get_manifest(repository, reference)
             return ManifestRef(manifest.digest, manifest.media_type, manifest.size)

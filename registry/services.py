@@ -41,8 +41,9 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -52,6 +53,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from audit import context as audit_context
+from audit import services as audit
 from config.errors import DomainError, ValidationFailed
 from kms import crypto
 from kms.services import master_keyring
@@ -202,6 +205,13 @@ def validate_instance_fields(
     errors = _field_errors(Instance, values)
     if "backend_url" not in errors and not backend_url.lower().startswith(("http://", "https://")):
         errors["backend_url"] = ["Use an http:// or https:// URL."]
+    elif "backend_url" not in errors and (
+        urlsplit(backend_url).username or urlsplit(backend_url).password
+    ):
+        # A URL is shown in lists, logs and errors: credentials belong in the sealed secret.
+        errors["backend_url"] = [
+            "Put credentials in the authentication fields, not in the URL."
+        ]
     if region not in settings.KMS_REGIONS:
         errors["region"] = [
             f"Unknown region {region!r}; choose one of {', '.join(settings.KMS_REGIONS)}."
@@ -297,6 +307,12 @@ def create_instance(
                 _store_secret(instance, secret)  # the pk is part of the sealing context
                 instance.save(update_fields=["sealed_secret", "secret_master_key_version"])
             _replace_domains(instance, domains)
+            audit.record(
+                "registry.instance.created", obj=instance, instance_name=name,
+                details={"region": region, "backend_url": backend_url, "auth_type": auth_type,
+                         "username": username, "default_domain": default_domain,
+                         "custom_domains": domains},
+            )
     except IntegrityError:
         raise InstanceExists(
             f"A registry instance named {name!r} already exists.", name=name
@@ -384,12 +400,16 @@ def delete_instance(*, instance: Instance) -> None:
     logger.info("registry instance deleted name=%s", instance.name)
 
 
+@transaction.atomic  # the audit event commits with the new token hash
 def rotate_webhook_token(*, instance: Instance) -> str:
     """A new webhook token; the old one stops working at once. Returned once, stored hashed."""
     token, token_hash = _new_webhook_token()
     Instance.objects.filter(pk=instance.pk).update(
         webhook_token_hash=token_hash, webhook_token_rotated_at=timezone.now(),
         updated_at=timezone.now(),
+    )
+    audit.record(
+        "registry.instance.webhook_token_rotated", obj=instance, instance_name=instance.name
     )
     instance.webhook_token_hash = token_hash
     logger.info("registry instance webhook token rotated name=%s", instance.name)
@@ -544,7 +564,7 @@ def delete_namespace(*, namespace: Namespace) -> None:
         if manifests:
             _call_handlers(
                 settings.REGISTRY_DELETE_HANDLERS, instance=namespace.instance,
-                manifests=manifests, source="namespace-delete",
+                manifests=manifests, source="namespace-delete", raise_errors=True,
             )
         namespace.delete()
     logger.info(
@@ -555,8 +575,20 @@ def delete_namespace(*, namespace: Namespace) -> None:
 # --- recording pushes and deletes -------------------------------------------------------
 
 
-def _call_handlers(paths: Sequence[str], **kwargs: Any) -> int:
-    """Call each handler in a savepoint; returns how many failed (logged, rolled back)."""
+class DeleteHandlerFailed(DomainError):
+    """A delete handler failed: the delete is refused so nothing it guards is orphaned."""
+
+    code = "FailedOperation.DeleteHandlerFailed"
+    http_status = 503
+
+
+def _call_handlers(paths: Sequence[str], *, raise_errors: bool = False, **kwargs: Any) -> int:
+    """Call each handler in a savepoint; returns how many failed (logged, rolled back).
+
+    Delete handlers pass ``raise_errors``: their work (queuing the removal of what hangs
+    off the rows) must not be skipped while the rows go, so a failure refuses the whole
+    delete (503; the registry redelivers the event) instead of orphaning anything.
+    """
     failures = 0
     for path in paths:
         try:
@@ -566,6 +598,11 @@ def _call_handlers(paths: Sequence[str], **kwargs: Any) -> int:
         except Exception:
             failures += 1
             logger.exception("registry handler %s failed; its changes were rolled back", path)
+            if raise_errors:
+                raise DeleteHandlerFailed(
+                    f"Deleting is refused for now: the delete handler {path} failed (logged). "
+                    "Nothing was deleted; try again."
+                ) from None
     return failures
 
 
@@ -642,7 +679,8 @@ def _fail(path: str, message: str) -> None:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # Below 2**63: what a BigIntegerField holds on every database.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _parse_event(index: int, raw: Any) -> Event:
@@ -722,6 +760,18 @@ def _parse_event(index: int, raw: Any) -> Event:
         assert timestamp is not None
         if timezone.is_naive(timestamp):
             _fail(f"{where}.timestamp", "needs a time zone (RFC 3339).")
+        try:
+            timestamp.astimezone(UTC)
+        except OverflowError:
+            _fail(f"{where}.timestamp", "is out of range.")
+    # PostgreSQL text cannot hold NUL characters: refuse them here, with the field's name.
+    for field_path, value in (
+        (f"{where}.id", event_id), (f"{where}.target.mediaType", media_type),
+        *((f"{where}.target.references[{n}].mediaType", r.media_type)
+          for n, r in enumerate(references)),
+    ):
+        if "\x00" in value:
+            _fail(field_path, "must not contain NUL characters.")
     return Event(
         index=index, id=event_id, action=action, repository=repository, digest=digest or "",
         tag=tag or "", media_type=media_type, size=size, timestamp=timestamp,
@@ -824,7 +874,7 @@ class _Recorder:
 
     def tag(self, repository: Repository, manifest: Manifest, name: str, at: datetime) -> None:
         tag = (
-            Tag.objects.select_for_update().select_related("manifest")
+            Tag.objects.select_for_update(of=("self",)).select_related("manifest")
             .filter(repository=repository, name=name).first()
         )
         if tag is None:
@@ -835,7 +885,7 @@ class _Recorder:
                         pushed_at=at, updated_at=at,
                     )
             except IntegrityError:  # created meanwhile by a concurrent delivery
-                tag = Tag.objects.select_for_update().select_related("manifest").get(
+                tag = Tag.objects.select_for_update(of=("self",)).select_related("manifest").get(
                     repository=repository, name=name
                 )
             else:
@@ -883,9 +933,9 @@ class _Recorder:
         tags = manifest.tags.count()
         try:
             with transaction.atomic():
-                self.result.handler_errors += _call_handlers(
+                _call_handlers(
                     settings.REGISTRY_DELETE_HANDLERS, instance=self.instance,
-                    manifests=[manifest], source=self.source,
+                    manifests=[manifest], source=self.source, raise_errors=True,
                 )
                 manifest.delete()
         except (ProtectedError, RestrictedError) as exc:
@@ -961,7 +1011,8 @@ def record_events(*, instance: Instance, envelope: Any) -> RecordResult:
     events = parse_envelope(envelope)
     for attempt in range(3):
         try:
-            return _record(instance=instance, events=events)
+            with audit_context.registry_webhook(instance.name):
+                return _record(instance=instance, events=events)
         except IntegrityError:
             # A concurrent delivery of the same events won a unique constraint: run again,
             # now seeing its rows (they are duplicates or already recorded).

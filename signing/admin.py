@@ -12,7 +12,6 @@ subclasses of ``registry.admin``'s, registered in their place (``signing`` comes
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -36,11 +35,12 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.errors import DomainError
+from config.ids import is_id
 from kms import services as kms_services
 from kms.models import KeyState, ServiceAuthorization
 from registry import admin as registry_admin
 from registry.models import Namespace, Tag
-from signing import services
+from signing import services, snippets
 from signing.forms import REGION_ADVICE, SigningPolicyForm
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.verification import verify_image
@@ -101,39 +101,19 @@ def _outcome_messages(outcome: services.SignOutcome) -> list[tuple[int, str]]:
 
 
 def key_file_name(policy: SigningPolicy) -> str:
-    return f"{policy.key.alias}.pem"
+    return snippets.public_key_file_name(policy)
 
 
 def policy_json_snippet(policy: SigningPolicy) -> str:
-    """A containers ``policy.json`` (skopeo, podman, CRI-O) requiring this policy's key."""
-    scope = f"{policy.domain}/{policy.namespace.name}"
-    document = {
-        "default": [{"type": "reject"}],
-        "transports": {
-            "docker": {
-                scope: [
-                    {
-                        "type": "sigstoreSigned",
-                        "keyPath": f"/etc/containers/keys/{key_file_name(policy)}",
-                        "signedIdentity": {"type": "matchRepository"},
-                    }
-                ]
-            }
-        },
-    }
-    return json.dumps(document, indent=2)
+    return snippets.verification_snippets(policy)["policy_json"]
 
 
 def registries_d_snippet(policy: SigningPolicy) -> str:
-    """The ``/etc/containers/registries.d/<file>.yaml`` telling clients to fetch ``.sig``."""
-    return f"docker:\n  {policy.domain}:\n    use-sigstore-attachments: true\n"
+    return snippets.verification_snippets(policy)["registries_d"]
 
 
 def cosign_command(policy: SigningPolicy) -> str:
-    return (
-        f"cosign verify --key {key_file_name(policy)} --insecure-ignore-tlog "
-        f"{policy.domain}/{policy.namespace.name}/<repository>:<tag>"
-    )
+    return snippets.verification_snippets(policy)["cosign_command"]
 
 
 # --- signing policies -------------------------------------------------------------------
@@ -546,7 +526,7 @@ class SignaturePolicyFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and is_id(self.value()):
             return queryset.filter(policy_id=int(self.value()))
         return queryset
 
@@ -808,7 +788,7 @@ class SigningTagAdmin(registry_admin_tag):
             return HttpResponseNotAllowed(["POST"])
         if not (self.has_view_permission(request) and self.has_sign_images_permission(request)):
             raise PermissionDenied
-        if not object_id.isdigit():
+        if not is_id(object_id):
             raise Http404("No such tag.")
         tag = get_object_or_404(
             Tag.objects.select_related("repository__namespace", "manifest__repository__namespace"),

@@ -15,6 +15,7 @@ from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from audit import services as audit
 from config.errors import DomainError
 from kms import services as kms_services
 from kms.clients import get_kms_client
@@ -173,6 +174,12 @@ def create_policy(
                 disabled=disabled,
                 created_by=created_by,
             )
+            audit.record(
+                "signing.policy.created", obj=policy, actor=created_by,
+                instance_name=namespace.instance.name,
+                details={"namespace": namespace.name, "key_id": key.key_id, "key_alias": key.alias,
+                         "domain": domain, "kms_region": key.region, "disabled": disabled},
+            )
     except IntegrityError:
         # A concurrent create won the race: the unique constraint settles it.
         raise _policy_exists(namespace) from None
@@ -212,11 +219,21 @@ def update_policy(
         )
     with transaction.atomic():
         locked = SigningPolicy.objects.select_for_update().get(pk=policy.pk)
+        audited = ("name", "key_id", "domain", "kms_region", "disabled")
+        before = {f: getattr(locked, f) for f in audited} | {"key_alias": locked.key.alias}
         locked.name, locked.key, locked.domain = new_name, new_key, new_domain
         locked.kms_region = new_key.region
         if disabled is not None:
             locked.disabled = disabled
         locked.save()
+        after = {f: getattr(locked, f) for f in audited} | {"key_alias": new_key.alias}
+        if changes := audit.diff(before, after):
+            audit.record(
+                "signing.policy.disabled"
+                if changes.get("disabled") == [False, True]
+                else "signing.policy.changed",
+                obj=locked, instance_name=policy.namespace.instance.name, changes=changes,
+            )
     policy.refresh_from_db()
     return PolicyOutcome(
         policy=policy, warnings=warnings, resign_candidates=resign_candidates(policy).count()
@@ -263,6 +280,9 @@ def delete_policy(*, policy: SigningPolicy) -> int:
     with transaction.atomic():
         policy = SigningPolicy.objects.select_for_update().get(pk=policy.pk)
         instance = policy.namespace.instance
+        # Lock the rows: a signing that finishes meanwhile then updates nothing and takes
+        # its artifact back out itself, instead of publishing after we listed the artifacts.
+        list(Signature.objects.select_for_update().filter(policy=policy).values_list("id"))
         published = (
             policy.signatures.exclude(sig_manifest_digest="")
             .values_list("manifest__repository__name", "manifest__digest", "key_fingerprint")
@@ -271,6 +291,11 @@ def delete_policy(*, policy: SigningPolicy) -> int:
         )
         cleanup_ids = _queue_cleanups(instance, published, CleanupReason.POLICY_DELETED)
         removed = policy.signatures.count()
+        audit.record(
+            "signing.policy.deleted", obj=policy, instance_name=instance.name,
+            details={"namespace": policy.namespace.name, "key_id": policy.key_id,
+                     "signatures_removed": removed},
+        )
         policy.delete()
     _after_commit_cleanups(cleanup_ids)
     logger.info("signing policy deleted policy=%s signatures_removed=%s", policy.name, removed)
@@ -388,6 +413,9 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
     by_id = {manifest.pk: manifest for manifest in manifests}
     for tag in tags:
         by_id.setdefault(tag.manifest_id, tag.manifest)
+    # An index pushed over children recorded earlier (another tag, before the policy)
+    # still needs every child signed: verifiers check the platform manifest they pick.
+    by_id = {m.pk: m for m in manifests_with_children(by_id.values())}
     if not by_id:
         return
     namespace_ids = {m.repository.namespace_id for m in by_id.values()}
@@ -411,7 +439,13 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
 
 def on_manifests_deleted(*, instance: Instance, manifests, source: str) -> None:
     """REGISTRY_DELETE_HANDLERS entry: an image deleted takes its signatures with it."""
-    signatures = Signature.objects.filter(manifest__in=manifests)
+    # By id through a subquery-free IN of modest size: a namespace delete can pass many.
+    manifest_ids = [manifest.pk for manifest in manifests]
+    if len(manifest_ids) > 5000:
+        namespace_ids = {manifest.repository.namespace_id for manifest in manifests}
+        signatures = Signature.objects.filter(manifest__repository__namespace_id__in=namespace_ids)
+    else:
+        signatures = Signature.objects.filter(manifest_id__in=manifest_ids)
     if source == "webhook":
         rows = signatures.values_list("manifest__repository__name", "manifest__digest").distinct()
         # The image is gone: its whole .sig artifact goes too (fingerprint "").
@@ -437,7 +471,7 @@ def _expected_reference() -> Concat:
     return Concat(F("policy__domain"), Value("/"), F("manifest__repository__name"))
 
 
-def _needs_signing() -> Q:
+def needs_signing() -> Q:
     """Rows not yet signed, or signed with another key or for another domain than their
     policy's now (a re-sign replaces them)."""
     return (
@@ -474,7 +508,7 @@ def _ensure_pending(
     for policy_id, manifest_ids in by_policy.items():
         for start in range(0, len(manifest_ids), 500):
             needing = Signature.objects.filter(
-                _needs_signing(),
+                needs_signing(),
                 policy_id=policy_id,
                 manifest_id__in=manifest_ids[start : start + 500],
             )
@@ -512,7 +546,7 @@ def _claim(signature_id: int) -> Signature | None:
         return None
     policy_key_id, domain, repository = current
     # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
-    # for. With _needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
+    # for. With needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
     # against the old snapshot, and concurrent workers all claimed (and signed) one row.
     claimed = (
         Signature.objects.filter(pk=signature_id)
@@ -636,6 +670,14 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         claimed_until=None,
         updated_at=now,
     )
+    audit.record(
+        "signing.signature.failed", obj=signature,
+        object_repr=f"{signature.manifest.repository.name}@{signature.manifest.digest}",
+        instance_name=signature.policy.namespace.instance.name,
+        details={"code": code, "reason": message[:500], "policy": signature.policy.name,
+                 "key_alias": signature.policy.key.alias, "trigger": signature.trigger,
+                 "attempts": signature.attempts},
+    )
     logger.warning(
         "image signing failed %s@%s: %s %s",
         signature.manifest.repository.name,
@@ -701,6 +743,64 @@ def manifests_with_children(manifests: Iterable[Manifest]) -> list[Manifest]:
     return list(result.values())
 
 
+def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> None:
+    """One ``signing.sign.requested`` event: who, what scope, how many."""
+    instances = sorted(
+        set(
+            Namespace.objects.filter(
+                pk__in={m.repository.namespace_id for m in manifests}
+            ).values_list("instance__name", flat=True)
+        )
+    )
+    audit.record(
+        "signing.sign.requested",
+        obj=next(iter(policies.values())) if len(policies) == 1 else None,
+        instance_name=instances[0] if len(instances) == 1 else "",
+        actor=actor,
+        details={
+            "trigger": trigger,
+            "instances": instances,
+            "namespaces": sorted({m.repository.name.split("/", 1)[0] for m in manifests}),
+            "repositories": sorted({m.repository.name for m in manifests}),
+            "manifests": result.requested,
+            "no_policy": result.no_policy,
+            "already_signed": result.already_signed,
+            "signed": result.outcome.signed,
+            "failed": result.outcome.failed,
+            "skipped": result.outcome.skipped,
+            "queued": result.queued,
+        },
+    )
+
+
+def _audit_retry(ids: Sequence[int], outcome: SignOutcome, *, trigger: str) -> None:
+    rows = set(
+        Signature.objects.filter(pk__in=ids).values_list(
+            "policy_id", "policy__namespace__instance__name"
+        )
+    )
+    policy = (
+        SigningPolicy.objects.filter(pk=next(iter(rows))[0]).first() if len(rows) == 1 else None
+    )
+    instances = sorted({instance for _, instance in rows})
+    audit.record(
+        "signing.sign.requested",
+        obj=policy,
+        instance_name=instances[0] if len(instances) == 1 else "",
+        details={
+            "trigger": trigger,
+            "instances": instances,
+            "signatures": len(ids),
+            "signature_ids": list(ids),
+            "signed": outcome.signed,
+            "failed": outcome.failed,
+            "skipped": outcome.skipped,
+            # Handed to the background dispatcher (beyond the synchronous limit).
+            "queued": len(ids) - outcome.signed - outcome.failed - outcome.skipped,
+        },
+    )
+
+
 def request_signing(
     *,
     manifests: Iterable[Manifest],
@@ -745,6 +845,7 @@ def request_signing(
 
         dispatch(sign_signatures, later_ids)
         result.queued = len(later_ids)
+    _audit_sign_request(result, manifests, policies, trigger=trigger, actor=actor)
     return result
 
 
@@ -761,13 +862,14 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
     now = now or timezone.now()
     stale = now - timedelta(seconds=CLAIM_SECONDS)
     due = (
-        Signature.objects.filter(_needs_signing())
+        Signature.objects.filter(needs_signing())
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .filter(
-            Q(status=SignatureStatus.FAILED, next_attempt_at__lte=now)
-            | Q(status=SignatureStatus.SIGNED, next_attempt_at__lte=now)
-            | Q(status=SignatureStatus.PENDING, updated_at__lte=stale)
-            | Q(status=SignatureStatus.PENDING, claimed_until__lt=now)
+            # Backoff elapsed (failed rows, failed re-signs), or work handed off and never
+            # finished (a restart, a killed request): nothing that needs signing is left out.
+            Q(next_attempt_at__lte=now)
+            | Q(next_attempt_at__isnull=True, updated_at__lte=stale)
+            | Q(claimed_until__lt=now)
         )
         .order_by("next_attempt_at", "id")
         .values_list("id", flat=True)
@@ -775,14 +877,25 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
     ids = list(due[:limit] if limit else due)
     outcome = sign_signatures(ids)
     run_cleanups(now=now)
+    if ids:
+        _audit_retry(ids, outcome, trigger="scheduled-retry")
     return outcome
 
 
 def retry_now(*, signatures: Iterable[Signature]) -> SignOutcome:
     """Admin/API "retry": sign the given failed or pending rows at once."""
     ids = [s.pk for s in signatures]
-    Signature.objects.filter(pk__in=ids).update(next_attempt_at=None)
-    return sign_signatures(ids)
+    # Due now, so the scheduled retry takes over whatever this request does not finish.
+    Signature.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now())
+    limit = settings.SIGNING_SYNC_LIMIT
+    outcome = sign_signatures(ids[:limit])
+    if ids[limit:]:
+        from signing.dispatch import dispatch
+
+        dispatch(sign_signatures, ids[limit:])
+    if ids:
+        _audit_retry(ids, outcome, trigger="retry")
+    return outcome
 
 
 # --- scopes ---------------------------------------------------------------------------------

@@ -15,11 +15,12 @@ from django.db.models import Q
 
 from config.errors import DomainError
 from kms import crypto
+from kms.models import Key
 from registry.client import is_digest
 from registry.models import REPOSITORY_PATTERN, Instance, Namespace
 from signing import artifacts
 from signing.errors import ImageNotFound, InvalidPolicy, NoSigningPolicy
-from signing.models import SigningPolicy
+from signing.models import Signature, SigningPolicy
 from signing.payload import InvalidPayload, InvalidSignatureManifest, parse_payload
 
 _IMAGE_RE = re.compile(
@@ -89,6 +90,27 @@ def _instance_for(domain: str) -> Instance:
     return instance
 
 
+def _earlier_key_that_verifies(policy: SigningPolicy, payload: bytes, signature: bytes):
+    """A key this policy signed with before (recorded on its signatures) that verifies."""
+    earlier_ids = (
+        Signature.objects.filter(policy=policy)
+        .exclude(key_id=policy.key_id)
+        .exclude(key_id__isnull=True)
+        .values("key_id")
+        .distinct()
+    )
+    for key in Key.objects.filter(key_id__in=earlier_ids).defer("sealed_private_key")[:10]:
+        if crypto.verify(
+            crypto.load_public_key(key.public_key_pem),
+            algorithm=crypto.RSA_PKCS1_SHA_256,
+            message=payload,
+            message_type=crypto.RAW,
+            signature=signature,
+        ):
+            return key
+    return None
+
+
 def verify_image(*, image: str, instances=None) -> VerificationResult:
     """Verify ``image`` against its namespace policy's key. Never raises for a bad signature."""
     ref = parse_image(image)
@@ -151,9 +173,16 @@ def verify_image(*, image: str, instances=None) -> VerificationResult:
             message_type=crypto.RAW,
             signature=signature,
         ):
+            earlier = _earlier_key_that_verifies(policy, layer.payload, signature)
+            hint = (
+                f" It was made with the policy's earlier key {earlier.alias}: re-sign the "
+                "policy's images to move them to the current key."
+                if earlier
+                else ""
+            )
             result.reasons.append(
                 f"Signature {number}: does not verify with key {key.alias} "
-                f"(fingerprint {key.public_key_fingerprint[:16]}…)."
+                f"(fingerprint {key.public_key_fingerprint[:16]}…).{hint}"
             )
             continue
         try:

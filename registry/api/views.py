@@ -19,6 +19,7 @@ from rest_framework.serializers import BaseSerializer
 
 from config.api import ActionPermission
 from config.errors import ValidationFailed
+from config.ids import is_id
 from registry import services
 from registry.api import serializers as s
 from registry.models import Instance, InstanceDomain, Manifest, Namespace, Repository, Tag
@@ -36,7 +37,7 @@ def _id_param(request: Request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
-    if not value.isdigit():
+    if not is_id(value):
         raise ValidationFailed(
             f"Invalid {name}: expected a numeric id, got {value[:40]!r}.",
             fields={name: ["Expected a numeric id."]},

@@ -49,3 +49,7 @@ def write_then_fail(*, instance, manifests, tags, source) -> None:
     InstanceDomain.objects.create(instance=instance, name="failing.handler.example")
     CALLS.append({"kind": "failed", "digests": [m.digest for m in manifests]})
     raise RuntimeError("handler bug")
+
+
+def fail_delete(*, instance, manifests, source) -> None:
+    raise RuntimeError("delete handler bug")

@@ -612,3 +612,18 @@ def test_handlers_see_a_push_before_a_delete_of_it_in_the_same_delivery(
         ("push", [digest]), ("delete", [digest]),
     ]
     assert recorded_calls[0]["manifests_visible"] == 1
+
+
+@override_settings(REGISTRY_DELETE_HANDLERS=["tests.registry.handlers.fail_delete"])
+def test_a_failing_delete_handler_refuses_the_delete_so_nothing_is_orphaned(post_events):
+    digest = ev.digest_of("a")
+    post_events(ev.envelope(ev.push("prod/app", "v1", digest)))
+    before = RegistryEvent.objects.count()
+
+    response = post_events(ev.envelope(ev.delete_digest("prod/app", digest)))
+
+    # 503: the registry redelivers, and the signatures hanging off the image stay tracked.
+    assert response.status_code == 503
+    assert response.json()["code"] == "FailedOperation.DeleteHandlerFailed"
+    assert Manifest.objects.filter(digest=digest).exists()
+    assert RegistryEvent.objects.count() == before

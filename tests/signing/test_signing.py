@@ -823,3 +823,22 @@ def test_changing_the_domain_offers_a_re_sign_that_signs_the_new_identity(
     [layer] = sig_layers(registry, REPOSITORY, pushed.digest)  # replaced, not added
     assert layer.payload == expected_payload(f"mirror.signet.test/{REPOSITORY}", pushed.digest)
     assert services.resign_candidates(policy).count() == 0
+
+
+def test_a_failed_signature_handed_off_but_never_finished_is_still_retried(
+    policy, key, push_image_event
+):
+    kms_services.disable_key(key_id=str(key.key_id))
+    pushed = push_image_event(tag="v1")
+    row = signature_of(pushed.digest)
+    assert row.status == SignatureStatus.FAILED
+    # A re-request cleared the backoff and handed the row to a worker that then died.
+    Signature.objects.filter(pk=row.pk).update(
+        next_attempt_at=None, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    kms_services.enable_key(key_id=str(key.key_id))
+
+    outcome = services.retry_signatures()
+
+    assert outcome.signed == 1
+    assert signature_of(pushed.digest).status == SignatureStatus.SIGNED

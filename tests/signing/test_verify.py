@@ -93,7 +93,8 @@ def test_a_signature_under_the_previous_key_does_not_verify_with_the_new_one(
     assert (result.digest, result.key_id) == (pushed.digest, str(other_key.key_id))
     assert result.reasons == [
         "Signature 1: does not verify with key image-signing-2 (fingerprint "
-        f"{other_key.public_key_fingerprint[:16]}…)."
+        f"{other_key.public_key_fingerprint[:16]}…). It was made with the policy's earlier "
+        f"key {key.alias}: re-sign the policy's images to move them to the current key."
     ]
     assert result.docker_reference == ""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit.context import command_actor
 from kms import services
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
             help="List the keys that are due without destroying them.",
         )
 
+    @command_actor("manage.py purge_deleted_keys")
     def handle(self, *args, dry_run: bool, **options) -> None:
         skipped: list = []
         keys = services.purge_deleted_keys(dry_run=dry_run, skipped=skipped)

@@ -11,6 +11,8 @@ from django.core.management.base import (
     DjangoHelpFormatter,
 )
 
+from audit.context import command_actor
+from config.errors import DomainError
 from kms import services
 from kms.errors import MasterKeyError
 
@@ -37,6 +39,7 @@ Zero-downtime master key rotation:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return super().create_parser(prog_name, subcommand, **kwargs)
 
+    @command_actor("manage.py rotate_master_key")
     def handle(self, *args, **options) -> None:
         try:
             result = services.rotate_master_key()
@@ -48,6 +51,10 @@ Zero-downtime master key rotation:
                 f"Cannot re-seal key {key_id}: {exc.message}. KMS_MASTER_KEY must hold the "
                 "version this key is sealed under as well as the new one. Keys re-sealed "
                 "before it stay re-sealed; fix the setting and run the command again."
+            ) from None
+        except DomainError as exc:  # a rotation hook (registry credentials) refused
+            raise CommandError(
+                f"{exc.message} The KMS keys were re-sealed; fix this and run the command again."
             ) from None
         noun = "key" if result.resealed == 1 else "keys"
         self.stdout.write(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import command_actor
 from config.errors import DomainError
 from registry import services
 from registry.errors import RegistryError
@@ -25,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true",
                             help="Report what would be imported; write nothing.")
 
+    @command_actor("manage.py sync_registry")
     def handle(self, *args, instance: str, namespace: str | None, page_size: int,
                dry_run: bool, **options) -> None:
         try:

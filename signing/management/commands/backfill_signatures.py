@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 
+from audit.context import command_actor
 from config.errors import DomainError
+from config.ids import is_id
 from registry.models import Instance, Manifest, Namespace
 from signing import services
-from signing.models import Signature, SignatureStatus, SigningPolicy, Trigger
+from signing.models import Signature, SigningPolicy, Trigger
 
 DEFAULT_BATCH_SIZE = 200
 SHOWN_FAILURES = 20
@@ -75,7 +77,7 @@ class Command(BaseCommand):
     def _instance(self, ref: str) -> Instance:
         instance = (
             Instance.objects.filter(pk=int(ref)).first()
-            if ref.isdigit()
+            if is_id(ref)
             else Instance.objects.filter(name=ref).first()
         )
         if instance is None:
@@ -96,15 +98,13 @@ class Command(BaseCommand):
                     f"--repository {repository!r} needs --namespace, or give its full path "
                     "(namespace/name)."
                 )
-            if namespace is not None and "/" in repository and not repository.startswith(
-                f"{namespace}/"
-            ):
-                raise CommandError(
-                    f"Repository {repository!r} is not inside namespace {namespace!r}."
-                )
-            full = repository if "/" in repository and (
-                namespace is None or repository.startswith(f"{namespace}/")
-            ) else f"{namespace}/{repository}"
+            # Inside --namespace a repository may be named with or without the namespace
+            # ("app", "sub/app" or "team/app"), as in signing.services.tags_in_scope.
+            full = (
+                repository
+                if namespace is None or repository.startswith(f"{namespace}/")
+                else f"{namespace}/{repository}"
+            )
             if not services.tags_in_scope(instance=instance, repository=full).exists():
                 raise CommandError(
                     f"Instance {instance.name} has no tagged image in repository {full!r}."
@@ -112,6 +112,7 @@ class Command(BaseCommand):
 
     # -- run -----------------------------------------------------------------------------------
 
+    @command_actor("manage.py backfill_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
         instance = self._instance(options["instance"])
         namespace: str | None = options["namespace"]
@@ -210,13 +211,11 @@ class Command(BaseCommand):
         failures.extend(result.outcome.failures)
 
     def _dry_run(self, in_policy: QuerySet[Manifest], total: int, skipped: int) -> None:
+        # Signed, with the policy's current key and for its current domain: what
+        # request_signing leaves alone (the rest would be signed or re-signed).
         already = (
-            Signature.objects.filter(
-                manifest__in=in_policy.values("pk"),
-                policy__namespace_id=F("manifest__repository__namespace_id"),
-                status=SignatureStatus.SIGNED,
-                key_id=F("policy__key_id"),
-            )
+            Signature.objects.filter(manifest__in=in_policy.values("pk"))
+            .exclude(services.needs_signing())
             .values("manifest_id")
             .distinct()
             .count()

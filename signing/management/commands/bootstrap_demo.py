@@ -8,12 +8,14 @@ registry's config, with notifications pointed at this Signet and a fresh webhook
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import command_actor
 from config.errors import DomainError
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key, KeyUsage
@@ -61,6 +63,7 @@ class Command(BaseCommand):
             help="Write the local registry's config here (rotates the demo webhook token).",
         )
 
+    @command_actor("manage.py bootstrap_demo")
     def handle(
         self,
         *args,
@@ -142,10 +145,11 @@ class Command(BaseCommand):
             )
             config_path.parent.mkdir(parents=True, exist_ok=True)
             storage = (config_path.parent / "data").resolve()
-            config_path.write_text(
-                registry_config(
-                    storage=storage, address=registry_address, notifications=notifications
-                )
+            text = registry_config(
+                storage=storage, address=registry_address, notifications=notifications
             )
-            config_path.chmod(0o600)  # holds the webhook token
+            # Created 0600 from the start: it holds the webhook token.
+            descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as config_file:
+                config_file.write(text)
             self.stdout.write(f"Wrote the local registry's config to {config_path}.")

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.context import command_actor
 from signing import services
 from signing.models import ArtifactCleanup, Signature, SignatureStatus
 
@@ -46,6 +47,7 @@ class Command(BaseCommand):
             help="Exit with status 1 when a retried signature failed again.",
         )
 
+    @command_actor("manage.py retry_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
         outcome = services.retry_signatures(limit=options["limit"])
         still_failed = Signature.objects.filter(status=SignatureStatus.FAILED).count()

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from audit.models import AuditEvent
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    changes = serializers.JSONField(
+        read_only=True, help_text='Changed fields: {"field": [before, after]}.'
+    )
+    details = serializers.JSONField(read_only=True, help_text="Scope, counts, error codes.")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id", "at", "actor_type", "actor", "actor_label", "source_ip", "action",
+            "object_type", "object_id", "object_repr", "instance_name", "changes", "details",
+        ]
+        read_only_fields = fields

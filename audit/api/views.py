@@ -1,0 +1,115 @@
+"""``GET /api/v1/audit/events/``: the audit log, read-only, newest first.
+
+Filters (query parameters, all optional, combined with AND):
+
+- ``actor``: a user id (digits) or an actor label (a username, ``registry:<instance>``,
+  ``manage.py <command>``, ``system``);
+- ``actor_type``: ``user``, ``registry-webhook``, ``command`` or ``system``;
+- ``action``: an action code (``kms.key.created``), or a prefix ending in ``*``
+  (``kms.key.*``);
+- ``object_type`` (``kms.key``) and ``object_id``; ``instance``: an instance name;
+- ``since`` / ``until``: ISO 8601 date-times (inclusive; without a time zone, UTC).
+
+A malformed value answers 400 with ``fields`` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import exceptions, viewsets
+from rest_framework.request import Request
+
+from audit.api.serializers import AuditEventSerializer
+from audit.models import ActorType, AuditEvent
+from config.api import ActionPermission
+from config.errors import ValidationFailed
+
+VIEW = "audit.view_auditevent"
+
+
+def _invalid(name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid {name}: {message}", fields={name: [message]})
+
+
+def _datetime_param(request: Request, name: str) -> datetime.datetime | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise _invalid(
+            name, f"{value[:40]!r} is not an ISO 8601 date-time (e.g. 2025-01-31T12:00:00Z)."
+        )
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    return parsed
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Audit events. Filters: actor, actor_type, action, object_type, object_id, instance,
+    since, until."""
+
+    permission_classes = [ActionPermission]
+    action_permissions = {"list": VIEW, "retrieve": VIEW, "metadata": VIEW}
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        queryset = AuditEvent.objects.order_by("-at", "-id")
+        params = self.request.query_params
+        actor = params.get("actor")
+        if actor:
+            queryset = (
+                queryset.filter(actor_id=int(actor))
+                if _is_id(actor)
+                else queryset.filter(actor_label=actor)
+            )
+        actor_type = params.get("actor_type")
+        if actor_type:
+            if actor_type not in ActorType.values:
+                raise _invalid(
+                    "actor_type",
+                    f"{actor_type[:40]!r} is not one of {', '.join(ActorType.values)}.",
+                )
+            queryset = queryset.filter(actor_type=actor_type)
+        action = params.get("action")
+        if action:
+            if action.endswith("*"):
+                queryset = queryset.filter(action__startswith=action[:-1])
+            else:
+                queryset = queryset.filter(action=action)
+        for name, field in (
+            ("object_type", "object_type"),
+            ("object_id", "object_id"),
+            ("instance", "instance_name"),
+        ):
+            value = params.get(name)
+            if value:
+                queryset = queryset.filter(**{field: value})
+        since = _datetime_param(self.request, "since")
+        until = _datetime_param(self.request, "until")
+        if since and until and since > until:
+            raise _invalid("since", "must not be later than until.")
+        if since:
+            queryset = queryset.filter(at__gte=since)
+        if until:
+            queryset = queryset.filter(at__lte=until)
+        return queryset
+
+    def get_object(self) -> AuditEvent:
+        pk = self.kwargs["pk"]
+        event = AuditEvent.objects.filter(pk=int(pk)).first() if _is_id(pk) else None
+        if event is None:
+            raise exceptions.NotFound(f"No audit event with id {pk[:40]}.")
+        self.check_object_permissions(self.request, event)
+        return event

@@ -1,0 +1,144 @@
+"""Recording audit events. Other apps call ``record``; ``audit`` imports none of them.
+
+``record`` writes on the caller's database connection, so inside a transaction the event
+commits or rolls back together with the change it describes.
+
+Action codes in use (``<app>.<object>.<verb>``):
+
+- ``kms.key.created``, ``kms.key.state_changed``, ``kms.key.deletion_scheduled``,
+  ``kms.key.deletion_cancelled``, ``kms.key.purged``,
+  ``kms.service_authorization.granted``, ``kms.service_authorization.revoked``,
+  ``kms.master_key.rotated``;
+- ``registry.instance.created``, ``registry.instance.webhook_token_rotated``;
+- ``signing.policy.created``, ``signing.policy.changed``, ``signing.policy.disabled``,
+  ``signing.policy.deleted``, ``signing.sign.requested`` (manual, backfill, resign,
+  retry, scheduled-retry: scope and counts), ``signing.signature.failed``.
+
+Secrets never go in: ``changes`` and ``details`` lose every key whose name holds a word
+like token, secret, password, private, sealed, master or credential (``SECRET_WORDS``),
+string values that hold a PEM private key are replaced, and passwords in URLs are masked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import itertools
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models
+
+from audit import context
+from audit.models import ACTION_PATTERN, AuditEvent
+
+logger = logging.getLogger(__name__)
+
+# A field is dropped when one of the words of its name (split at "_", "-", "." and
+# camelCase) is one of these: "webhook_token", "sealedSecret", "db-password" go;
+# "resealed" and "key_id" stay.
+SECRET_WORDS = frozenset({
+    "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "passphrase",
+    "private", "sealed", "master", "credential", "credentials", "apikey", "pem", "der",
+})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+REDACTED = "[redacted]"
+_PRIVATE_KEY = re.compile(r"PRIVATE\s+KEY", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@",
+                           re.IGNORECASE)
+_ACTION = re.compile(ACTION_PATTERN)
+MAX_STRING = 2000
+MAX_ITEMS = 200
+
+
+def is_secret_name(name: str) -> bool:
+    words = [word.lower() for word in _WORD.findall(name)]
+    joined = {a + b for a, b in itertools.pairwise(words)}  # "api_key" -> "apikey"
+    return not SECRET_WORDS.isdisjoint(words) or not SECRET_WORDS.isdisjoint(joined)
+
+
+def _clean_string(value: str) -> str:
+    if _PRIVATE_KEY.search(value):
+        return REDACTED
+    value = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
+    return value if len(value) <= MAX_STRING else value[:MAX_STRING] + "..."
+
+
+def clean(value: Any, *, path: str = "") -> Any:
+    """A JSON-ready copy of ``value`` without secrets (see the module docstring)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _clean_string(str(value))  # str(): plain text, also for TextChoices members
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in value.items():
+            name = str(key)
+            if is_secret_name(name):
+                logger.warning("audit: dropped the field %r (looks like a secret)", path + name)
+                continue
+            result[name] = clean(item, path=f"{path}{name}.")
+        return result
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+        return [clean(item, path=path) for item in items[:MAX_ITEMS]]
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(bytes(value))} bytes>"  # never the content: it may be sealed material
+    return _clean_string(str(value))  # model instances and anything else: their text
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{"field": [before, after]}`` for each field whose value changed."""
+    return {
+        name: [before.get(name), after.get(name)]
+        for name in dict.fromkeys([*before, *after])
+        if before.get(name) != after.get(name)
+    }
+
+
+def record(
+    action: str,
+    *,
+    obj: models.Model | None = None,
+    object_type: str | None = None,
+    object_id: Any = None,
+    object_repr: str | None = None,
+    instance_name: str = "",
+    changes: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+    actor: Any = None,
+) -> AuditEvent:
+    """Append one event. ``actor``: the acting user when the caller knows it (see
+    ``audit.context.resolve_actor`` for how the actor is decided otherwise)."""
+    if not _ACTION.fullmatch(action):
+        raise ValueError(f"Audit action {action!r} is not a dotted code like 'kms.key.created'.")
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = obj.pk if object_id is None else object_id
+        object_repr = str(obj) if object_repr is None else object_repr
+    who = context.resolve_actor(actor)
+    event = AuditEvent(
+        action=action,
+        actor_type=who.type,
+        actor=who.user,
+        actor_label=who.label,
+        object_type=object_type or "",
+        object_id="" if object_id is None else str(object_id)[:100],
+        object_repr=_clean_string(object_repr or "")[:200],
+        instance_name=(instance_name or "")[:50],
+        changes=clean(dict(changes or {})),
+        details=clean(dict(details or {})),
+        source_ip=context.source_ip(),
+    )
+    event.save()
+    return event
+

@@ -1,0 +1,330 @@
+"""Signing API serializers.
+
+Input serializers only check JSON types and shapes; the policy rules (name, key, region,
+domain, one policy per namespace) live in ``signing.services`` so the admin and the API
+give the same answers. Output serializers list their fields explicitly: no key material
+other than the public key is ever rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db.models import Count
+from rest_framework import serializers
+
+from config.ids import is_id
+from kms import services as kms_services
+from registry.models import (
+    Namespace,
+    namespace_validator,
+    repository_validator,
+    tag_validator,
+)
+from signing import services
+from signing.models import Signature, SigningPolicy
+from signing.snippets import public_key_file_name, verification_snippets  # noqa: F401
+
+MAX_TAGS_PER_REQUEST = 1000
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: numbers and booleans are not silently turned into text."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false`` only (not "yes", 1 or "true")."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class InstanceRefField(serializers.Field):
+    """An instance by id (a JSON integer or a digit string) or by name.
+
+    Instance names start with a letter, so a digit string is always an id.
+    """
+
+    default_error_messages = {
+        "invalid": "Must be an instance name or a numeric instance id.",
+    }
+
+    def to_internal_value(self, data: Any) -> int | str:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, int):
+            if data < 1:
+                self.fail("invalid")
+            return data
+        if isinstance(data, str) and data:
+            return int(data) if is_id(data) else data
+        self.fail("invalid")
+        raise AssertionError("unreachable")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _text(**kwargs: Any) -> StrictCharField:
+    # Keep the caller's text exactly: the service validates it.
+    return StrictCharField(trim_whitespace=False, **kwargs)
+
+
+def reject_unknown_fields(serializer: serializers.Serializer, hint: str) -> None:
+    data = serializer.initial_data if isinstance(serializer.initial_data, dict) else {}
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise serializers.ValidationError({name: [hint] for name in unknown})
+
+
+# --- policies -----------------------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    """A policy as the API shows it.
+
+    Expects a queryset from ``views.policy_queryset`` (counts annotated, relations
+    joined); ``health`` calls ``signing.services.policy_health``, looking the service
+    grant up once per serializer context.
+    """
+
+    instance = serializers.IntegerField(source="namespace.instance_id", read_only=True)
+    instance_name = serializers.CharField(source="namespace.instance.name", read_only=True)
+    namespace_name = serializers.CharField(source="namespace.name", read_only=True)
+    key_id = serializers.UUIDField(read_only=True)
+    key_alias = serializers.CharField(source="key.alias", read_only=True)
+    key_state = serializers.CharField(source="key.state", read_only=True)
+    key_fingerprint = serializers.CharField(source="key.public_key_fingerprint", read_only=True)
+    public_key_pem = serializers.CharField(source="key.public_key_pem", read_only=True)
+    enabled = serializers.SerializerMethodField()
+    health = serializers.SerializerMethodField()
+    signatures = serializers.SerializerMethodField()
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    verification = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SigningPolicy
+        fields = [
+            "id", "name", "instance", "instance_name", "namespace", "namespace_name",
+            "key_id", "key_alias", "key_state", "key_fingerprint", "kms_region", "domain",
+            "disabled", "enabled", "health", "signatures", "created_by", "created_at",
+            "updated_at", "public_key_pem", "verification",
+        ]
+        read_only_fields = fields
+
+    def get_enabled(self, policy: SigningPolicy) -> bool:
+        return not policy.disabled
+
+    def get_health(self, policy: SigningPolicy) -> dict[str, Any]:
+        # Shared by every row of a list: the grant is looked up once.
+        context = cast(dict[str, Any], self.context)
+        if "service_authorized" not in context:
+            context["service_authorized"] = kms_services.is_service_authorized(services.SERVICE)
+        health = services.policy_health(policy, authorized=context["service_authorized"])
+        return {"ok": health.ok, "message": health.message}
+
+    def get_signatures(self, policy: SigningPolicy) -> dict[str, int]:
+        names = ("signed", "pending", "failed")
+        annotated = [getattr(policy, f"{name}_count", None) for name in names]
+        if None in annotated:  # not from policy_queryset(): count now
+            by_status = dict(
+                policy.signatures.order_by().values_list("status").annotate(n=Count("id"))
+            )
+            annotated = [by_status.get(name, 0) for name in names]
+        counts = {name: int(value or 0) for name, value in zip(names, annotated, strict=True)}
+        return {"total": sum(counts.values()), **counts}
+
+    def get_verification(self, policy: SigningPolicy) -> dict[str, str]:
+        return verification_snippets(policy)
+
+
+class PolicyCreateSerializer(serializers.Serializer):
+    instance = InstanceRefField()
+    namespace = _text(max_length=100)
+    name = _text(max_length=200)
+    key = _text(max_length=100)
+    kms_region = _text(required=False, allow_null=True, allow_blank=True, default=None)
+    domain = _text(required=False, allow_null=True, allow_blank=True, default=None)
+    disabled = StrictBooleanField(required=False, default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        reject_unknown_fields(self, "Unknown field.")
+        return attrs
+
+
+class PolicyUpdateSerializer(serializers.Serializer):
+    """PATCH: name, key, domain and disabled can change."""
+
+    name = _text(required=False, max_length=200)
+    key = _text(required=False, max_length=100)
+    domain = _text(required=False, max_length=261)
+    disabled = StrictBooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        reject_unknown_fields(
+            self, "This field cannot be changed; only name, key, domain and disabled can."
+        )
+        return attrs
+
+
+# --- signatures ---------------------------------------------------------------------------
+
+
+class SignatureSerializer(serializers.ModelSerializer):
+    """Expects ``views.signature_queryset`` (relations joined, tags prefetched)."""
+
+    policy_name = serializers.CharField(source="policy.name", read_only=True)
+    instance = serializers.IntegerField(source="policy.namespace.instance_id", read_only=True)
+    instance_name = serializers.CharField(source="policy.namespace.instance.name", read_only=True)
+    namespace = serializers.IntegerField(source="policy.namespace_id", read_only=True)
+    namespace_name = serializers.CharField(source="policy.namespace.name", read_only=True)
+    repository = serializers.IntegerField(source="manifest.repository_id", read_only=True)
+    repository_name = serializers.CharField(source="manifest.repository.name", read_only=True)
+    digest = serializers.CharField(source="manifest.digest", read_only=True)
+    media_type = serializers.CharField(source="manifest.media_type", read_only=True)
+    tags = serializers.SerializerMethodField()
+    triggered_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    signed_with_current_key = serializers.SerializerMethodField()
+    up_to_date = serializers.SerializerMethodField()
+    payload = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Signature
+        fields = [
+            "id", "policy", "policy_name", "instance", "instance_name", "namespace",
+            "namespace_name", "repository", "repository_name", "manifest", "digest",
+            "media_type", "tags", "status", "failure_code", "failure_reason", "attempts",
+            "next_attempt_at", "trigger", "triggered_by", "key_id", "key_fingerprint",
+            "signed_with_current_key", "up_to_date", "algorithm", "docker_reference", "payload",
+            "signature_value", "sig_manifest_digest", "signed_at", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_tags(self, signature: Signature) -> list[str]:
+        return sorted(tag.name for tag in signature.manifest.tags.all())
+
+    def get_signed_with_current_key(self, signature: Signature) -> bool:
+        return signature.status == "signed" and signature.key_id == signature.policy.key_id
+
+    def get_up_to_date(self, signature: Signature) -> bool:
+        """Signed with the policy's current key for its current domain (no re-sign due)."""
+        expected = f"{signature.policy.domain}/{signature.manifest.repository.name}"
+        return (
+            self.get_signed_with_current_key(signature)
+            and signature.docker_reference == expected
+        )
+
+    def get_payload(self, signature: Signature) -> str | None:
+        if signature.payload is None:
+            return None
+        return bytes(signature.payload).decode("utf-8", errors="replace")
+
+
+class SignatureStatusSerializer(serializers.ModelSerializer):
+    """The short form listed in sign/resign/retry answers."""
+
+    repository_name = serializers.CharField(source="manifest.repository.name", read_only=True)
+    digest = serializers.CharField(source="manifest.digest", read_only=True)
+
+    class Meta:
+        model = Signature
+        fields = [
+            "id", "repository_name", "digest", "status", "trigger", "key_id",
+            "failure_code", "failure_reason", "signed_at",
+        ]
+        read_only_fields = fields
+
+
+# --- signing and verifying ------------------------------------------------------------------
+
+
+class SignSerializer(serializers.Serializer):
+    """TCR CreateSignature: one tag, a list of tags, a repository or a whole namespace."""
+
+    instance = InstanceRefField()
+    namespace = _text(max_length=30, validators=[namespace_validator])
+    repository = _text(required=False, max_length=255)
+    tag = _text(required=False, max_length=128, validators=[tag_validator])
+    tags = serializers.ListField(
+        child=_text(max_length=128, validators=[tag_validator]),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_TAGS_PER_REQUEST,
+    )
+
+    def validate_repository(self, value: str) -> str:
+        namespace = self.initial_data.get("namespace")
+        full = value if isinstance(namespace, str) and value.startswith(f"{namespace}/") else (
+            f"{namespace}/{value}"
+        )
+        repository_validator(full)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        reject_unknown_fields(self, "Unknown field.")
+        if "tag" in attrs and "tags" in attrs:
+            raise serializers.ValidationError(
+                {"tags": ["Give either tag or tags, not both."]}
+            )
+        if ("tag" in attrs or "tags" in attrs) and "repository" not in attrs:
+            name = "tag" if "tag" in attrs else "tags"
+            raise serializers.ValidationError(
+                {"repository": [f"Required when {name} is given."]}
+            )
+        if "tag" in attrs:
+            attrs["tags"] = [attrs.pop("tag")]
+        if "tags" in attrs:
+            attrs["tags"] = list(dict.fromkeys(attrs["tags"]))
+        return attrs
+
+
+class VerifySerializer(serializers.Serializer):
+    image = _text(max_length=1000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        reject_unknown_fields(self, "Unknown field.")
+        return attrs
+
+
+# --- namespaces -----------------------------------------------------------------------------
+
+
+class NamespacePolicyStatusSerializer(serializers.ModelSerializer):
+    """A namespace with its signing policy ({id, name, enabled} or null): TCR KmsSignPolicy."""
+
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    signing_policy = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Namespace
+        fields = ["id", "instance", "instance_name", "name", "description", "signing_policy"]
+        read_only_fields = fields
+
+    def get_signing_policy(self, namespace: Namespace) -> dict[str, Any] | None:
+        policies = list(namespace.signing_policies.all())
+        if not policies:
+            return None
+        policy = policies[0]
+        return {
+            "id": policy.pk,
+            "name": policy.name,
+            "enabled": not policy.disabled,
+            "key_id": str(policy.key_id),
+            "key_alias": policy.key.alias,
+            "key_state": policy.key.state,
+        }

@@ -1,0 +1,24 @@
+"""Routes under /api/v1/signing/ (``config/urls.py`` also routes the per-tag sign URL,
+``/api/v1/registry/tags/<id>/sign/``, to ``views.SignTagView``)."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from signing.api.views import (
+    NamespacePolicyViewSet,
+    PolicyViewSet,
+    SignatureViewSet,
+    SignView,
+    VerifyView,
+)
+
+router = SimpleRouter()
+router.register("policies", PolicyViewSet, basename="signing-policy")
+router.register("signatures", SignatureViewSet, basename="signing-signature")
+router.register("namespaces", NamespacePolicyViewSet, basename="signing-namespace")
+
+urlpatterns = [
+    path("sign/", SignView.as_view(), name="signing-sign"),
+    path("verify/", VerifyView.as_view(), name="signing-verify"),
+    *router.urls,
+]
