@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "kms",
     "registry",
     "signing",
@@ -121,6 +123,35 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".local" / "static"
 
+
+
+def _throttle_rate(name: str, default: str) -> str | None:
+    """A DRF rate "<count>/<second|minute|hour|day>" (e.g. "120/min"); "off" disables it."""
+    value = _setting(name, env.str, default).strip()
+    if value.lower() in {"", "off", "none"}:
+        return None
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period[:1] in {"s", "m", "h", "d"}):
+        raise ImproperlyConfigured(
+            f"{name} is malformed: expected '<count>/<sec|min|hour|day>' (e.g. 120/min) "
+            f"or 'off', not {value!r}."
+        )
+    return value
+
+
+# Rate limits of the costly endpoints (DRF ScopedRateThrottle; counters in the default
+# cache, so per process with the default local-memory cache): "sign" covers manual
+# signing (signing/sign/, registry/tags/<id>/sign/, signatures/<id>/retry/), "bulk-sign"
+# a policy's resign/retry, "verify" image and KMS verification, "kms-sign" the KMS
+# SignByAsymmetricKey endpoint (which the registry signer calls once per image when
+# KMS_BACKEND=http, hence its higher default).
+THROTTLE_RATES = {
+    "sign": _throttle_rate("SIGNET_THROTTLE_SIGN", "120/min"),
+    "bulk-sign": _throttle_rate("SIGNET_THROTTLE_BULK_SIGN", "30/min"),
+    "verify": _throttle_rate("SIGNET_THROTTLE_VERIFY", "120/min"),
+    "kms-sign": _throttle_rate("SIGNET_THROTTLE_KMS_SIGN", "1200/min"),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -131,6 +162,39 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Only views with a ``throttle_scope`` are limited (see THROTTLE_RATES).
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
+}
+
+# OpenAPI schema at /api/v1/schema/, docs at /api/v1/docs/ (both need a signed-in user
+# or a token); the docs page's assets come from drf-spectacular-sidecar (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Signet API",
+    "DESCRIPTION": (
+        "Container-image signing: KMS keys, registry instances and their push events, "
+        "signing policies, signatures and verification. Every error answers "
+        "`{code, message, fields?, details?}` (the ErrorResponse schema); `code` is stable "
+        "and meant to be programmed against. Authenticate with `Authorization: Token <token>` "
+        "(or a session); the registry webhook uses the instance's own bearer token."
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_AUTHENTICATION": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.add_error_responses",
+    ],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- KMS ---------------------------------------------------------------------
@@ -214,3 +278,7 @@ if SIGNING_SYNC_LIMIT < 0:
 # Failed signatures are retried after base * 2^(attempts-1) seconds, capped.
 SIGNING_RETRY_BASE_SECONDS = _setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
 SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
+
+# --- Audit ---------------------------------------------------------------------
+# Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+AUDIT_TRUST_X_FORWARDED_FOR = _setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, False)

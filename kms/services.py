@@ -254,7 +254,9 @@ _AUDIT_STATE_ACTIONS: dict[tuple[str, str], str] = {
 }
 
 
-def _transition(key_id: str, *, allowed_from: Iterable[str], to: str, **fields) -> Key:
+def _transition(
+    key_id: str, *, allowed_from: Iterable[str], to: str, guards: Iterable = (), **fields
+) -> Key:
     with transaction.atomic():
         key = get_key(key_id=key_id, for_update=True)
         if key.state not in allowed_from:
@@ -269,6 +271,10 @@ def _transition(key_id: str, *, allowed_from: Iterable[str], to: str, **fields) 
                 key_id=str(key.key_id),
                 state=key.state,
             )
+        # Guards run under the key's row lock: a policy created meanwhile (which locks the
+        # key too) is either seen here or sees the new state itself.
+        for guard in guards:
+            guard(key)
         before = {"state": key.state, **{name: getattr(key, name) for name in fields}}
         key.state = to
         for name, value in fields.items():
@@ -327,13 +333,12 @@ def schedule_key_deletion(*, key_id: str, pending_window_in_days: int) -> Key:
             f"Key {key.alias} is Enabled; disable it before scheduling its deletion.",
             key_id=str(key.key_id),
         )
-    for guard in _deletion_guards():
-        guard(key)
     deletion_date = timezone.now() + timedelta(days=pending_window_in_days)
     return _transition(
         key_id,
         allowed_from=[KeyState.DISABLED],
         to=KeyState.PENDING_DELETE,
+        guards=_deletion_guards(),
         deletion_date=deletion_date,
     )
 

@@ -32,7 +32,6 @@ Extension points (settings, dotted paths; ``registry`` never imports ``signing``
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -1188,36 +1187,39 @@ def sync_instance(
     say = progress or (lambda message: None)
     client = client or instance.registry_client()
     client.ping()
-    # A dry run writes inside one transaction and rolls it back; a real run holds no
-    # transaction while it talks to the registry.
-    with transaction.atomic() if dry_run else contextlib.nullcontext():
-        for repository in client.catalog(page_size=page_size):
-            if namespace is not None and namespace_of(repository) != namespace:
-                continue
-            if namespace_of(repository) is None:
-                result.repositories_skipped += 1
-                say(f"skip {repository}: not inside a valid namespace")
-                continue
-            result.repositories += 1
-            try:
-                remote = _remote_tags(client, instance, repository, page_size, result)
-            except RegistryError as exc:
-                result.errors.append(f"{repository}: {exc.message}")
-                say(f"error {repository}: {exc.message}")
-                continue
-            if not remote:
-                say(f"[{result.repositories}] {repository}: no tags")
-                continue
-            before = (result.tags_created, result.tags_updated, result.tags_unchanged)
-            _record_remote(instance, repository, remote, result)
-            say(
-                f"[{result.repositories}] {repository}: {len(remote)} tag(s), "
-                f"{result.tags_created - before[0]} created, "
-                f"{result.tags_updated - before[1]} updated, "
-                f"{result.tags_unchanged - before[2]} unchanged"
-            )
+    # No transaction is held while talking to the registry. A dry run records each
+    # repository in a short transaction it rolls back, so (on SQLite especially) writers
+    # are never blocked for the length of a catalog walk.
+    for repository in client.catalog(page_size=page_size):
+        if namespace is not None and namespace_of(repository) != namespace:
+            continue
+        if namespace_of(repository) is None:
+            result.repositories_skipped += 1
+            say(f"skip {repository}: not inside a valid namespace")
+            continue
+        result.repositories += 1
+        try:
+            remote = _remote_tags(client, instance, repository, page_size, result)
+        except RegistryError as exc:
+            result.errors.append(f"{repository}: {exc.message}")
+            say(f"error {repository}: {exc.message}")
+            continue
+        if not remote:
+            say(f"[{result.repositories}] {repository}: no tags")
+            continue
+        before = (result.tags_created, result.tags_updated, result.tags_unchanged)
         if dry_run:
-            transaction.set_rollback(True)
+            with transaction.atomic():
+                _record_remote(instance, repository, remote, result)
+                transaction.set_rollback(True)
+        else:
+            _record_remote(instance, repository, remote, result)
+        say(
+            f"[{result.repositories}] {repository}: {len(remote)} tag(s), "
+            f"{result.tags_created - before[0]} created, "
+            f"{result.tags_updated - before[1]} updated, "
+            f"{result.tags_unchanged - before[2]} unchanged"
+        )
     return result
 
 

@@ -165,6 +165,10 @@ def create_policy(
         raise _policy_exists(namespace)
     try:
         with transaction.atomic():
+            # Lock the key: a deletion being scheduled now either sees this policy (its
+            # guard refuses) or has already moved the key, which this re-check refuses.
+            key = Key.objects.select_for_update().defer("sealed_private_key").get(pk=key.pk)
+            check_policy_key(key)
             policy = SigningPolicy.objects.create(
                 namespace=namespace,
                 name=name,
@@ -218,6 +222,11 @@ def update_policy(
             namespace=policy.namespace, name=new_name, key=new_key, domain=new_domain
         )
     with transaction.atomic():
+        if new_key.pk != policy.key_id:  # the same lock as create_policy (deletion race)
+            new_key = Key.objects.select_for_update().defer("sealed_private_key").get(
+                pk=new_key.pk
+            )
+            check_policy_key(new_key)
         locked = SigningPolicy.objects.select_for_update().get(pk=policy.pk)
         audited = ("name", "key_id", "domain", "kms_region", "disabled")
         before = {f: getattr(locked, f) for f in audited} | {"key_alias": locked.key.alias}

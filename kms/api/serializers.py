@@ -12,12 +12,15 @@ import base64
 import binascii
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from kms import crypto
 from kms.models import Key, KeyUsage, ServiceAuthorization
 
 
+@extend_schema_field(OpenApiTypes.BYTE)
 class Base64BytesField(serializers.Field):
     """Standard base64 text in, ``bytes`` out (and back)."""
 
@@ -132,6 +135,12 @@ class VerifyRequestSerializer(serializers.Serializer):
     signature = Base64BytesField()
     algorithm = _text()
     message_type = _text(required=False, default=crypto.RAW)
+
+
+class VerifyResponseSerializer(serializers.Serializer):
+    """Documentation of the verify answer."""
+
+    signature_valid = serializers.BooleanField()
 
 
 class ScheduleDeletionSerializer(serializers.Serializer):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -31,6 +33,57 @@ def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict
     return dict(serializer.validated_data)
 
 
+def _query(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY,
+                            description=description, **kwargs)
+
+
+_KEY_ID = OpenApiParameter(
+    "key_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="The key's id (a UUID); anything else is answered 404 like an unknown key.",
+)
+_STATE_CHANGE = {"request": None, "responses": s.KeySerializer}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="ListKeys",
+        parameters=[
+            _query("key_usage", "Only keys of this usage (e.g. ASYMMETRIC_SIGN_RSA_2048)."),
+            _query("key_state", "Only keys in this state (Enabled, Disabled, PendingDelete)."),
+            _query("region", "Only keys of this region."),
+            _query("search_alias", "Only keys whose alias contains this text."),
+        ],
+    ),
+    create=extend_schema(
+        summary="CreateKey", request=s.KeyCreateSerializer, responses={201: s.KeySerializer}
+    ),
+    retrieve=extend_schema(summary="DescribeKey", parameters=[_KEY_ID]),
+    partial_update=extend_schema(
+        summary="UpdateKeyDescription", parameters=[_KEY_ID],
+        request=s.KeyUpdateSerializer, responses=s.KeySerializer,
+    ),
+    public_key=extend_schema(
+        summary="GetPublicKey", parameters=[_KEY_ID], responses=s.PublicKeySerializer
+    ),
+    sign=extend_schema(
+        summary="SignByAsymmetricKey", parameters=[_KEY_ID],
+        request=s.SignRequestSerializer, responses=s.SignResponseSerializer,
+    ),
+    verify=extend_schema(
+        summary="VerifyByAsymmetricKey", parameters=[_KEY_ID],
+        request=s.VerifyRequestSerializer, responses=s.VerifyResponseSerializer,
+    ),
+    enable=extend_schema(summary="EnableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
+    disable=extend_schema(summary="DisableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
+    schedule_deletion=extend_schema(
+        summary="ScheduleKeyDeletion", parameters=[_KEY_ID],
+        request=s.ScheduleDeletionSerializer, responses=s.KeySerializer,
+    ),
+    cancel_deletion=extend_schema(
+        summary="CancelKeyDeletion", parameters=[_KEY_ID], **_STATE_CHANGE
+    ),
+)
 class KeyViewSet(viewsets.GenericViewSet):
     """Asymmetric signing keys (CreateKey, ListKeys, DescribeKey, GetPublicKey, ...)."""
 
@@ -61,8 +114,15 @@ class KeyViewSet(viewsets.GenericViewSet):
         "schedule_deletion": s.ScheduleDeletionSerializer,
     }
 
+    # Rate-limited actions (``settings.THROTTLE_RATES``); the others are not throttled.
+    _throttle_scopes = {"sign": "kms-sign", "verify": "verify"}
+
     def get_serializer_class(self) -> type[BaseSerializer]:
         return self._input_serializers.get(self.action or "", s.KeySerializer)
+
+    def get_throttles(self):
+        self.throttle_scope = self._throttle_scopes.get(self.action or "")
+        return super().get_throttles()
 
     def get_queryset(self):
         params = self.request.query_params
@@ -163,6 +223,18 @@ class KeyViewSet(viewsets.GenericViewSet):
         return self._key_response(services.cancel_key_deletion(key_id=key_id))
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=s.GrantServiceAuthorizationSerializer,
+        responses={
+            201: s.ServiceAuthorizationSerializer, 200: s.ServiceAuthorizationSerializer
+        },
+    ),
+    revoke=extend_schema(
+        request=s.RevokeServiceAuthorizationSerializer,
+        responses=s.ServiceAuthorizationSerializer,
+    ),
+)
 class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
     """Grants letting a service (the registry signer) use KMS keys; history is kept."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.models import Instance, Manifest, Namespace, Repository, Tag
@@ -52,6 +53,29 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     def get_domain_names(self, instance: Instance) -> list[str]:
         return instance.domain_names()
+
+
+class WebhookTokenSerializer(serializers.Serializer):
+    """Documentation: the webhook token, shown once (create and rotate only)."""
+
+    webhook_url = serializers.CharField()
+    webhook_token = serializers.CharField()
+    notifications_config = serializers.CharField(
+        help_text="The `notifications:` block to paste into the registry's config.yml."
+    )
+
+
+class InstanceWithTokenSerializer(InstanceSerializer):
+    """Documentation of the create answer: the instance plus its webhook token, once."""
+
+    webhook_url = serializers.CharField()
+    webhook_token = serializers.CharField()
+    notifications_config = serializers.CharField()
+
+    class Meta(InstanceSerializer.Meta):
+        fields = [*InstanceSerializer.Meta.fields, "webhook_url", "webhook_token",
+                  "notifications_config"]
+        read_only_fields = fields
 
 
 class InstanceCreateSerializer(serializers.Serializer):
@@ -166,6 +190,16 @@ class TagSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ManifestChildSerializer(serializers.Serializer):
+    """Documentation of one child of an index (``ManifestSerializer.children``)."""
+
+    digest = serializers.CharField()
+    media_type = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    platform = serializers.CharField()
+    manifest = serializers.IntegerField(allow_null=True, help_text="The child's manifest id.")
+
+
 class ManifestSerializer(serializers.ModelSerializer):
     instance = serializers.IntegerField(source="repository.namespace.instance_id", read_only=True)
     namespace = serializers.IntegerField(source="repository.namespace_id", read_only=True)
@@ -185,6 +219,7 @@ class ManifestSerializer(serializers.ModelSerializer):
     def get_tags(self, manifest: Manifest) -> list[str]:
         return sorted(tag.name for tag in manifest.tags.all())
 
+    @extend_schema_field(ManifestChildSerializer(many=True))
     def get_children(self, manifest: Manifest) -> list[dict[str, Any]]:
         return [
             {

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -45,11 +47,34 @@ def _id_param(request: Request, name: str) -> int | None:
     return int(value)
 
 
+def _query(name: str, description: str, kind: Any = OpenApiTypes.STR) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description)
+
+
+def _id_query(name: str) -> OpenApiParameter:
+    return _query(name, f"Only those of this {name} (its numeric id).", OpenApiTypes.INT)
+
+
+_SEARCH = _query("search", "Only those whose name contains this text.")
+
+
 def _read_only(model: str) -> dict[str, str]:
     perm = f"registry.view_{model}"
     return {"list": perm, "retrieve": perm, "metadata": perm}
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[_SEARCH, _query("region", "Only instances of this region.")]),
+    create=extend_schema(
+        request=s.InstanceCreateSerializer, responses={201: s.InstanceWithTokenSerializer}
+    ),
+    update=extend_schema(request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer),
+    partial_update=extend_schema(
+        request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer
+    ),
+    destroy=extend_schema(responses={204: None}),
+    rotate_webhook_token=extend_schema(request=None, responses=s.WebhookTokenSerializer),
+)
 class InstanceViewSet(viewsets.GenericViewSet):
     """Registry instances. The webhook token is returned by create and rotate only."""
 
@@ -138,6 +163,17 @@ class InstanceViewSet(viewsets.GenericViewSet):
         return Response(self._with_token(instance, token))
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[_id_query("instance"), _SEARCH]),
+    create=extend_schema(
+        request=s.NamespaceCreateSerializer, responses={201: s.NamespaceSerializer}
+    ),
+    update=extend_schema(request=s.NamespaceUpdateSerializer, responses=s.NamespaceSerializer),
+    partial_update=extend_schema(
+        request=s.NamespaceUpdateSerializer, responses=s.NamespaceSerializer
+    ),
+    destroy=extend_schema(responses={204: None}),
+)
 class NamespaceViewSet(viewsets.GenericViewSet):
     permission_classes = [ActionPermission]
     action_permissions = {
@@ -213,6 +249,9 @@ class _ReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ActionPermission]
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[_id_query("instance"), _id_query("namespace"), _SEARCH])
+)
 class RepositoryViewSet(_ReadOnlyViewSet):
     action_permissions = _read_only("repository")
     serializer_class = s.RepositorySerializer
@@ -235,6 +274,17 @@ class RepositoryViewSet(_ReadOnlyViewSet):
         return queryset
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _id_query("instance"), _id_query("namespace"), _id_query("repository"),
+            _query("name", "Only tags with exactly this name."),
+            _SEARCH,
+            _query("repository_name", "Only tags of this repository (its full name)."),
+            _query("digest", "Only tags pointing at this manifest digest."),
+        ]
+    )
+)
 class TagViewSet(_ReadOnlyViewSet):
     """Tags, newest move first. Filters: instance, namespace, repository, name, search, digest."""
 
@@ -264,6 +314,15 @@ class TagViewSet(_ReadOnlyViewSet):
         return queryset
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _id_query("instance"), _id_query("namespace"), _id_query("repository"),
+            _query("digest", "Only the manifest with this digest."),
+            _query("media_type", "Only manifests of this media type."),
+        ]
+    )
+)
 class ManifestViewSet(_ReadOnlyViewSet):
     """Manifests with their tags and (for an index) children. Filters: repository, digest."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.db.models import Count
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.ids import is_id
@@ -50,6 +51,12 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1}],
+        "description": "An instance id, or its name.",
+    }
+)
 class InstanceRefField(serializers.Field):
     """An instance by id (a JSON integer or a digit string) or by name.
 
@@ -91,6 +98,25 @@ def reject_unknown_fields(serializer: serializers.Serializer, hint: str) -> None
 # --- policies -----------------------------------------------------------------------------
 
 
+class PolicyHealthSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class SignatureCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    signed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class VerificationSnippetsSerializer(serializers.Serializer):
+    public_key_file = serializers.CharField()
+    policy_json = serializers.CharField(help_text="A containers policy.json for skopeo/podman.")
+    registries_d = serializers.CharField()
+    cosign_command = serializers.CharField()
+
+
 class PolicySerializer(serializers.ModelSerializer):
     """A policy as the API shows it.
 
@@ -128,6 +154,7 @@ class PolicySerializer(serializers.ModelSerializer):
     def get_enabled(self, policy: SigningPolicy) -> bool:
         return not policy.disabled
 
+    @extend_schema_field(PolicyHealthSerializer)
     def get_health(self, policy: SigningPolicy) -> dict[str, Any]:
         # Shared by every row of a list: the grant is looked up once.
         context = cast(dict[str, Any], self.context)
@@ -136,6 +163,7 @@ class PolicySerializer(serializers.ModelSerializer):
         health = services.policy_health(policy, authorized=context["service_authorized"])
         return {"ok": health.ok, "message": health.message}
 
+    @extend_schema_field(SignatureCountsSerializer)
     def get_signatures(self, policy: SigningPolicy) -> dict[str, int]:
         names = ("signed", "pending", "failed")
         annotated = [getattr(policy, f"{name}_count", None) for name in names]
@@ -147,8 +175,41 @@ class PolicySerializer(serializers.ModelSerializer):
         counts = {name: int(value or 0) for name, value in zip(names, annotated, strict=True)}
         return {"total": sum(counts.values()), **counts}
 
+    @extend_schema_field(VerificationSnippetsSerializer)
     def get_verification(self, policy: SigningPolicy) -> dict[str, str]:
         return verification_snippets(policy)
+
+
+class PolicyCreatedSerializer(PolicySerializer):
+    """Documentation of the create answer: the policy plus warnings."""
+
+    warnings = serializers.ListField(child=serializers.CharField())
+
+    class Meta(PolicySerializer.Meta):
+        fields = [*PolicySerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
+
+
+class PolicyUpdatedSerializer(PolicySerializer):
+    """Documentation of the update answer: the policy, warnings and re-sign candidates."""
+
+    warnings = serializers.ListField(child=serializers.CharField())
+    resign_candidates = serializers.IntegerField(
+        help_text="Images signed with another key than the policy's (see resign)."
+    )
+
+    class Meta(PolicySerializer.Meta):
+        fields = [*PolicySerializer.Meta.fields, "warnings", "resign_candidates"]
+        read_only_fields = fields
+
+
+class PolicyDeletedSerializer(serializers.Serializer):
+    signatures_removed = serializers.IntegerField()
+
+
+class PolicyDeletePreviewSerializer(serializers.Serializer):
+    signatures_to_remove = serializers.IntegerField()
+    warning = serializers.CharField()
 
 
 class PolicyCreateSerializer(serializers.Serializer):
@@ -250,6 +311,50 @@ class SignatureStatusSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SignResultSerializer(serializers.Serializer):
+    """Documentation of a sign/resign answer."""
+
+    requested = serializers.IntegerField()
+    already_signed = serializers.IntegerField()
+    no_policy = serializers.IntegerField()
+    signed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    queued = serializers.IntegerField(help_text="Left to the background workers.")
+    failures = serializers.ListField(child=serializers.CharField())
+    signatures = SignatureStatusSerializer(many=True)
+    signatures_truncated = serializers.BooleanField()
+
+
+class PolicyRetryResultSerializer(serializers.Serializer):
+    retried = serializers.IntegerField()
+    signed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    failures = serializers.ListField(child=serializers.CharField())
+    signatures = SignatureStatusSerializer(many=True)
+    signatures_truncated = serializers.BooleanField()
+
+
+class SignatureRetryResultSerializer(serializers.Serializer):
+    signed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    signature = SignatureSerializer()
+
+
+class VerificationResultSerializer(serializers.Serializer):
+    """Documentation of the verify answer (``signing.verification.VerificationResult``)."""
+
+    image = serializers.CharField()
+    verified = serializers.BooleanField()
+    digest = serializers.CharField()
+    docker_reference = serializers.CharField()
+    key_id = serializers.CharField()
+    key_fingerprint = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+
+
 # --- signing and verifying ------------------------------------------------------------------
 
 
@@ -304,6 +409,15 @@ class VerifySerializer(serializers.Serializer):
 # --- namespaces -----------------------------------------------------------------------------
 
 
+class NamespaceSigningPolicySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    enabled = serializers.BooleanField()
+    key_id = serializers.CharField()
+    key_alias = serializers.CharField()
+    key_state = serializers.CharField()
+
+
 class NamespacePolicyStatusSerializer(serializers.ModelSerializer):
     """A namespace with its signing policy ({id, name, enabled} or null): TCR KmsSignPolicy."""
 
@@ -315,6 +429,7 @@ class NamespacePolicyStatusSerializer(serializers.ModelSerializer):
         fields = ["id", "instance", "instance_name", "name", "description", "signing_policy"]
         read_only_fields = fields
 
+    @extend_schema_field(NamespaceSigningPolicySerializer(allow_null=True))
     def get_signing_policy(self, namespace: Namespace) -> dict[str, Any] | None:
         policies = list(namespace.signing_policies.all())
         if not policies:

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -118,6 +120,20 @@ def resolve_instance(ref: int | str, *, as_field_error: bool = False) -> Instanc
     return instance
 
 
+# --- OpenAPI parameters ------------------------------------------------------------------------
+
+
+def _query(name: str, description: str, kind: Any = OpenApiTypes.STR) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description)
+
+
+def _id_query(name: str) -> OpenApiParameter:
+    return _query(name, f"Only those of this {name} (its numeric id).", OpenApiTypes.INT)
+
+
+_INSTANCE = _query("instance", "Only those of this instance (its id or its name).")
+
+
 # --- policies -------------------------------------------------------------------------------
 
 
@@ -171,6 +187,26 @@ def _sign_result_body(
     }
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _INSTANCE, _id_query("namespace"),
+            _query("namespace_name", "Only the policy of the namespace with this name."),
+            _query("disabled", "true or false.", OpenApiTypes.BOOL),
+        ]
+    ),
+    create=extend_schema(
+        request=s.PolicyCreateSerializer, responses={201: s.PolicyCreatedSerializer}
+    ),
+    update=extend_schema(request=s.PolicyUpdateSerializer, responses=s.PolicyUpdatedSerializer),
+    partial_update=extend_schema(
+        request=s.PolicyUpdateSerializer, responses=s.PolicyUpdatedSerializer
+    ),
+    destroy=extend_schema(responses=s.PolicyDeletedSerializer),
+    delete_preview=extend_schema(responses=s.PolicyDeletePreviewSerializer),
+    resign=extend_schema(request=None, responses=s.SignResultSerializer),
+    retry=extend_schema(request=None, responses=s.PolicyRetryResultSerializer),
+)
 class PolicyViewSet(viewsets.GenericViewSet):
     """Namespace signing policies (TCR Create/Describe/Modify/DeleteSignaturePolicy)."""
 
@@ -188,6 +224,11 @@ class PolicyViewSet(viewsets.GenericViewSet):
         "retry": SIGN,
     }
     serializer_class = s.PolicySerializer
+    _throttle_scopes = {"resign": "bulk-sign", "retry": "bulk-sign"}
+
+    def get_throttles(self):
+        self.throttle_scope = self._throttle_scopes.get(self.action or "")
+        return super().get_throttles()
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "create":
@@ -328,6 +369,20 @@ def signature_queryset() -> QuerySet[Signature]:
     )
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _query("status", "pending, signed or failed."),
+            _query("trigger", "push, manual, backfill or resign."),
+            _id_query("policy"), _INSTANCE, _id_query("namespace"),
+            _query("namespace_name", "Only signatures of the namespace with this name."),
+            _id_query("repository"),
+            _query("repository_name", "Only signatures of this repository (its full name)."),
+            _query("digest", "Only signatures of the manifest with this digest."),
+        ]
+    ),
+    retry=extend_schema(request=None, responses=s.SignatureRetryResultSerializer),
+)
 class SignatureViewSet(viewsets.ReadOnlyModelViewSet):
     """Signature records. Filters: status, trigger, policy, instance (id or name),
     namespace (id), namespace_name, repository (id), repository_name, digest."""
@@ -340,6 +395,10 @@ class SignatureViewSet(viewsets.ReadOnlyModelViewSet):
         "retry": SIGN,
     }
     serializer_class = s.SignatureSerializer
+
+    def get_throttles(self):
+        self.throttle_scope = "sign" if self.action == "retry" else None
+        return super().get_throttles()
 
     def get_queryset(self) -> QuerySet[Signature]:
         queryset = signature_queryset()
@@ -418,7 +477,9 @@ class SignView(APIView):
     permission_classes = [SigningActionPermission]
     action = "sign"
     action_permissions = {"sign": SIGN}
+    throttle_scope = "sign"
 
+    @extend_schema(request=s.SignSerializer, responses=s.SignResultSerializer)
     def post(self, request: Request) -> Response:
         data = _validated(s.SignSerializer, request)
         instance = resolve_instance(data["instance"])
@@ -449,7 +510,16 @@ class SignTagView(APIView):
     permission_classes = [SigningActionPermission]
     action = "sign"
     action_permissions = {"sign": SIGN}
+    throttle_scope = "sign"
 
+    @extend_schema(
+        request=None,
+        responses=s.SignResultSerializer,
+        parameters=[
+            OpenApiParameter("tag_id", OpenApiTypes.INT, OpenApiParameter.PATH,
+                             description="The tag's id.")
+        ],
+    )
     def post(self, request: Request, tag_id: int) -> Response:
         tag = (
             Tag.objects.select_related("manifest__repository__namespace")
@@ -472,7 +542,9 @@ class VerifyView(APIView):
     permission_classes = [SigningActionPermission]
     action = "verify"
     action_permissions = {"verify": VIEW_SIGNATURE}
+    throttle_scope = "verify"
 
+    @extend_schema(request=s.VerifySerializer, responses=s.VerificationResultSerializer)
     def post(self, request: Request) -> Response:
         data = _validated(s.VerifySerializer, request)
         result = verification.verify_image(image=data["image"])
@@ -482,6 +554,18 @@ class VerifyView(APIView):
 # --- namespaces with their policy ----------------------------------------------------------
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _INSTANCE,
+            _query("kms_sign_policy", "true: namespaces with a policy; false: without.",
+                   OpenApiTypes.BOOL),
+            _query("enabled", "true: with an enabled policy; false: none or a disabled one.",
+                   OpenApiTypes.BOOL),
+            _query("search", "Only namespaces whose name contains this text."),
+        ]
+    )
+)
 class NamespacePolicyViewSet(viewsets.ReadOnlyModelViewSet):
     """Namespaces with their signing policy (TCR DescribeNamespaces, filter KmsSignPolicy).
 
