@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.scoping import scope
 from audit.models import AuditEvent
 
 
@@ -46,6 +48,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     fields = _FIELDS
     readonly_fields = _FIELDS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        # Sub-accounts see their instances' events only (administrators everything).
+        return scope(
+            super().get_queryset(request), request.user, instance_path="instance_name",
+            by_name=True,
+        )
 
     @admin.display(description="Changes (before, after)")
     def pretty_changes(self, event: AuditEvent) -> str:

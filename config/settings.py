@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "registry",
     "signing",
     "audit",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +77,12 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# Sub-accounts' per-instance roles (accounts.InstanceMembership) answer has_perm after the
+# plain Django permissions.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.MembershipBackend",
+]
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [

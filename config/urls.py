@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
 
+from config.openapi import DocsView
 from signing.api.views import SignTagView
 
 
@@ -24,4 +26,9 @@ urlpatterns = [
     path("api/v1/registry/", include("registry.api.urls")),
     path("api/v1/signing/", include("signing.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
+    path("api/v1/auth/", include("accounts.api.urls")),
+    # The OpenAPI 3 schema and its Swagger UI page (signed-in users or tokens; the page's
+    # assets are served locally from drf-spectacular-sidecar, no CDN).
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -334,6 +334,12 @@ class HttpKmsClient:
                 f"KMS at {self._display_url} refused {method} {API_PREFIX}{path} with HTTP "
                 f"{status} ({code}: {message or 'no message'}); {hint}."
             )
+        if status == 429:
+            # Throttled: transient, like an unreachable KMS; the caller's retry handles it.
+            return KmsUnavailable(
+                f"KMS at {self._display_url} is throttling {method} {API_PREFIX}{path} "
+                f"(HTTP 429): {message or 'too many requests'}"
+            )
         what = f"unexpected error code {code!r}" if code else "not a KMS error response"
         if isinstance(message, str) and code:
             what += f" ({message})"

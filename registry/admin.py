@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from accounts.scoping import scope_model, visible_instances, visible_namespaces
 from config.errors import ValidationFailed
 from config.ids import is_id
 from registry import services
@@ -73,7 +74,8 @@ class InstanceFilter(admin.SimpleListFilter):
     field_path = ""  # set per admin: the lookup path to the instance id
 
     def lookups(self, request, model_admin):
-        return list(Instance.objects.order_by("name").values_list("pk", "name"))
+        instances = visible_instances(request.user)
+        return list(instances.order_by("name").values_list("pk", "name"))
 
     def queryset(self, request, queryset):
         if self.value() and is_id(self.value()):
@@ -87,7 +89,7 @@ class NamespaceFilter(admin.SimpleListFilter):
     field_path = ""
 
     def lookups(self, request, model_admin):
-        namespaces = Namespace.objects.order_by("instance__name", "name")
+        namespaces = visible_namespaces(request.user).order_by("instance__name", "name")
         instance = request.GET.get("instance")
         if instance and is_id(instance):
             namespaces = namespaces.filter(instance_id=int(instance))
@@ -111,6 +113,14 @@ def _filters(instance_path: str, namespace_path: str | None = None) -> list[Any]
     return filters
 
 
+class ScopedAdminMixin:
+    """Only the rows of the instances (and namespaces) granted to the user
+    (``accounts.scoping``; superusers see all); other rows do not exist for it."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scope_model(super().get_queryset(request), request.user)  # type: ignore[misc]
+
+
 # Rows that go with their parent: deleting an instance or namespace through the services
 # removes them, so the user needs no delete permission on these read-only models.
 _RECORDED_MODELS = (Repository, Manifest, ManifestReference, Tag, TagHistory, RegistryEvent)
@@ -125,7 +135,7 @@ class DeletesRecordsMixin:
         return deleted, counts, {name for name in perms_needed if name not in recorded}, protected
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ScopedAdminMixin, admin.ModelAdmin):
     """Records that come from the registry: viewable, never edited by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -216,7 +226,7 @@ class InstanceForm(forms.ModelForm):
 
 
 @admin.register(Instance)
-class InstanceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
+class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     form = InstanceForm
     list_display = [
         "name", "region", "backend_url", "default_domain", "auth_type", "credentials",
@@ -339,7 +349,7 @@ class InstanceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not is_id(object_id):
             raise Http404("No such instance.")
-        instance = get_object_or_404(Instance, pk=int(object_id))
+        instance = get_object_or_404(self.get_queryset(request), pk=int(object_id))
         if not self.has_change_permission(request, instance):
             raise PermissionDenied
         token = services.rotate_webhook_token(instance=instance)
@@ -364,7 +374,7 @@ class InstanceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
 
 
 @admin.register(Namespace)
-class NamespaceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
+class NamespaceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     list_display = ["name", "instance", "description", "repository_count", "created_at"]
     list_filter = _filters("instance_id")
     list_select_related = ["instance"]
@@ -378,6 +388,11 @@ class NamespaceAdmin(DeletesRecordsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["instance", "name", "created_at"] if obj else ["created_at"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "instance":  # only the instances granted to the user
+            kwargs["queryset"] = visible_instances(request.user).order_by("name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="repositories", ordering="_repository_count")
     def repository_count(self, obj: Namespace) -> int:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from accounts.scoping import is_unscoped, scope_model, visible_namespaces
 from config.errors import DomainError
 from config.ids import is_id
 from kms import services as kms_services
@@ -153,7 +154,7 @@ class PolicyChangeList(ChangeList):
 
 
 @admin.register(SigningPolicy)
-class SigningPolicyAdmin(admin.ModelAdmin):
+class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     form = SigningPolicyForm
     list_display = [
         "name", "namespace_name", "instance_name", "key_alias", "region", "domain",
@@ -217,10 +218,32 @@ class SigningPolicyAdmin(admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: SigningPolicy | None = None,
                  change: bool = False, **kwargs: Any) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"user": request.user})
+        user = request.user
+
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            form.__init__(self, *args, **kw)
+            if "namespace" in self.fields and not is_unscoped(user):
+                # The picker offers only the namespaces the user may create policies in.
+                allowed = visible_namespaces(user, perm="signing.add_signingpolicy")
+                field = self.fields["namespace"]
+                field.queryset = field.queryset.filter(pk__in=allowed.values("pk"))
+
+        return type(form.__name__, (form,), {"user": user, "__init__": __init__})
 
     def has_sign_images_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None:
+            return request.user.has_perm(SIGN_IMAGES, obj)
         return can_sign(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not request.user.is_superuser:
+            return request.user.has_perm("signing.change_signingpolicy", obj)
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not request.user.is_superuser:
+            return request.user.has_perm("signing.delete_signingpolicy", obj)
+        return super().has_delete_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: SigningPolicy, form: Any,
                    change: bool) -> None:
@@ -402,6 +425,8 @@ class SigningPolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Delete selected signing policies (and their signatures)",
                   permissions=["delete"])
     def delete_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]):
+        # Only the policies of namespaces the user operates (an in-scope reader's are kept).
+        queryset = scope_model(queryset, request.user, perm="signing.delete_signingpolicy")
         response = django_delete_selected(self, request, queryset)
         if isinstance(response, TemplateResponse) and response.context_data is not None:
             response.context_data["signing_delete_warnings"] = getattr(
@@ -446,13 +471,13 @@ class SigningPolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Re-sign images signed with an older key, with the current key",
                   permissions=["sign_images"])
     def resign_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
-        for policy in queryset:
+        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
             self._resign(request, policy)
 
     @admin.action(description="Retry failed signatures", permissions=["sign_images"])
     def retry_failed_selected(self, request: HttpRequest,
                               queryset: QuerySet[SigningPolicy]) -> None:
-        for policy in queryset:
+        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
             self._retry_failed(request, policy)
 
     def get_urls(self) -> list:
@@ -477,6 +502,8 @@ class SigningPolicyAdmin(admin.ModelAdmin):
         policy = self.get_object(request, unquote(object_id))
         if policy is None:
             raise Http404("No such signing policy.")
+        if not self.has_sign_images_permission(request, policy):
+            raise PermissionDenied  # in the user's scope, but read-only there
         return policy
 
     def _back_to(self, policy: SigningPolicy) -> HttpResponseRedirect:
@@ -520,7 +547,9 @@ class SignaturePolicyFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return [
             (pk, f"{name} ({instance} / {namespace})")
-            for pk, name, instance, namespace in SigningPolicy.objects.values_list(
+            for pk, name, instance, namespace in scope_model(
+                SigningPolicy.objects.all(), request.user
+            ).values_list(
                 "pk", "name", "namespace__instance__name", "namespace__name"
             )
         ]
@@ -549,7 +578,7 @@ def signature_key_label(signature: Signature, policy: SigningPolicy) -> str:
 
 
 @admin.register(Signature)
-class SignatureAdmin(admin.ModelAdmin):
+class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     """Records only: signatures are made by signing, removed with their policy or image."""
 
     list_display = [
@@ -628,7 +657,8 @@ class SignatureAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected signatures now", permissions=["sign_images"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Signature]) -> None:
-        rows = queryset.select_related(None).prefetch_related(None).only("id")
+        rows = scope_model(queryset, request.user, perm=SIGN_IMAGES)
+        rows = rows.select_related(None).prefetch_related(None).only("id")
         outcome = services.retry_now(signatures=list(rows))
         for level, text in _outcome_messages(outcome):
             self.message_user(request, text, level)
@@ -791,9 +821,13 @@ class SigningTagAdmin(registry_admin_tag):
         if not is_id(object_id):
             raise Http404("No such tag.")
         tag = get_object_or_404(
-            Tag.objects.select_related("repository__namespace", "manifest__repository__namespace"),
+            scope_model(Tag.objects.all(), request.user).select_related(
+                "repository__namespace", "manifest__repository__namespace"
+            ),
             pk=int(object_id),
         )
+        if not request.user.has_perm(SIGN_IMAGES, tag):
+            raise PermissionDenied  # in the user's scope, but read-only there
         label = f"Tag {tag.repository.name}:{tag.name}"
         try:
             result = services.request_signing(
@@ -822,7 +856,19 @@ class SigningTagAdmin(registry_admin_tag):
 
     @admin.action(description="Sign selected", permissions=["sign_images"])
     def sign_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> None:
-        tags = list(queryset.select_related("manifest__repository__namespace"))
+        selected = queryset.count()
+        tags = list(
+            scope_model(queryset, request.user, perm=SIGN_IMAGES).select_related(
+                "manifest__repository__namespace"
+            )
+        )
+        if len(tags) < selected:
+            self.message_user(
+                request, f"{selected - len(tags)} selected tag(s) are in namespaces you may "
+                "not sign in; they were left alone.", messages.WARNING,
+            )
+        if not tags:
+            return
         try:
             result = services.request_signing(
                 manifests=[tag.manifest for tag in tags], trigger="manual", actor=request.user

@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
+from accounts.scoping import scope
 from audit.api.serializers import AuditEventSerializer
 from audit.models import ActorType, AuditEvent
 from config.api import ActionPermission
@@ -56,6 +57,14 @@ def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= 18
 
 
+def scoped_events(user) -> QuerySet[AuditEvent]:
+    """Every event for superusers; a sub-account's those of its instances only (events
+    of no instance, e.g. KMS administration, are for administrators)."""
+    return scope(
+        AuditEvent.objects.all(), user, instance_path="instance_name", by_name=True
+    )
+
+
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """Audit events. Filters: actor, actor_type, action, object_type, object_id, instance,
     since, until."""
@@ -65,7 +74,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        queryset = AuditEvent.objects.order_by("-at", "-id")
+        queryset = scoped_events(self.request.user).order_by("-at", "-id")
         params = self.request.query_params
         actor = params.get("actor")
         if actor:
@@ -108,7 +117,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_object(self) -> AuditEvent:
         pk = self.kwargs["pk"]
-        event = AuditEvent.objects.filter(pk=int(pk)).first() if _is_id(pk) else None
+        events = scoped_events(self.request.user)
+        event = events.filter(pk=int(pk)).first() if _is_id(pk) else None
         if event is None:
             raise exceptions.NotFound(f"No audit event with id {pk[:40]}.")
         self.check_object_permissions(self.request, event)

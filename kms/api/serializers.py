@@ -153,10 +153,10 @@ class ScheduleDeletionSerializer(serializers.Serializer):
 
 class ServiceAuthorizationSerializer(serializers.ModelSerializer):
     granted_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     revoked_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     active = serializers.BooleanField(source="is_active", read_only=True)
 

@@ -19,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from accounts.permissions import ScopedObjectPermission
+from accounts.scoping import scope_model, visible_instances
 from config.api import ActionPermission
 from config.errors import ValidationFailed
 from config.ids import is_id
@@ -78,7 +80,7 @@ def _read_only(model: str) -> dict[str, str]:
 class InstanceViewSet(viewsets.GenericViewSet):
     """Registry instances. The webhook token is returned by create and rotate only."""
 
-    permission_classes = [ActionPermission]
+    permission_classes = [ActionPermission, ScopedObjectPermission]
     action_permissions = {
         **_read_only("instance"),
         "create": "registry.add_instance",
@@ -102,6 +104,8 @@ class InstanceViewSet(viewsets.GenericViewSet):
             .prefetch_related(Prefetch("domains", queryset=InstanceDomain.objects.order_by("name")))
             .order_by("name")
         )
+        if self.action != "create":  # the creator sees what it created, granted or not
+            queryset = scope_model(queryset, self.request.user)
         search = self.request.query_params.get("search")
         if search:
             queryset = queryset.filter(name__icontains=search)
@@ -175,7 +179,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
     destroy=extend_schema(responses={204: None}),
 )
 class NamespaceViewSet(viewsets.GenericViewSet):
-    permission_classes = [ActionPermission]
+    permission_classes = [ActionPermission, ScopedObjectPermission]
     action_permissions = {
         **_read_only("namespace"),
         "create": "registry.add_namespace",
@@ -198,6 +202,8 @@ class NamespaceViewSet(viewsets.GenericViewSet):
             .annotate(repository_count=Count("repositories", distinct=True))
             .order_by("instance__name", "name")
         )
+        if self.action != "create":  # the creator sees what it created, granted or not
+            queryset = scope_model(queryset, self.request.user)
         instance = _id_param(self.request, "instance")
         if instance is not None:
             queryset = queryset.filter(instance_id=instance)
@@ -218,7 +224,7 @@ class NamespaceViewSet(viewsets.GenericViewSet):
 
     def create(self, request: Request) -> Response:
         data = _validated(s.NamespaceCreateSerializer, request)
-        instance = Instance.objects.filter(pk=data["instance"]).first()
+        instance = visible_instances(request.user).filter(pk=data["instance"]).first()
         if instance is None:
             raise ValidationFailed(
                 f"Invalid instance: no instance with id {data['instance']}.",
@@ -246,7 +252,7 @@ class NamespaceViewSet(viewsets.GenericViewSet):
 
 
 class _ReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
-    permission_classes = [ActionPermission]
+    permission_classes = [ActionPermission, ScopedObjectPermission]
 
 
 @extend_schema_view(
@@ -262,6 +268,7 @@ class RepositoryViewSet(_ReadOnlyViewSet):
             .annotate(tag_count=Count("tags", distinct=True))
             .order_by("name", "id")
         )
+        queryset = scope_model(queryset, self.request.user)
         instance = _id_param(self.request, "instance")
         if instance is not None:
             queryset = queryset.filter(namespace__instance_id=instance)
@@ -292,7 +299,9 @@ class TagViewSet(_ReadOnlyViewSet):
     serializer_class = s.TagSerializer
 
     def get_queryset(self) -> QuerySet[Tag]:
-        queryset = services.tags_queryset().order_by("-updated_at", "-id")
+        queryset = scope_model(
+            services.tags_queryset().order_by("-updated_at", "-id"), self.request.user
+        )
         params = self.request.query_params
         instance = _id_param(self.request, "instance")
         if instance is not None:
@@ -335,6 +344,7 @@ class ManifestViewSet(_ReadOnlyViewSet):
             .prefetch_related("tags", "child_references")
             .order_by("-pushed_at", "-id")
         )
+        queryset = scope_model(queryset, self.request.user)
         params = self.request.query_params
         instance = _id_param(self.request, "instance")
         if instance is not None:

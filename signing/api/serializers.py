@@ -137,7 +137,7 @@ class PolicySerializer(serializers.ModelSerializer):
     health = serializers.SerializerMethodField()
     signatures = serializers.SerializerMethodField()
     created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     verification = serializers.SerializerMethodField()
 
@@ -258,7 +258,7 @@ class SignatureSerializer(serializers.ModelSerializer):
     media_type = serializers.CharField(source="manifest.media_type", read_only=True)
     tags = serializers.SerializerMethodField()
     triggered_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     signed_with_current_key = serializers.SerializerMethodField()
     up_to_date = serializers.SerializerMethodField()

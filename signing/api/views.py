@@ -19,11 +19,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from accounts.permissions import ScopedObjectPermission
+from accounts.scoping import is_unscoped, scope_model, visible_instances, visible_namespaces
 from config.errors import ValidationFailed
 from config.ids import is_id
 from registry.models import Instance, Manifest, Namespace, Tag
@@ -104,12 +107,16 @@ def _instance_filter(request: Request, prefix: str) -> Q | None:
     return Q(**{f"{prefix}__name": value})
 
 
-def resolve_instance(ref: int | str, *, as_field_error: bool = False) -> Instance:
-    """The instance ``ref`` names; 404 (or 400 on field ``instance``) when there is none."""
+def resolve_instance(
+    ref: int | str, *, as_field_error: bool = False, user: Any = None
+) -> Instance:
+    """The instance ``ref`` names; 404 (or 400 on field ``instance``) when there is none
+    (or, with ``user``, when it is outside the user's scope: it answers the same)."""
+    instances = Instance.objects.all() if user is None else visible_instances(user)
     instance = (
-        Instance.objects.filter(pk=ref).first()
+        instances.filter(pk=ref).first()
         if isinstance(ref, int)
-        else Instance.objects.filter(name=ref).first()
+        else instances.filter(name=ref).first()
     )
     if instance is None:
         what = f"id {ref}" if isinstance(ref, int) else f"name {ref!r}"
@@ -210,7 +217,7 @@ def _sign_result_body(
 class PolicyViewSet(viewsets.GenericViewSet):
     """Namespace signing policies (TCR Create/Describe/Modify/DeleteSignaturePolicy)."""
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action_permissions = {
         "list": VIEW_POLICY,
         "retrieve": VIEW_POLICY,
@@ -238,7 +245,7 @@ class PolicyViewSet(viewsets.GenericViewSet):
         return s.PolicySerializer
 
     def get_queryset(self) -> QuerySet[SigningPolicy]:
-        queryset = policy_queryset()
+        queryset = scope_model(policy_queryset(), self.request.user)
         where = _instance_filter(self.request, "namespace__instance")
         if where is not None:
             queryset = queryset.filter(where)
@@ -275,11 +282,19 @@ class PolicyViewSet(viewsets.GenericViewSet):
         The answer adds ``warnings`` (for example a key in another region).
         """
         data = _validated(s.PolicyCreateSerializer, request)
-        instance = resolve_instance(data["instance"], as_field_error=True)
-        namespace = Namespace.objects.filter(instance=instance, name=data["namespace"]).first()
+        instance = resolve_instance(data["instance"], as_field_error=True, user=request.user)
+        namespace = (
+            visible_namespaces(request.user)
+            .filter(instance=instance, name=data["namespace"])
+            .first()
+        )
         if namespace is None:
             message = f"Instance {instance.name} has no namespace {data['namespace']!r}."
             raise ValidationFailed(message, fields={"namespace": [message]})
+        if not request.user.has_perm("signing.add_signingpolicy", namespace):
+            raise PermissionDenied(
+                f"Creating a policy in namespace {namespace.name} needs the operator role."
+            )
         outcome = services.create_policy(
             namespace=namespace,
             name=data["name"],
@@ -372,8 +387,10 @@ def signature_queryset() -> QuerySet[Signature]:
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _query("status", "pending, signed or failed."),
-            _query("trigger", "push, manual, backfill or resign."),
+            OpenApiParameter("status", OpenApiTypes.STR, OpenApiParameter.QUERY,
+                             enum=SignatureStatus.values, description="Only this status."),
+            OpenApiParameter("trigger", OpenApiTypes.STR, OpenApiParameter.QUERY,
+                             enum=Trigger.values, description="Only this trigger."),
             _id_query("policy"), _INSTANCE, _id_query("namespace"),
             _query("namespace_name", "Only signatures of the namespace with this name."),
             _id_query("repository"),
@@ -387,7 +404,7 @@ class SignatureViewSet(viewsets.ReadOnlyModelViewSet):
     """Signature records. Filters: status, trigger, policy, instance (id or name),
     namespace (id), namespace_name, repository (id), repository_name, digest."""
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action_permissions = {
         "list": VIEW_SIGNATURE,
         "retrieve": VIEW_SIGNATURE,
@@ -401,7 +418,7 @@ class SignatureViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_throttles()
 
     def get_queryset(self) -> QuerySet[Signature]:
-        queryset = signature_queryset()
+        queryset = scope_model(signature_queryset(), self.request.user)
         request = self.request
         params = request.query_params
         value = _choice_param(request, "status", SignatureStatus.values)
@@ -469,12 +486,27 @@ def _describe_scope(data: dict[str, Any], instance: Instance) -> str:
     return f"namespace {namespace}"
 
 
+def _require_sign(request: Request, tags: list[Tag]) -> None:
+    """403 unless the user may sign in every namespace of ``tags`` (all in its scope)."""
+    if is_unscoped(request.user):
+        return
+    allowed = set(
+        visible_namespaces(request.user, perm=SIGN).values_list("pk", flat=True)
+    )
+    refused = sorted({tag.manifest.repository.namespace.name for tag in tags
+                      if tag.manifest.repository.namespace_id not in allowed})
+    if refused:
+        raise PermissionDenied(
+            f"Signing in namespace(s) {', '.join(refused)} needs the operator role."
+        )
+
+
 class SignView(APIView):
     """``POST sign/``: TCR CreateSignature for a tag, a list of tags, a repository or a
     whole namespace. Signs synchronously up to ``SIGNING_SYNC_LIMIT`` images, queues the
     rest (``queued``); answers the counts and each signature's status."""
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action = "sign"
     action_permissions = {"sign": SIGN}
     throttle_scope = "sign"
@@ -482,13 +514,16 @@ class SignView(APIView):
     @extend_schema(request=s.SignSerializer, responses=s.SignResultSerializer)
     def post(self, request: Request) -> Response:
         data = _validated(s.SignSerializer, request)
-        instance = resolve_instance(data["instance"])
+        instance = resolve_instance(data["instance"], user=request.user)
         tags = list(
-            services.tags_in_scope(
-                instance=instance,
-                namespace=data["namespace"],
-                repository=data.get("repository"),
-                tags=data.get("tags"),
+            scope_model(
+                services.tags_in_scope(
+                    instance=instance,
+                    namespace=data["namespace"],
+                    repository=data.get("repository"),
+                    tags=data.get("tags"),
+                ),
+                request.user,
             )
         )
         wanted = data.get("tags")
@@ -500,6 +535,7 @@ class SignView(APIView):
                 f"No image matches {scope} in instance {instance.name}{detail}; nothing "
                 "was signed.",
             )
+        _require_sign(request, tags)
         manifests = list({tag.manifest_id: tag.manifest for tag in tags}.values())
         return _sign_manifests(manifests, request)
 
@@ -507,7 +543,7 @@ class SignView(APIView):
 class SignTagView(APIView):
     """``POST /api/v1/registry/tags/<id>/sign/``: the tag list's Sign button."""
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action = "sign"
     action_permissions = {"sign": SIGN}
     throttle_scope = "sign"
@@ -522,13 +558,35 @@ class SignTagView(APIView):
     )
     def post(self, request: Request, tag_id: int) -> Response:
         tag = (
-            Tag.objects.select_related("manifest__repository__namespace")
+            scope_model(Tag.objects.select_related("manifest__repository__namespace"),
+                        request.user)
             .filter(pk=tag_id)
             .first()
         )
         if tag is None:
             raise ImageNotFound(f"No tag with id {tag_id}.")
+        _require_sign(request, [tag])
         return _sign_manifests([tag.manifest], request)
+
+
+def _verifiable_instances(request: Request, image: str) -> Any:
+    """The instances the user may verify in (None: all); an image of a namespace outside
+    the user's scope answers ImageNotFound, like an unknown one."""
+    user = request.user
+    if is_unscoped(user):
+        return None
+    ref = verification.parse_image(image)
+    namespace_name = ref.repository.split("/", 1)[0]
+    hidden = (
+        Namespace.objects.filter(
+            Q(instance__default_domain=ref.domain) | Q(instance__domains__name=ref.domain),
+            name=namespace_name,
+        )
+        .exclude(pk__in=visible_namespaces(user, perm=VIEW_SIGNATURE).values("pk"))
+    )
+    if hidden.exists():
+        raise ImageNotFound(f"No registry instance answers to domain {ref.domain}.")
+    return visible_instances(user, perm=VIEW_SIGNATURE)
 
 
 class VerifyView(APIView):
@@ -539,7 +597,7 @@ class VerifyView(APIView):
     image, 404 for an unknown domain or image, 409 when the namespace has no policy.
     """
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action = "verify"
     action_permissions = {"verify": VIEW_SIGNATURE}
     throttle_scope = "verify"
@@ -547,7 +605,9 @@ class VerifyView(APIView):
     @extend_schema(request=s.VerifySerializer, responses=s.VerificationResultSerializer)
     def post(self, request: Request) -> Response:
         data = _validated(s.VerifySerializer, request)
-        result = verification.verify_image(image=data["image"])
+        result = verification.verify_image(
+            image=data["image"], instances=_verifiable_instances(request, data["image"])
+        )
         return Response(result.as_dict())
 
 
@@ -573,7 +633,7 @@ class NamespacePolicyViewSet(viewsets.ReadOnlyModelViewSet):
     ``enabled=true|false`` (has an enabled policy / has none or a disabled one), ``search``.
     """
 
-    permission_classes = [SigningActionPermission]
+    permission_classes = [SigningActionPermission, ScopedObjectPermission]
     _view = ("registry.view_namespace", VIEW_POLICY)
     action_permissions = {"list": _view, "retrieve": _view, "metadata": _view}
     serializer_class = s.NamespacePolicyStatusSerializer
@@ -591,6 +651,7 @@ class NamespacePolicyViewSet(viewsets.ReadOnlyModelViewSet):
             )
             .order_by("instance__name", "name")
         )
+        queryset = scope_model(queryset, self.request.user)
         where = _instance_filter(self.request, "instance")
         if where is not None:
             queryset = queryset.filter(where)

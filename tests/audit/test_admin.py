@@ -7,10 +7,13 @@ from django.contrib.admin.sites import site
 from django.test import RequestFactory
 from django.urls import reverse
 
+from accounts.models import Role
 from audit import context
 from audit import services as audit
 from audit.models import AuditEvent
+from tests.accounts.support import grant
 from tests.factories import make_user
+from tests.registry.conftest import make_instance
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
 
@@ -108,10 +111,20 @@ def test_staff_need_the_view_permission_and_get_nothing_more(client, recorded):
     assert client.get(CHANGELIST).status_code == 403
 
     viewer = make_user("auditor", is_staff=True, perms=["audit.view_auditevent"])
+    # A sub-account sees its instance's events; KMS events (no instance) are for admins.
+    instance, _token = make_instance("prod")
+    grant(viewer, instance, role=Role.READER)
+    instance_event = audit.record("signing.sign.requested", object_type="signing.signingpolicy",
+                                  object_id="3", instance_name="prod")
     client.force_login(viewer)
     before = _snapshot()
-    assert client.get(CHANGELIST).status_code == 200
-    assert client.get(change_url(recorded[0])).status_code == 200
+    listed = client.get(CHANGELIST)
+    assert listed.status_code == 200
+    shown = list(listed.context["cl"].result_list)
+    assert instance_event in shown and not set(recorded) & set(shown)
+    assert {event.instance_name for event in shown} == {"prod"}
+    assert client.get(change_url(instance_event)).status_code == 200
+    assert client.get(change_url(recorded[0])).status_code == 302  # "does not exist"
     assert client.get(ADD).status_code == 403
     assert client.post(delete_url(recorded[0]), {"post": "yes"}).status_code == 403
     assert _snapshot() == before

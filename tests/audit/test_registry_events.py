@@ -7,11 +7,13 @@ import json
 import pytest
 from django.urls import reverse
 
+from accounts.models import Role
 from kms import services as kms_services
 from kms.models import AuthorizedService
 from registry import services as registry_services
 from registry.models import Instance
 from signing.models import Signature, SignatureStatus
+from tests.accounts.support import grant
 from tests.audit.conftest import REGISTRY_SECRET
 from tests.audit.support import (
     EVENTS_TYPE,
@@ -71,6 +73,8 @@ def test_api_create_and_rotate_are_recorded_for_the_token_user():
          "default_domain": "r.example.test", "auth_type": "bearer", "secret": "api-secret-7781"},
         format="json",
     )
+    # Instance management is a plain permission, but on instances in the user's scope.
+    grant(admin, Instance.objects.get(name="from-api"), role=Role.READER)
     rotated = api.post(f"/api/v1/registry/instances/{created.json()['id']}/rotate-webhook-token/")
 
     assert (created.status_code, rotated.status_code) == (201, 200)

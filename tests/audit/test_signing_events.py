@@ -17,6 +17,7 @@ from registry.models import Manifest
 from signing import services as signing_services
 from signing.dispatch import wait_for_background_work
 from signing.models import Signature, SignatureStatus, SigningPolicy
+from tests.accounts.support import grant
 from tests.audit.support import (
     NAMESPACE,
     REPOSITORY,
@@ -142,6 +143,7 @@ def test_deleting_a_policy_records_how_many_signatures_went_with_it(instance, po
 @pytest.mark.django_db
 def test_api_policy_changes_are_recorded_for_the_token_user(instance, namespace, key, authorized):
     operator = make_user("operator", perms=SIGNER_PERMS)
+    grant(operator, instance)
     api = token_client(operator, REMOTE_ADDR="203.0.113.30")
 
     created = api.post("/api/v1/signing/policies/", {
@@ -189,6 +191,7 @@ def test_a_manual_sign_request_records_its_scope_and_counts(
     push_real(registry_client, live_instance, "v1")
     push_real(registry_client, live_instance, "v2")
     signer = make_user("signer", perms=SIGNER_PERMS)
+    grant(signer, live_instance)
     api = token_client(signer, REMOTE_ADDR="203.0.113.40")
     body = {"instance": "live", "namespace": NAMESPACE}
 
@@ -220,6 +223,7 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(instance, 
     offline_manifests(instance, "v1", "v2")
     kms_services.revoke_service_authorization(service=REGISTRY)
     signer = make_user("signer", perms=SIGNER_PERMS)
+    grant(signer, instance)
     before = actions()
 
     response = token_client(signer).post(
@@ -275,6 +279,7 @@ def test_retrying_now_records_the_retry_with_its_counts(instance, policy):
     kms_services.revoke_service_authorization(service=REGISTRY)
     signing_services.request_signing(manifests=list(Manifest.objects.all()))
     signer = make_user("retrier", perms=SIGNER_PERMS)
+    grant(signer, instance)
     before = len(actions())
 
     response = token_client(signer).post(f"/api/v1/signing/policies/{policy.pk}/retry/")
@@ -358,6 +363,7 @@ def test_a_resign_request_records_the_policy_and_counts(
     signing_services.request_signing(manifests=list(Manifest.objects.all()))
     signing_services.update_policy(policy=live_policy, key=make_key("rotated-key"))
     operator = make_user("operator", perms=SIGNER_PERMS)
+    grant(operator, live_instance)
 
     response = token_client(operator).post(f"/api/v1/signing/policies/{live_policy.pk}/resign/")
 

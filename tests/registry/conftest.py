@@ -20,6 +20,7 @@ from registry.models import (
     Tag,
     TagHistory,
 )
+from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.registry import handlers
 from tests.registry.events import EVENTS_TYPE
@@ -98,10 +99,14 @@ def token_client(user) -> APIClient:
 
 @pytest.fixture
 def client_with(db):
-    """``client_with("registry.view_tag", ...)``: a token client for a user with those perms."""
+    """``client_with("registry.view_tag", ..., member_of=instance)``: a token client for a
+    user with those perms (and an operator membership on ``member_of``)."""
 
-    def build(*perms: str, **fields: Any) -> APIClient:
-        return token_client(make_user(perms=list(perms), **fields))
+    def build(*perms: str, member_of: Any = None, **fields: Any) -> APIClient:
+        user = make_user(perms=list(perms), **fields)
+        if member_of is not None:  # a sub-account sees only the instances granted to it
+            grant(user, member_of)
+        return token_client(user)
 
     return build
 

@@ -9,8 +9,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import Role
 from registry import services
 from registry.models import AuthType, Instance, Namespace, Repository, Tag
+from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.registry import events as ev
 from tests.registry.conftest import make_instance
@@ -116,7 +118,9 @@ def test_the_rotate_button_shows_a_new_token_once(admin_client):
 def test_rotating_needs_the_change_permission(db):
     instance, token = make_instance()
     viewer = Client()
-    viewer.force_login(make_user(is_staff=True, perms=["registry.view_instance"]))
+    user = make_user(is_staff=True, perms=["registry.view_instance"])
+    grant(user, instance, role=Role.READER)  # the instance is in its scope, read-only
+    viewer.force_login(user)
 
     response = viewer.post(f"{ADMIN}/instance/{instance.pk}/rotate-webhook-token/")
 

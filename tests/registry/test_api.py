@@ -59,7 +59,7 @@ def test_users_without_the_view_permission_get_403(client_with, endpoint):
 def test_users_with_the_view_permission_can_list(client_with, instance, endpoint):
     fill(instance, 1)
 
-    response = client_with(VIEW_PERMS[endpoint]).get(f"{API}/{endpoint}/")
+    response = client_with(VIEW_PERMS[endpoint], member_of=instance).get(f"{API}/{endpoint}/")
 
     assert response.status_code == 200
     assert response.json()["count"] >= 1
@@ -197,6 +197,7 @@ def test_an_unknown_instance_answers_404(superuser_client, db):
 def test_creating_updating_and_deleting_a_namespace(client_with, instance):
     api = client_with(
         "registry.add_namespace", "registry.change_namespace", "registry.delete_namespace",
+        member_of=instance,
     )
 
     created = api.post(f"{API}/namespaces/", {"instance": instance.pk, "name": "team"},

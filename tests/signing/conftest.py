@@ -7,7 +7,7 @@
 - ``registry``: a ``RegistryClient`` for the same registry (short backoff).
 - ``push_image_event`` / ``push_index_event``: push real images, then record the
   notifications Distribution sends for them with ``registry.services.record_events``.
-- ``Verifiers``: skopeo and cosign (copied from tests/signing/test_payload.py).
+- ``Verifiers`` (from tests/support/verifiers.py): skopeo and cosign.
 
 ``signing_wired`` wires signing in (``config.settings_test`` switches the registry hooks
 off); it runs inline unless a test switches ``SIGNING_DISPATCH`` to ``"thread"``.
@@ -47,7 +47,7 @@ from signing.payload import (
 from tests.factories import make_key
 from tests.support.oci import build_image, push_built_image
 from tests.support.registry_server import RegistryServer, free_port
-from tests.support.verifiers import cosign_path, offline_env, run_verifier, skopeo_path
+from tests.support.verifiers import Verifiers, cosign_path, skopeo_path  # noqa: F401
 
 DOMAIN = "registry.signet.test"
 CUSTOM_DOMAIN = "images.signet.test"
@@ -373,81 +373,6 @@ def signet(live_server):
 
 
 # --- the independent verifiers --------------------------------------------------------------
-
-
-class Verifiers:
-    """skopeo (containers/image ``sigstoreSigned`` policy) and cosign, loopback only."""
-
-    def __init__(self, tmp_path: Path, server: RegistryServer) -> None:
-        self.tmp_path = tmp_path
-        self.host = server.host
-        self.env = offline_env(tmp_path / "home")
-        self.registries_d = tmp_path / "registries.d"
-        self.registries_d.mkdir()
-        (self.registries_d / "signet.yaml").write_text(
-            f"docker:\n  {self.host}:\n    use-sigstore-attachments: true\n"
-        )
-        self.runs = 0
-
-    def copy_dir(self, run: int) -> Path:
-        return self.tmp_path / f"copy-{run}"
-
-    def skopeo(self, image: str, key: Path, *, identity: str | None = None):
-        """``skopeo copy`` under a sigstoreSigned policy for the image's namespace.
-
-        ``identity`` given: ``exactRepository`` with it; None: ``matchRepository``.
-        """
-        self.runs += 1
-        policy = self.tmp_path / f"policy-{self.runs}.json"
-        signed_identity: dict[str, str] = (
-            {"type": "exactRepository", "dockerRepository": identity}
-            if identity
-            else {"type": "matchRepository"}
-        )
-        requirement = {
-            "type": "sigstoreSigned",
-            "keyPath": str(key),
-            "signedIdentity": signed_identity,
-        }
-        namespace = f"{self.host}/{image.split('/')[0]}"
-        policy.write_text(
-            json.dumps(
-                {
-                    "default": [{"type": "reject"}],
-                    "transports": {"docker": {namespace: [requirement]}},
-                }
-            )
-        )
-        return run_verifier(
-            [
-                skopeo_path(),
-                "--policy",
-                str(policy),
-                "--registries.d",
-                str(self.registries_d),
-                "copy",
-                "--src-tls-verify=false",
-                f"docker://{self.host}/{image}",
-                f"dir:{self.copy_dir(self.runs)}",
-            ],
-            env=self.env,
-        )
-
-    def cosign(self, image: str, key: Path):
-        return run_verifier(
-            [
-                cosign_path(),
-                "verify",
-                "--key",
-                str(key),
-                "--insecure-ignore-tlog",
-                "--allow-http-registry",
-                "--output",
-                "json",
-                f"{self.host}/{image}",
-            ],
-            env=self.env,
-        )
 
 
 def write_public_key(key: Key, path: Path) -> Path:

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Role
 from kms import services as kms_services
 from kms.models import AuthorizedService, KeyUsage
 from registry import services as registry_services
@@ -26,6 +27,7 @@ from signing import artifacts, services
 from signing.admin import row_health
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.payload import signature_tag
+from tests.accounts.support import grant
 from tests.factories import make_key, make_user
 from tests.support.oci import push_image
 
@@ -410,6 +412,7 @@ def test_changing_the_key_offers_a_resign_that_resigns_with_the_new_key(
 def test_a_view_only_user_sees_no_resign_or_retry_buttons(client, offline_instance, authorized):
     (policy,) = _policies(offline_instance, 1, start=1)  # one failed signature
     viewer = make_user(perms=["signing.view_signingpolicy"], is_staff=True)
+    grant(viewer, offline_instance, role=Role.READER)
     client.force_login(viewer)
 
     response = client.get(change_url(policy))
@@ -750,6 +753,7 @@ def test_staff_without_sign_images_sees_no_sign_button_and_cannot_sign(
 def test_a_signer_without_superuser_can_use_the_sign_button(client, instance, policy):
     tag = push_and_sync(instance, "team/app", "v1")
     signer = make_user(perms=["registry.view_tag", "signing.sign_images"], is_staff=True)
+    grant(signer, instance)  # an operator of the instance
     client.force_login(signer)
 
     assert f'formaction="{sign_url(tag)}"' in client.get(TAGS).content.decode()

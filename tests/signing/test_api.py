@@ -28,6 +28,7 @@ from signing.api.serializers import verification_snippets
 from signing.errors import InvalidPolicy, KeyNotSuitable
 from signing.models import ArtifactCleanup, Signature, SignatureStatus, SigningPolicy, Trigger
 from signing.payload import signature_tag
+from tests.accounts.support import grant
 from tests.factories import make_key, make_user
 from tests.support.oci import push_image, push_index
 from tests.support.registry_server import RegistryServer
@@ -58,8 +59,13 @@ def token_client(user) -> APIClient:
     return client
 
 
-def client_with(*perms: str) -> APIClient:
-    return token_client(make_user(perms=list(perms)))
+def client_with(*perms: str, member_of: Instance | None = None) -> APIClient:
+    """A user with ``perms``; with ``member_of``, also an operator of that instance (without
+    a membership a sub-account sees no instance at all)."""
+    user = make_user(perms=list(perms))
+    if member_of is not None:
+        grant(user, member_of)
+    return token_client(user)
 
 
 @dataclass
@@ -265,7 +271,7 @@ def test_each_endpoint_answers_401_to_anonymous_403_without_its_permission_and_s
         assert snapshot(env) == before
 
     with django_capture_on_commit_callbacks(execute=True):
-        allowed = _call(client_with(*required), method, url, body)
+        allowed = _call(client_with(*required, member_of=env.instance), method, url, body)
     assert allowed.status_code == allowed_status, allowed.content
 
 

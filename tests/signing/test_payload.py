@@ -42,7 +42,7 @@ from signing.payload import (
 )
 from tests.support.oci import push_image
 from tests.support.registry_server import RegistryServer
-from tests.support.verifiers import cosign_path, offline_env, run_verifier, skopeo_path
+from tests.support.verifiers import Verifiers, cosign_path, skopeo_path
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 REFERENCE = "registry.example.com/team/app"
@@ -484,69 +484,6 @@ def publish(client: RegistryClient, repository: str, digest: str, signer: Signer
     for blob_digest, blob in blobs.items():
         assert client.upload_blob(repository, blob) == blob_digest
     return client.put_manifest(repository, tag, manifest, OCI_MANIFEST)
-
-
-class Verifiers:
-    """skopeo (containers/image ``sigstoreSigned`` policy) and cosign, loopback only."""
-
-    def __init__(self, tmp_path: Path, server: RegistryServer) -> None:
-        self.tmp_path = tmp_path
-        self.host = server.host
-        self.env = offline_env(tmp_path / "home")
-        self.registries_d = tmp_path / "registries.d"
-        self.registries_d.mkdir()
-        (self.registries_d / "signet.yaml").write_text(
-            f"docker:\n  {self.host}:\n    use-sigstore-attachments: true\n"
-        )
-        self.runs = 0
-
-    def skopeo(self, image: str, key: Path, *, identity: str):
-        self.runs += 1
-        policy = self.tmp_path / f"policy-{self.runs}.json"
-        requirement = {
-            "type": "sigstoreSigned",
-            "keyPath": str(key),
-            "signedIdentity": {"type": "exactRepository", "dockerRepository": identity},
-        }
-        namespace = f"{self.host}/{image.split('/')[0]}"
-        policy.write_text(
-            json.dumps(
-                {
-                    "default": [{"type": "reject"}],
-                    "transports": {"docker": {namespace: [requirement]}},
-                }
-            )
-        )
-        return run_verifier(
-            [
-                skopeo_path(),
-                "--policy",
-                str(policy),
-                "--registries.d",
-                str(self.registries_d),
-                "copy",
-                "--src-tls-verify=false",
-                f"docker://{self.host}/{image}",
-                f"dir:{self.tmp_path / f'copy-{self.runs}'}",
-            ],
-            env=self.env,
-        )
-
-    def cosign(self, image: str, key: Path):
-        return run_verifier(
-            [
-                cosign_path(),
-                "verify",
-                "--key",
-                str(key),
-                "--insecure-ignore-tlog",
-                "--allow-http-registry",
-                "--output",
-                "json",
-                f"{self.host}/{image}",
-            ],
-            env=self.env,
-        )
 
 
 @pytest.fixture

@@ -9,10 +9,15 @@ message naming that script when it has not been run.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.registry_server import RegistryServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = "scripts/install-verifiers"
@@ -88,3 +93,78 @@ def run_verifier(
         timeout=timeout,
         check=False,
     )
+
+
+class Verifiers:
+    """skopeo (containers/image ``sigstoreSigned`` policy) and cosign, loopback only."""
+
+    def __init__(self, tmp_path: Path, server: RegistryServer) -> None:
+        self.tmp_path = tmp_path
+        self.host = server.host
+        self.env = offline_env(tmp_path / "home")
+        self.registries_d = tmp_path / "registries.d"
+        self.registries_d.mkdir()
+        (self.registries_d / "signet.yaml").write_text(
+            f"docker:\n  {self.host}:\n    use-sigstore-attachments: true\n"
+        )
+        self.runs = 0
+
+    def copy_dir(self, run: int) -> Path:
+        return self.tmp_path / f"copy-{run}"
+
+    def skopeo(self, image: str, key: Path, *, identity: str | None = None):
+        """``skopeo copy`` under a sigstoreSigned policy for the image's namespace.
+
+        ``identity`` given: ``exactRepository`` with it; None: ``matchRepository``.
+        """
+        self.runs += 1
+        policy = self.tmp_path / f"policy-{self.runs}.json"
+        signed_identity: dict[str, str] = (
+            {"type": "exactRepository", "dockerRepository": identity}
+            if identity
+            else {"type": "matchRepository"}
+        )
+        requirement = {
+            "type": "sigstoreSigned",
+            "keyPath": str(key),
+            "signedIdentity": signed_identity,
+        }
+        namespace = f"{self.host}/{image.split('/')[0]}"
+        policy.write_text(
+            json.dumps(
+                {
+                    "default": [{"type": "reject"}],
+                    "transports": {"docker": {namespace: [requirement]}},
+                }
+            )
+        )
+        return run_verifier(
+            [
+                skopeo_path(),
+                "--policy",
+                str(policy),
+                "--registries.d",
+                str(self.registries_d),
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{self.host}/{image}",
+                f"dir:{self.copy_dir(self.runs)}",
+            ],
+            env=self.env,
+        )
+
+    def cosign(self, image: str, key: Path):
+        return run_verifier(
+            [
+                cosign_path(),
+                "verify",
+                "--key",
+                str(key),
+                "--insecure-ignore-tlog",
+                "--allow-http-registry",
+                "--output",
+                "json",
+                f"{self.host}/{image}",
+            ],
+            env=self.env,
+        )

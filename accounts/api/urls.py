@@ -1,0 +1,5 @@
+from django.urls import path
+
+from accounts.api.views import TokenView
+
+urlpatterns = [path("token/", TokenView.as_view(), name="auth-token")]

@@ -1,0 +1,146 @@
+"""``MembershipBackend``: Django permissions granted by instance memberships.
+
+Listed in ``AUTHENTICATION_BACKENDS`` after ``ModelBackend`` (it authenticates nobody,
+it only answers ``has_perm``), so ``user.has_perm(perm, obj)`` everywhere, including
+DRF object permissions and the admin, sees the grants:
+
+- ``obj`` None: True when any of the user's memberships has a role granting ``perm``
+  (list endpoints and admin changelists open; their querysets are then scoped by
+  ``accounts.scoping``);
+- ``obj`` given: the object is resolved to its (instance, namespace) and the
+  membership for that instance must cover the namespace and grant ``perm``. KMS keys
+  are not scoped: the permission alone decides.
+
+Memberships are read once per user object (one request) and cached on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.backends import BaseBackend
+
+from accounts.roles import ROLE_PERMISSIONS
+
+_CACHE = "_signet_memberships"
+
+
+@dataclass(frozen=True)
+class Grant:
+    instance_id: int
+    instance_name: str
+    namespace_ids: frozenset[int]  # empty: every namespace of the instance
+    perms: frozenset[str]
+
+    def covers(self, namespace_id: int | None) -> bool:
+        return not self.namespace_ids or namespace_id is None or (
+            namespace_id in self.namespace_ids
+        )
+
+
+def grants_of(user: Any) -> list[Grant]:
+    """The user's memberships (cached on the user object)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    cached = getattr(user, _CACHE, None)
+    if cached is not None:
+        return cached
+    from accounts.models import InstanceMembership
+
+    grants: list[Grant] = []
+    memberships = (
+        InstanceMembership.objects.filter(user_id=user.pk)
+        .select_related("instance")
+        .prefetch_related("namespaces")
+    )
+    for membership in memberships:
+        grants.append(
+            Grant(
+                instance_id=membership.instance_id,
+                instance_name=membership.instance.name,
+                namespace_ids=frozenset(ns.pk for ns in membership.namespaces.all()),
+                perms=ROLE_PERMISSIONS.get(membership.role, frozenset()),
+            )
+        )
+    setattr(user, _CACHE, grants)
+    return grants
+
+
+def forget_grants(user: Any) -> None:
+    """Drop the cached memberships (after granting or revoking on this user object)."""
+    if user is not None and hasattr(user, _CACHE):
+        delattr(user, _CACHE)
+
+
+_UNSCOPED = object()
+
+
+def locate(obj: Any) -> tuple[int, int | None] | object | None:
+    """``(instance_id, namespace_id or None)`` of ``obj``; ``_UNSCOPED`` for objects that
+    belong to no instance (KMS keys); None for objects memberships know nothing of."""
+    from kms.models import Key
+    from registry.models import Instance, Manifest, Namespace, RegistryEvent, Repository, Tag
+    from signing.models import Signature, SigningPolicy
+
+    if isinstance(obj, Instance):
+        return (obj.pk, None)
+    if isinstance(obj, Namespace):
+        return (obj.instance_id, obj.pk)
+    if isinstance(obj, Repository):
+        return (obj.namespace.instance_id, obj.namespace_id)
+    if isinstance(obj, Tag | Manifest):
+        namespace = obj.repository.namespace
+        return (namespace.instance_id, namespace.pk)
+    if isinstance(obj, SigningPolicy):
+        return (obj.namespace.instance_id, obj.namespace_id)
+    if isinstance(obj, Signature):
+        return (obj.policy.namespace.instance_id, obj.policy.namespace_id)
+    if isinstance(obj, RegistryEvent):
+        return (obj.instance_id, None)
+    if isinstance(obj, Key):
+        return _UNSCOPED
+    return None
+
+
+class MembershipBackend(BaseBackend):
+    """Answers permission questions from instance memberships; authenticates nobody."""
+
+    def authenticate(self, request: Any, **credentials: Any) -> None:
+        return None
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        grants = grants_of(user_obj)
+        if not grants:
+            return False
+        if obj is None:
+            return any(perm in grant.perms for grant in grants)
+        where = locate(obj)
+        if where is None:
+            return False
+        if where is _UNSCOPED:
+            return any(perm in grant.perms for grant in grants)
+        assert isinstance(where, tuple)
+        instance_id, namespace_id = where
+        return any(
+            grant.instance_id == instance_id and grant.covers(namespace_id)
+            and perm in grant.perms
+            for grant in grants
+        )
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        prefix = f"{app_label}."
+        return any(
+            perm.startswith(prefix) for grant in grants_of(user_obj) for perm in grant.perms
+        )
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        if obj is not None:
+            return {perm for perm in _all_perms() if self.has_perm(user_obj, perm, obj)}
+        return {perm for grant in grants_of(user_obj) for perm in grant.perms}
+
+
+def _all_perms() -> frozenset[str]:
+    from accounts.roles import OPERATOR_PERMISSIONS
+
+    return OPERATOR_PERMISSIONS

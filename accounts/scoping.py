@@ -1,0 +1,99 @@
+"""Querysets a user may see: superusers everything, sub-accounts their memberships.
+
+``scope(queryset, user, instance_path=..., namespace_path=...)`` keeps the rows of the
+instances (and, for memberships narrowed to namespaces, the namespaces) the user holds
+a membership on; with ``perm`` only memberships whose role grants it count. Rows
+outside answer 404 because they are simply not in the queryset. Anonymous and
+inactive users see nothing. Management commands run as administrators (no scoping).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from django.db.models import Q, QuerySet
+
+from accounts.backends import grants_of
+
+_Q = TypeVar("_Q", bound=QuerySet)
+
+
+def is_unscoped(user: Any) -> bool:
+    return bool(user and user.is_active and user.is_superuser)
+
+
+def scope(
+    queryset: _Q,
+    user: Any,
+    *,
+    instance_path: str,
+    namespace_path: str | None = None,
+    perm: str | None = None,
+    by_name: bool = False,
+) -> _Q:
+    """``queryset`` limited to the rows ``user`` may see.
+
+    ``instance_path`` leads from the model to the instance id (``"pk"`` for instances,
+    ``"namespace__instance_id"``...) or, with ``by_name``, to the instance name;
+    ``namespace_path`` to the namespace id (None: the rows are instance-wide, visible
+    with any membership on the instance).
+    """
+    if is_unscoped(user):
+        return queryset
+    where = Q(pk__in=[])
+    for grant in grants_of(user):
+        if perm is not None and perm not in grant.perms:
+            continue
+        value = grant.instance_name if by_name else grant.instance_id
+        condition = Q(**{instance_path: value})
+        if grant.namespace_ids and namespace_path is not None:
+            condition &= Q(**{f"{namespace_path}__in": sorted(grant.namespace_ids)})
+        where |= condition
+    return queryset.filter(where)
+
+
+def visible_instances(user: Any, perm: str | None = None) -> QuerySet:
+    from registry.models import Instance
+
+    return scope(Instance.objects.all(), user, instance_path="pk", perm=perm)
+
+
+def visible_namespaces(user: Any, perm: str | None = None) -> QuerySet:
+    from registry.models import Namespace
+
+    return scope(
+        Namespace.objects.all(), user, instance_path="instance_id", namespace_path="pk",
+        perm=perm,
+    )
+
+
+# Paths of the scoped models, for callers that scope by model.
+PATHS: dict[str, dict[str, Any]] = {
+    "registry.instance": {"instance_path": "pk"},
+    "registry.namespace": {"instance_path": "instance_id", "namespace_path": "pk"},
+    "registry.repository": {
+        "instance_path": "namespace__instance_id", "namespace_path": "namespace_id",
+    },
+    "registry.tag": {
+        "instance_path": "repository__namespace__instance_id",
+        "namespace_path": "repository__namespace_id",
+    },
+    "registry.manifest": {
+        "instance_path": "repository__namespace__instance_id",
+        "namespace_path": "repository__namespace_id",
+    },
+    "registry.registryevent": {"instance_path": "instance_id"},
+    "signing.signingpolicy": {
+        "instance_path": "namespace__instance_id", "namespace_path": "namespace_id",
+    },
+    "signing.signature": {
+        "instance_path": "policy__namespace__instance_id",
+        "namespace_path": "policy__namespace_id",
+    },
+}
+
+
+def scope_model(queryset: _Q, user: Any, *, perm: str | None = None) -> _Q:
+    """``scope`` with the paths of ``queryset``'s model (see ``PATHS``)."""
+    label = queryset.model._meta.label_lower
+    return scope(queryset, user, perm=perm, **PATHS[label])

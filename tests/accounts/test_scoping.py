@@ -1,0 +1,360 @@
+"""Scoping beyond the matrix: out-of-scope writes are 404, in-scope readers' writes 403,
+memberships narrowed to namespaces, the admin's changelists, actions and pickers, the
+audit log, API tokens, and no anonymous access."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.backends import MembershipBackend
+from accounts.models import Role
+from accounts.scoping import visible_instances, visible_namespaces
+from audit import services as audit
+from audit.models import AuditEvent
+from registry.models import Tag
+from signing.models import Signature, SigningPolicy
+from tests.accounts.conftest import Scene, client_for, snapshot
+from tests.accounts.support import grant
+from tests.factories import make_user
+
+pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
+
+SIG = "/api/v1/signing"
+REG = "/api/v1/registry"
+
+
+def token_client(user) -> APIClient:
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def names(response) -> list[str]:
+    return sorted(row["name"] for row in response.json()["results"])
+
+
+# --- the API -----------------------------------------------------------------------------
+
+
+def test_an_operator_of_another_instance_gets_404_for_prods_objects(scene: Scene):
+    outsider = make_user("outsider")
+    grant(outsider, scene.elsewhere, role=Role.OPERATOR)
+    api = token_client(outsider)
+    before = snapshot()
+
+    responses = {
+        "patch policy": api.patch(f"{SIG}/policies/{scene.policy.pk}/", {"disabled": True},
+                                  format="json"),
+        "delete policy": api.delete(f"{SIG}/policies/{scene.policy.pk}/"),
+        "resign": api.post(f"{SIG}/policies/{scene.policy.pk}/resign/"),
+        "retry signature": api.post(f"{SIG}/signatures/{scene.signed.pk}/retry/"),
+        "sign tag": api.post(f"{REG}/tags/{scene.v2.pk}/sign/"),
+        "sign": api.post(f"{SIG}/sign/", {"instance": "prod", "namespace": "team"},
+                         format="json"),
+        "verify": api.post(f"{SIG}/verify/", {"image": f"{scene.domain}/team/app:v1"},
+                           format="json"),
+    }
+    created = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other",
+                                            "name": "p", "key": str(scene.key.key_id)},
+                       format="json")
+
+    assert {name: r.status_code for name, r in responses.items()} == dict.fromkeys(
+        responses, 404
+    )
+    # Creating names the instance in the body: answered like an unknown instance.
+    assert created.status_code == 400 and "instance" in created.json()["fields"]
+    assert snapshot() == before
+
+
+def test_a_reader_of_prod_who_operates_elsewhere_gets_403_for_prods_writes(scene: Scene):
+    user = make_user("mixed")
+    grant(user, scene.prod, role=Role.READER)
+    grant(user, scene.elsewhere, role=Role.OPERATOR)
+    api = token_client(user)
+    before = snapshot()
+
+    responses = [
+        api.patch(f"{SIG}/policies/{scene.policy.pk}/", {"disabled": True}, format="json"),
+        api.delete(f"{SIG}/policies/{scene.policy.pk}/"),
+        api.post(f"{SIG}/policies/{scene.policy.pk}/retry/"),
+        api.post(f"{SIG}/signatures/{scene.signed.pk}/retry/"),
+        api.post(f"{REG}/tags/{scene.v2.pk}/sign/"),
+        api.post(f"{SIG}/sign/", {"instance": "prod", "namespace": "team"}, format="json"),
+        api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other", "name": "p",
+                                      "key": str(scene.key.key_id)}, format="json"),
+    ]
+
+    assert [r.status_code for r in responses] == [403] * len(responses)
+    assert all(r.json()["code"] == "UnauthorizedOperation" for r in responses)
+    assert api.get(f"{SIG}/policies/{scene.policy.pk}/").status_code == 200
+    assert snapshot() == before
+
+
+def test_lists_show_only_the_granted_instances(scene: Scene):
+    reader = client_for(scene, "reader")
+    other = client_for(scene, "other")
+
+    assert names(reader.get(f"{REG}/instances/")) == ["prod"]
+    assert names(other.get(f"{REG}/instances/")) == ["elsewhere"]
+    assert names(other.get(f"{REG}/namespaces/")) == ["ext"]
+    assert other.get(f"{REG}/tags/").json()["count"] == 0
+    assert other.get(f"{SIG}/policies/").json()["count"] == 0
+    assert other.get(f"{SIG}/signatures/").json()["count"] == 0
+    assert reader.get(f"{REG}/tags/").json()["count"] == Tag.objects.count()
+    assert reader.get(f"{SIG}/signatures/").json()["count"] == Signature.objects.count()
+
+
+def test_a_membership_narrowed_to_a_namespace_hides_the_others(scene: Scene):
+    user = make_user("narrow")
+    grant(user, scene.prod, role=Role.OPERATOR, namespaces=[scene.other_ns])
+    api = token_client(user)
+
+    assert names(api.get(f"{REG}/namespaces/")) == ["other"]
+    assert api.get(f"{REG}/tags/").json()["count"] == 0  # team's tags are hidden
+    assert api.get(f"{SIG}/policies/{scene.policy.pk}/").status_code == 404
+    assert api.post(f"{REG}/tags/{scene.v2.pk}/sign/").status_code == 404
+    refused = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "team",
+                                            "name": "p", "key": str(scene.key.key_id)},
+                       format="json")
+    assert refused.status_code == 400  # team is not a namespace it can see
+    created = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other",
+                                            "name": "other-policy",
+                                            "key": str(scene.key.key_id)}, format="json")
+    assert created.status_code == 201
+    assert SigningPolicy.objects.filter(namespace=scene.other_ns).exists()
+    assert list(visible_namespaces(user)) == [scene.other_ns]
+    assert list(visible_instances(user)) == [scene.prod]
+
+
+def test_the_backend_grants_role_permissions_on_the_granted_objects_only(scene: Scene):
+    backend = MembershipBackend()
+    reader, operator = scene.users["reader"], scene.users["operator"]
+
+    assert backend.has_perm(reader, "signing.view_signingpolicy", scene.policy)
+    assert not backend.has_perm(reader, "signing.change_signingpolicy", scene.policy)
+    assert backend.has_perm(operator, "signing.sign_images", scene.v2)
+    assert not backend.has_perm(scene.users["other"], "registry.view_tag", scene.v2)
+    assert backend.has_perm(scene.users["other"], "kms.view_key", scene.key)  # unscoped
+    # Key management is never a role's.
+    assert not backend.has_perm(operator, "kms.add_key")
+    assert not backend.has_perm(operator, "kms.manage_key_state", scene.key)
+    assert backend.has_module_perms(reader, "signing")
+    assert not backend.has_module_perms(reader, "audit")
+
+
+def test_the_audit_api_shows_a_sub_account_its_instances_events_only(scene: Scene):
+    user = make_user("auditor", perms=["audit.view_auditevent"])
+    grant(user, scene.prod, role=Role.READER)
+    kms_event = audit.record("kms.key.created", object_type="kms.key", object_id="k")
+    else_event = audit.record("registry.instance.created", object_type="registry.instance",
+                              object_id="x", instance_name="elsewhere")
+    api = token_client(user)
+
+    rows = api.get("/api/v1/audit/events/", {"limit": 500}).json()["results"]
+
+    assert rows and {row["instance_name"] for row in rows} == {"prod"}
+    assert api.get(f"/api/v1/audit/events/{kms_event.pk}/").status_code == 404
+    assert api.get(f"/api/v1/audit/events/{else_event.pk}/").status_code == 404
+    assert api.get(f"/api/v1/audit/events/{scene.event.pk}/").status_code == 200
+
+
+# --- tokens and anonymous access ------------------------------------------------------------
+
+
+def test_a_user_creates_rotates_and_revokes_its_own_token(scene: Scene):
+    user = scene.users["reader"]
+    old = Token.objects.get(user=user).key
+    api = client_for(scene, "reader")
+
+    rotated = api.post("/api/v1/auth/token/")
+    new = rotated.json()["token"]
+    with_old = api.get(f"{REG}/instances/")
+    fresh = APIClient()
+    fresh.credentials(HTTP_AUTHORIZATION=f"Token {new}")
+    with_new = fresh.get(f"{REG}/instances/")
+    revoked = fresh.delete("/api/v1/auth/token/")
+    after = fresh.get(f"{REG}/instances/")
+
+    assert rotated.status_code == 201 and new != old
+    assert Token.objects.filter(user=user).count() == 0
+    assert with_old.status_code == 401
+    assert with_new.status_code == 200
+    assert revoked.status_code == 204
+    assert after.status_code == 401
+
+
+def test_a_signed_in_session_can_get_a_token(scene: Scene):
+    session = APIClient(enforce_csrf_checks=False)
+    session.force_login(scene.users["operator"])
+    Token.objects.filter(user=scene.users["operator"]).delete()
+
+    response = session.post("/api/v1/auth/token/")
+
+    assert response.status_code == 201
+    assert Token.objects.get(user=scene.users["operator"]).key == response.json()["token"]
+
+
+def test_nothing_but_the_health_check_and_the_webhook_is_anonymous(scene: Scene, client):
+    from django.conf import settings
+
+    assert settings.REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] == [
+        "rest_framework.permissions.IsAuthenticated"
+    ]
+    assert client.get("/healthz").status_code == 200
+    admin_page = client.get("/admin/")
+    assert admin_page.status_code == 302 and "/login/" in admin_page["Location"]
+    tags = client.get(reverse("admin:registry_tag_changelist"))
+    assert tags.status_code == 302 and "/login/" in tags["Location"]
+
+
+# --- the admin ---------------------------------------------------------------------------
+
+
+CHANGELISTS = [
+    "admin:registry_instance_changelist",
+    "admin:registry_namespace_changelist",
+    "admin:registry_repository_changelist",
+    "admin:registry_tag_changelist",
+    "admin:registry_manifest_changelist",
+    "admin:signing_signingpolicy_changelist",
+    "admin:signing_signature_changelist",
+]
+
+
+def admin_client(scene: Scene, persona: str) -> Client:
+    client = Client()
+    client.force_login(scene.users[persona])
+    return client
+
+
+@pytest.mark.parametrize("url_name", CHANGELISTS)
+def test_changelists_show_a_reader_its_instance_and_hide_it_from_another(scene, url_name):
+    reader = admin_client(scene, "reader").get(reverse(url_name))
+    other = admin_client(scene, "other").get(reverse(url_name))
+
+    assert reader.status_code == 200 and other.status_code == 200
+    shown = list(reader.context["cl"].result_list)
+    hidden = list(other.context["cl"].result_list)
+    assert shown, url_name
+    assert not [row for row in hidden if "prod" in _instance_of(row)]
+    assert all(_instance_of(row) == "prod" for row in shown)
+
+
+def _instance_of(row) -> str:
+    for path in ("name", "instance.name", "namespace.instance.name",
+                 "repository.namespace.instance.name", "policy.namespace.instance.name"):
+        obj = row
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if path == "name" and type(row).__name__ != "Instance":
+            continue
+        return str(obj)
+    raise AssertionError(f"no instance for {row!r}")
+
+
+def test_the_admin_hides_an_object_outside_the_scope(scene: Scene):
+    other = admin_client(scene, "other")
+    url = reverse("admin:signing_signingpolicy_change", args=[scene.policy.pk])
+
+    response = other.get(url)
+
+    assert response.status_code == 302  # "does not exist", back to the index
+    assert admin_client(scene, "reader").get(url).status_code == 200
+
+
+def test_a_reader_cannot_sign_from_the_admin(scene: Scene):
+    reader = admin_client(scene, "reader")
+    outsider = make_user("outsider", is_staff=True)
+    grant(outsider, scene.elsewhere, role=Role.OPERATOR)
+    hidden = Client()
+    hidden.force_login(outsider)
+    before = snapshot()
+
+    action = reader.post(reverse("admin:registry_tag_changelist"), {
+        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
+    })
+    row = reader.post(reverse("admin:registry_tag_sign", args=[scene.v2.pk]))
+    out_of_scope = hidden.post(reverse("admin:registry_tag_sign", args=[scene.v2.pk]))
+
+    assert action.status_code == 302  # not an action of this user: "no action selected"
+    page = reader.get(reverse("admin:registry_tag_changelist")).content.decode()
+    assert "sign_selected" not in page
+    assert row.status_code == 403
+    assert out_of_scope.status_code == 404
+    assert snapshot() == before
+
+
+def test_the_sign_action_skips_tags_the_user_may_only_read(scene: Scene):
+    user = make_user("mixed", is_staff=True)
+    grant(user, scene.prod, role=Role.OPERATOR, namespaces=[scene.other_ns])
+    grant(user, scene.elsewhere, role=Role.OPERATOR)
+    client = Client()
+    client.force_login(user)
+    before = snapshot()
+
+    response = client.post(reverse("admin:registry_tag_changelist"), {
+        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
+    })
+
+    assert response.status_code in (200, 302)
+    assert snapshot() == before  # v2 is in team, which this user cannot even see
+
+
+def test_an_operator_signs_from_the_admin(scene: Scene):
+    operator = admin_client(scene, "operator")
+
+    response = operator.post(reverse("admin:registry_tag_changelist"), {
+        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
+    })
+
+    assert response.status_code == 302
+    assert Signature.objects.filter(manifest=scene.v2.manifest).exists()
+
+
+def test_the_policy_namespace_picker_offers_only_operable_namespaces(scene: Scene):
+    user = make_user("picker", is_staff=True)
+    grant(user, scene.prod, role=Role.OPERATOR, namespaces=[scene.other_ns])
+    client = Client()
+    client.force_login(user)
+
+    response = client.get(reverse("admin:signing_signingpolicy_add"))
+
+    assert response.status_code == 200
+    choices = list(response.context["adminform"].form.fields["namespace"].queryset)
+    assert choices == [scene.other_ns]
+    reader_add = admin_client(scene, "reader").get(reverse("admin:signing_signingpolicy_add"))
+    assert reader_add.status_code == 403
+
+
+def test_an_in_scope_reader_cannot_change_or_delete_a_policy_in_the_admin(scene: Scene):
+    reader = admin_client(scene, "reader")
+    before = snapshot()
+
+    change = reader.post(
+        reverse("admin:signing_signingpolicy_change", args=[scene.policy.pk]),
+        {"name": "renamed", "key": str(scene.key.key_id), "domain": "", "disabled": "on"},
+    )
+    delete = reader.post(
+        reverse("admin:signing_signingpolicy_delete", args=[scene.policy.pk]), {"post": "yes"}
+    )
+
+    assert change.status_code == 403
+    assert delete.status_code == 403
+    assert snapshot() == before
+
+
+def test_memberships_are_managed_by_superusers_only(scene: Scene):
+    url = reverse("admin:accounts_instancemembership_changelist")
+
+    assert admin_client(scene, "operator").get(url).status_code == 403
+    assert admin_client(scene, "admin").get(url).status_code == 200
+    assert AuditEvent.objects.exists()
