@@ -82,6 +82,16 @@ def test_the_api_answers_an_administrator_within_its_schema(
 def test_the_api_answers_a_read_only_sub_account_within_its_schema(
     case, seeded, viewer_token, no_throttling
 ):
+    # A real sub-account: a reader membership on the seeded instance, so fuzzed requests
+    # reach its objects (and writes meet the 403 of a reader inside its scope).
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Role
+    from tests.accounts.support import grant
+
+    # By name: a fuzzed POST/DELETE /api/v1/auth/token/ may rotate or revoke the token.
+    viewer = get_user_model().objects.get(username="api-viewer")
+    grant(viewer, seeded["instance"], Role.READER)
     case.call_and_validate(headers=_token(viewer_token), checks=CHECKS)
 
 
