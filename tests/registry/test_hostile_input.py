@@ -70,3 +70,23 @@ def test_credentials_in_the_backend_url_are_refused(superuser_client):
     assert response.status_code == 400
     assert "hunter2" not in response.content.decode()
     assert "credentials" in response.json()["fields"]["backend_url"][0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/registry/instances/?region=ap%00x",
+        "/api/v1/registry/tags/?search=a%00",
+        "/api/v1/kms/keys/?search_alias=%00",
+    ],
+)
+def test_query_parameters_with_nul_characters_answer_400(superuser_client, url):
+    response = superuser_client.get(url)
+    assert response.status_code == 400
+    assert response.json()["code"] == "InvalidParameter"
+    assert "NUL" in response.json()["message"]
+
+
+def test_admin_searches_with_nul_characters_answer_400(admin_client):
+    response = admin_client.get("/admin/registry/tag/?q=v1%00")
+    assert response.status_code == 400
