@@ -14,9 +14,11 @@ from rest_framework import exceptions, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import DomainError, ValidationFailed
+from config.ids import is_id
 
 _DRF_CODES = {
     400: "InvalidParameter",
@@ -115,3 +117,25 @@ class ActionPermission(BasePermission):
             return True
         self.message = f"This action needs the permission {missing[0]!r}."
         return False
+
+
+def validated(
+    serializer_class: type[BaseSerializer], request: Request, instance: Any = None
+) -> dict[str, Any]:
+    """The request body checked by ``serializer_class`` (400 with field errors otherwise)."""
+    serializer = serializer_class(instance, data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def id_param(request: Request, name: str) -> int | None:
+    """A numeric-id query parameter, or None when absent; 400 naming it when malformed."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not is_id(value):
+        raise ValidationFailed(
+            f"Invalid {name}: expected a numeric id, got {value[:40]!r}.",
+            fields={name: ["Expected a numeric id."]},
+        )
+    return int(value)

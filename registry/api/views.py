@@ -22,31 +22,12 @@ from rest_framework.serializers import BaseSerializer
 from accounts.permissions import ScopedObjectPermission
 from accounts.scoping import scope_model, visible_instances
 from config.api import ActionPermission
+from config.api import id_param as _id_param
+from config.api import validated as _validated
 from config.errors import ValidationFailed
-from config.ids import is_id
 from registry import services
 from registry.api import serializers as s
 from registry.models import Instance, InstanceDomain, Manifest, Namespace, Repository, Tag
-
-
-def _validated(
-    serializer_class: type[BaseSerializer], request: Request, instance: Any = None
-) -> dict[str, Any]:
-    serializer = serializer_class(instance, data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _id_param(request: Request, name: str) -> int | None:
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return None
-    if not is_id(value):
-        raise ValidationFailed(
-            f"Invalid {name}: expected a numeric id, got {value[:40]!r}.",
-            fields={name: ["Expected a numeric id."]},
-        )
-    return int(value)
 
 
 def _query(name: str, description: str, kind: Any = OpenApiTypes.STR) -> OpenApiParameter:
