@@ -32,6 +32,7 @@ class Grant:
     instance_name: str
     namespace_ids: frozenset[int]  # empty: every namespace of the instance
     perms: frozenset[str]
+    namespace_names: frozenset[str] = frozenset()  # the names of ``namespace_ids``
 
     def covers(self, namespace_id: int | None) -> bool:
         return not self.namespace_ids or namespace_id is None or (
@@ -61,6 +62,7 @@ def grants_of(user: Any) -> list[Grant]:
                 instance_name=membership.instance.name,
                 namespace_ids=frozenset(ns.pk for ns in membership.namespaces.all()),
                 perms=ROLE_PERMISSIONS.get(membership.role, frozenset()),
+                namespace_names=frozenset(ns.name for ns in membership.namespaces.all()),
             )
         )
     setattr(user, _CACHE, grants)

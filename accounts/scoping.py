@@ -22,6 +22,32 @@ def is_unscoped(user: Any) -> bool:
     return bool(user and user.is_active and user.is_superuser)
 
 
+def scope_condition(
+    user: Any,
+    *,
+    instance_path: str,
+    namespace_path: str | None = None,
+    perm: str | None = None,
+    by_name: bool = False,
+) -> Q | None:
+    """The filter ``scope`` applies: None when ``user`` sees every row (a superuser),
+    otherwise a ``Q`` (matching nothing for a user without memberships). Usable in
+    ``annotate`` to mark, rather than drop, the rows a user may act on."""
+    if is_unscoped(user):
+        return None
+    where = Q(pk__in=[])
+    for grant in grants_of(user):
+        if perm is not None and perm not in grant.perms:
+            continue
+        value = grant.instance_name if by_name else grant.instance_id
+        condition = Q(**{instance_path: value})
+        if grant.namespace_ids and namespace_path is not None:
+            namespaces = grant.namespace_names if by_name else grant.namespace_ids
+            condition &= Q(**{f"{namespace_path}__in": sorted(namespaces)})
+        where |= condition
+    return where
+
+
 def scope(
     queryset: _Q,
     user: Any,
@@ -35,21 +61,14 @@ def scope(
 
     ``instance_path`` leads from the model to the instance id (``"pk"`` for instances,
     ``"namespace__instance_id"``...) or, with ``by_name``, to the instance name;
-    ``namespace_path`` to the namespace id (None: the rows are instance-wide, visible
-    with any membership on the instance).
+    ``namespace_path`` to the namespace id (or, with ``by_name``, its name; None: the
+    rows are instance-wide, visible with any membership on the instance).
     """
-    if is_unscoped(user):
-        return queryset
-    where = Q(pk__in=[])
-    for grant in grants_of(user):
-        if perm is not None and perm not in grant.perms:
-            continue
-        value = grant.instance_name if by_name else grant.instance_id
-        condition = Q(**{instance_path: value})
-        if grant.namespace_ids and namespace_path is not None:
-            condition &= Q(**{f"{namespace_path}__in": sorted(grant.namespace_ids)})
-        where |= condition
-    return queryset.filter(where)
+    where = scope_condition(
+        user, instance_path=instance_path, namespace_path=namespace_path, perm=perm,
+        by_name=by_name,
+    )
+    return queryset if where is None else queryset.filter(where)
 
 
 def visible_instances(user: Any, perm: str | None = None) -> QuerySet:
@@ -97,3 +116,8 @@ def scope_model(queryset: _Q, user: Any, *, perm: str | None = None) -> _Q:
     """``scope`` with the paths of ``queryset``'s model (see ``PATHS``)."""
     label = queryset.model._meta.label_lower
     return scope(queryset, user, perm=perm, **PATHS[label])
+
+
+def model_scope_condition(model: Any, user: Any, *, perm: str | None = None) -> Q | None:
+    """``scope_condition`` with the paths of ``model`` (see ``PATHS``)."""
+    return scope_condition(user, perm=perm, **PATHS[model._meta.label_lower])

@@ -19,7 +19,18 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.http import (
     Http404,
     HttpRequest,
@@ -34,7 +45,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from accounts.scoping import is_unscoped, scope_model, visible_namespaces
+from accounts.scoping import (
+    is_unscoped,
+    model_scope_condition,
+    scope_model,
+    visible_namespaces,
+)
 from config.errors import DomainError
 from config.ids import is_id
 from kms import services as kms_services
@@ -285,7 +301,7 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
             )
         except DomainError:
             warnings = []  # the health field says what is wrong
-        signer = can_sign(request)
+        signer = self.has_sign_images_permission(request, policy)
         return {
             "policy_warnings": warnings,
             "region_advice": REGION_ADVICE,
@@ -735,6 +751,16 @@ def tag_signature_html(tag: Tag) -> str:
     return html
 
 
+def _may_sign(request: HttpRequest) -> Any:
+    """Per row: may this user sign the tag? (Decides the row's Sign button, in SQL.)"""
+    condition = model_scope_condition(Tag, request.user, perm=SIGN_IMAGES)
+    if condition is None:
+        return Value(True)
+    if not can_sign(request):
+        return Value(False)
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
 registry_admin_tag = registry_admin.TagAdmin
 admin.site.unregister(Tag)
 
@@ -762,6 +788,7 @@ class SigningTagAdmin(registry_admin_tag):
                     ),
                 ),
             )
+            .annotate(_can_sign=_may_sign(request))
         )
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list:
@@ -785,6 +812,9 @@ class SigningTagAdmin(registry_admin_tag):
 
     @admin.display(description="operation")
     def operation(self, obj: Tag) -> str:
+        if not getattr(obj, "_can_sign", False):
+            # Visible to this user but read-only for it (a reader membership there).
+            return format_html('<span style="{}">read-only</span>', _MUTED_STYLE)
         # The changelist is itself a form: the button submits it (with its CSRF token) to
         # the sign URL instead of nesting a form in it.
         url = reverse("admin:registry_tag_sign", args=[quote(obj.pk)])

@@ -358,3 +358,61 @@ def test_memberships_are_managed_by_superusers_only(scene: Scene):
     assert admin_client(scene, "operator").get(url).status_code == 403
     assert admin_client(scene, "admin").get(url).status_code == 200
     assert AuditEvent.objects.exists()
+
+
+def test_the_tag_list_offers_sign_only_on_the_rows_the_user_may_sign(scene: Scene):
+    from django.utils import timezone
+
+    from registry.models import Manifest, Repository
+
+    ext = scene.elsewhere.namespaces.get(name="ext")
+    repository = Repository.objects.create(namespace=ext, name="ext/tool")
+    now = timezone.now()
+    manifest = Manifest.objects.create(
+        repository=repository, digest="sha256:" + "e" * 64,
+        media_type="application/vnd.oci.image.manifest.v1+json", pushed_at=now,
+    )
+    ext_tag = Tag.objects.create(repository=repository, name="v9", manifest=manifest,
+                                 pushed_at=now, updated_at=now)
+    user = make_user("mixed", is_staff=True)
+    grant(user, scene.prod, role=Role.READER)
+    grant(user, scene.elsewhere, role=Role.OPERATOR)
+    client = Client()
+    client.force_login(user)
+
+    response = client.get(reverse("admin:registry_tag_changelist"))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    sign_urls = {reverse("admin:registry_tag_sign", args=[tag.pk])
+                 for tag in (scene.v1, scene.v2, ext_tag)}
+    offered = {url for url in sign_urls if f'formaction="{url}"' in page}
+    assert offered == {reverse("admin:registry_tag_sign", args=[ext_tag.pk])}
+    assert page.count(">read-only<") == 2  # prod's v1 and v2: this user only reads prod
+    operator_page = admin_client(scene, "operator").get(
+        reverse("admin:registry_tag_changelist")).content.decode()
+    assert f'formaction="{reverse("admin:registry_tag_sign", args=[scene.v2.pk])}"' in (
+        operator_page)
+    reader_page = admin_client(scene, "reader").get(
+        reverse("admin:registry_tag_changelist")).content.decode()
+    assert "column-operation" in operator_page
+    assert 'class="button signing-sign"' not in reader_page
+    assert "column-operation" not in reader_page
+
+
+def test_the_policy_page_offers_re_sign_only_to_operators_of_its_namespace(scene: Scene):
+    user = make_user("mixed", is_staff=True)
+    grant(user, scene.prod, role=Role.READER)
+    grant(user, scene.elsewhere, role=Role.OPERATOR)
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:signing_signingpolicy_change", args=[scene.policy.pk])
+
+    mixed = client.get(url)
+    operator = admin_client(scene, "operator").get(url)
+
+    assert mixed.status_code == 200 and operator.status_code == 200
+    assert mixed.context["can_sign"] is False
+    assert operator.context["can_sign"] is True
+    resign = reverse("admin:signing_signingpolicy_resign", args=[scene.policy.pk])
+    assert resign not in mixed.content.decode()
