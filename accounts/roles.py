@@ -18,6 +18,8 @@ READER_PERMISSIONS: frozenset[str] = frozenset(
         "signing.view_signingpolicy",
         "signing.view_signature",
         "kms.view_key",
+        # The audit log of the membership's scope (``audit.scoping``).
+        "audit.view_auditevent",
     }
 )
 

@@ -1,4 +1,8 @@
-"""The audit log in the admin: read-only for everyone, superusers included."""
+"""The audit log in the admin: read-only for everyone, superusers included.
+
+Sub-accounts (readers and operators) see the events of their scope only
+(``audit.scoping.visible_events``); others do not exist for them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from accounts.scoping import scope
 from audit.models import AuditEvent
+from audit.scoping import visible_events
 
 
 def _pretty(value: Any) -> str:
@@ -23,7 +27,8 @@ def _pretty(value: Any) -> str:
 
 _FIELDS = (
     "at", "actor_type", "actor", "actor_label", "source_ip", "action", "object_type",
-    "object_id", "object_repr", "instance_name", "pretty_changes", "pretty_details",
+    "object_id", "object_repr", "instance_name", "namespace_name", "pretty_changes",
+    "pretty_details",
 )
 
 
@@ -31,13 +36,14 @@ _FIELDS = (
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
         "at", "actor_type", "actor_label", "action", "object_type", "object_repr",
-        "instance_name", "source_ip",
+        "instance_name", "namespace_name", "source_ip",
     ]
     list_filter = [
         "actor_type",
         "action",
         "object_type",
         ("actor", admin.RelatedOnlyFieldListFilter),
+        "namespace_name",
         "at",
     ]
     date_hierarchy = "at"
@@ -50,11 +56,15 @@ class AuditEventAdmin(admin.ModelAdmin):
     readonly_fields = _FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
-        # Sub-accounts see their instances' events only (administrators everything).
-        return scope(
-            super().get_queryset(request), request.user, instance_path="instance_name",
-            by_name=True,
-        )
+        return visible_events(request.user, super().get_queryset(request))
+
+    def has_view_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        # The permission is checked without the object on purpose: every event the admin
+        # shows (changelist rows, the change page) comes from ``get_queryset``, which is
+        # already limited to the user's scope, so an event out of scope is "does not
+        # exist" like a missing id. ``MembershipBackend.has_perm(user, perm, obj)`` knows
+        # nothing of audit events (they hold names, not ids) and would refuse them all.
+        return request.user.has_perm("audit.view_auditevent")
 
     @admin.display(description="Changes (before, after)")
     def pretty_changes(self, event: AuditEvent) -> str:

@@ -88,6 +88,10 @@ class AuditEvent(models.Model):
     object_repr = models.CharField(max_length=200, blank=True, default="")
     # The registry instance the object belongs to ("" when none), for scoping.
     instance_name = models.CharField(max_length=50, blank=True, default="")
+    # The namespace (its own name) of that instance the event concerns; "" when the event
+    # is instance-wide or spans several namespaces. Sub-accounts narrowed to namespaces
+    # see only the events of theirs (``audit.scoping``).
+    namespace_name = models.CharField(max_length=255, blank=True, default="")
     # {"field": [before, after], ...} for the fields the change touched.
     changes = models.JSONField(default=dict, blank=True)
     # Anything else worth keeping: scope, counts, codes.
@@ -109,6 +113,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["actor_type", "at"], name="audit_actor_type_at"),
             models.Index(fields=["actor_label", "at"], name="audit_actor_label_at"),
             models.Index(fields=["instance_name", "at"], name="audit_instance_at"),
+            models.Index(
+                fields=["instance_name", "namespace_name", "at"], name="audit_namespace_at"
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -113,12 +113,18 @@ def record(
     object_id: Any = None,
     object_repr: str | None = None,
     instance_name: str = "",
+    namespace_name: str = "",
     changes: Mapping[str, Any] | None = None,
     details: Mapping[str, Any] | None = None,
     actor: Any = None,
 ) -> AuditEvent:
     """Append one event. ``actor``: the acting user when the caller knows it (see
-    ``audit.context.resolve_actor`` for how the actor is decided otherwise)."""
+    ``audit.context.resolve_actor`` for how the actor is decided otherwise).
+
+    ``instance_name``: the registry instance the event concerns ("" for none: KMS
+    administration, visible to superusers only); ``namespace_name``: the one namespace of
+    that instance it concerns ("" for instance-wide or multi-namespace events, which
+    memberships narrowed to namespaces do not see)."""
     if not _ACTION.fullmatch(action):
         raise ValueError(f"Audit action {action!r} is not a dotted code like 'kms.key.created'.")
     if obj is not None:
@@ -135,6 +141,7 @@ def record(
         object_id="" if object_id is None else str(object_id)[:100],
         object_repr=_clean_string(object_repr or "")[:200],
         instance_name=(instance_name or "")[:50],
+        namespace_name=(namespace_name or "")[:255],
         changes=clean(dict(changes or {})),
         details=clean(dict(details or {})),
         source_ip=context.source_ip(),

@@ -180,7 +180,7 @@ def create_policy(
             )
             audit.record(
                 "signing.policy.created", obj=policy, actor=created_by,
-                instance_name=namespace.instance.name,
+                instance_name=namespace.instance.name, namespace_name=namespace.name,
                 details={"namespace": namespace.name, "key_id": key.key_id, "key_alias": key.alias,
                          "domain": domain, "kms_region": key.region, "disabled": disabled},
             )
@@ -241,7 +241,8 @@ def update_policy(
                 "signing.policy.disabled"
                 if changes.get("disabled") == [False, True]
                 else "signing.policy.changed",
-                obj=locked, instance_name=policy.namespace.instance.name, changes=changes,
+                obj=locked, instance_name=policy.namespace.instance.name,
+                namespace_name=policy.namespace.name, changes=changes,
             )
     policy.refresh_from_db()
     return PolicyOutcome(
@@ -302,6 +303,7 @@ def delete_policy(*, policy: SigningPolicy) -> int:
         removed = policy.signatures.count()
         audit.record(
             "signing.policy.deleted", obj=policy, instance_name=instance.name,
+            namespace_name=policy.namespace.name,
             details={"namespace": policy.namespace.name, "key_id": policy.key_id,
                      "signatures_removed": removed},
         )
@@ -683,6 +685,7 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         "signing.signature.failed", obj=signature,
         object_repr=f"{signature.manifest.repository.name}@{signature.manifest.digest}",
         instance_name=signature.policy.namespace.instance.name,
+        namespace_name=signature.policy.namespace.name,
         details={"code": code, "reason": message[:500], "policy": signature.policy.name,
                  "key_alias": signature.policy.key.alias, "trigger": signature.trigger,
                  "attempts": signature.attempts},
@@ -752,19 +755,26 @@ def manifests_with_children(manifests: Iterable[Manifest]) -> list[Manifest]:
     return list(result.values())
 
 
+def _only_namespace(namespaces: Iterable[tuple[str, str]]) -> str:
+    """The namespace name when every ``(instance name, namespace name)`` is the same one,
+    else "" (an event about several namespaces is for whole-instance memberships only)."""
+    distinct = set(namespaces)
+    return next(iter(distinct))[1] if len(distinct) == 1 else ""
+
+
 def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> None:
     """One ``signing.sign.requested`` event: who, what scope, how many."""
-    instances = sorted(
-        set(
-            Namespace.objects.filter(
-                pk__in={m.repository.namespace_id for m in manifests}
-            ).values_list("instance__name", flat=True)
-        )
+    namespaces = list(
+        Namespace.objects.filter(
+            pk__in={m.repository.namespace_id for m in manifests}
+        ).values_list("instance__name", "name")
     )
+    instances = sorted({instance for instance, _ in namespaces})
     audit.record(
         "signing.sign.requested",
         obj=next(iter(policies.values())) if len(policies) == 1 else None,
         instance_name=instances[0] if len(instances) == 1 else "",
+        namespace_name=_only_namespace(namespaces),
         actor=actor,
         details={
             "trigger": trigger,
@@ -785,17 +795,18 @@ def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> 
 def _audit_retry(ids: Sequence[int], outcome: SignOutcome, *, trigger: str) -> None:
     rows = set(
         Signature.objects.filter(pk__in=ids).values_list(
-            "policy_id", "policy__namespace__instance__name"
+            "policy_id", "policy__namespace__instance__name", "policy__namespace__name"
         )
     )
     policy = (
         SigningPolicy.objects.filter(pk=next(iter(rows))[0]).first() if len(rows) == 1 else None
     )
-    instances = sorted({instance for _, instance in rows})
+    instances = sorted({instance for _, instance, _ in rows})
     audit.record(
         "signing.sign.requested",
         obj=policy,
         instance_name=instances[0] if len(instances) == 1 else "",
+        namespace_name=_only_namespace({(instance, ns) for _, instance, ns in rows}),
         details={
             "trigger": trigger,
             "instances": instances,

@@ -15,6 +15,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         model = AuditEvent
         fields = [
             "id", "at", "actor_type", "actor", "actor_label", "source_ip", "action",
-            "object_type", "object_id", "object_repr", "instance_name", "changes", "details",
+            "object_type", "object_id", "object_repr", "instance_name", "namespace_name",
+            "changes", "details",
         ]
         read_only_fields = fields

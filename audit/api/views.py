@@ -1,5 +1,10 @@
 """``GET /api/v1/audit/events/``: the audit log, read-only, newest first.
 
+Superusers read every event; sub-accounts (readers and operators) the events of their
+scope (``audit.scoping``): a membership on a whole instance all of that instance's
+events, one narrowed to namespaces only those namespaces' events. Events outside the
+scope are not listed and answer 404. KMS administration events are for superusers only.
+
 Filters (query parameters, all optional, combined with AND):
 
 - ``actor``: a user id (digits) or an actor label (a username, ``registry:<instance>``,
@@ -8,6 +13,8 @@ Filters (query parameters, all optional, combined with AND):
 - ``action``: an action code (``kms.key.created``), or a prefix ending in ``*``
   (``kms.key.*``);
 - ``object_type`` (``kms.key``) and ``object_id``; ``instance``: an instance name;
+- ``namespace``: a namespace name (exact): the events about that one namespace (an
+  empty value matches nothing: instance-wide events concern no single namespace);
 - ``since`` / ``until``: ISO 8601 date-times (inclusive; without a time zone, UTC).
 
 A malformed value answers 400 with ``fields`` naming the parameter.
@@ -16,16 +23,19 @@ A malformed value answers 400 with ``fields`` naming the parameter.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
-from accounts.scoping import scope
 from audit.api.serializers import AuditEventSerializer
 from audit.models import ActorType, AuditEvent
+from audit.scoping import visible_events
 from config.api import ActionPermission
 from config.errors import ValidationFailed
 
@@ -57,24 +67,43 @@ def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= 18
 
 
-def scoped_events(user) -> QuerySet[AuditEvent]:
-    """Every event for superusers; a sub-account's those of its instances only (events
-    of no instance, e.g. KMS administration, are for administrators)."""
-    return scope(
-        AuditEvent.objects.all(), user, instance_path="instance_name", by_name=True
+def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, **extra: Any
+           ) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description,
+                            **extra)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            _query("actor", "Only events of this actor: a user id (digits) or an actor label "
+                   "(a username, `registry:<instance>`, `manage.py <command>`, `system`)."),
+            _query("actor_type", "Only events of this kind of actor.",
+                   enum=ActorType.values),
+            _query("action", "Only this action code (`kms.key.created`), or the codes "
+                   "starting with a prefix ending in `*` (`kms.key.*`)."),
+            _query("object_type", "Only events about this kind of object (`kms.key`)."),
+            _query("object_id", "Only events about the object with this id."),
+            _query("instance", "Only events of the registry instance with this name."),
+            _query("namespace", "Only events about the namespace with this name (exact; "
+                   "an empty value matches no event)."),
+            _query("since", "Only events at or after this ISO 8601 date-time (UTC when "
+                   "without a time zone).", OpenApiTypes.DATETIME),
+            _query("until", "Only events at or before this ISO 8601 date-time (UTC when "
+                   "without a time zone).", OpenApiTypes.DATETIME),
+        ]
     )
-
-
+)
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
-    """Audit events. Filters: actor, actor_type, action, object_type, object_id, instance,
-    since, until."""
+    """Audit events of the caller's scope. Filters: actor, actor_type, action, object_type,
+    object_id, instance, namespace, since, until."""
 
     permission_classes = [ActionPermission]
     action_permissions = {"list": VIEW, "retrieve": VIEW, "metadata": VIEW}
     serializer_class = AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        queryset = scoped_events(self.request.user).order_by("-at", "-id")
+        queryset = visible_events(self.request.user).order_by("-at", "-id")
         params = self.request.query_params
         actor = params.get("actor")
         if actor:
@@ -105,6 +134,11 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             value = params.get(name)
             if value:
                 queryset = queryset.filter(**{field: value})
+        if "namespace" in params:
+            # No namespace is named "": an empty value selects no event (rather than every
+            # one, which would read as "the events of namespace ''").
+            namespace = params["namespace"]
+            queryset = queryset.filter(namespace_name=namespace) if namespace else queryset.none()
         since = _datetime_param(self.request, "since")
         until = _datetime_param(self.request, "until")
         if since and until and since > until:
@@ -117,7 +151,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_object(self) -> AuditEvent:
         pk = self.kwargs["pk"]
-        events = scoped_events(self.request.user)
+        events = visible_events(self.request.user)
         event = events.filter(pk=int(pk)).first() if _is_id(pk) else None
         if event is None:
             raise exceptions.NotFound(f"No audit event with id {pk[:40]}.")

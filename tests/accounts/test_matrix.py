@@ -53,7 +53,9 @@ def _methods(pattern: URLPattern) -> set[str] | None:
     callback = pattern.callback
     actions = getattr(callback, "actions", None)
     if actions is not None:
-        return {method.upper() for method in actions}
+        # DRF adds "head" (GET's twin) to a viewset's shared ``actions`` at its first
+        # request, so it depends on which tests ran before: left out like below.
+        return {method.upper() for method in actions if method != "head"}
     view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
     if view_class is None:
         return None
@@ -258,10 +260,11 @@ MATRIX: dict[str, list[Case]] = {
     "signing-namespace-detail": [
         Case("GET", lambda sc: f"{SIG}/namespaces/{sc.team.pk}/", DETAIL),
     ],
-    # The audit log needs audit.view_auditevent, which no role grants.
-    "audit-event-list": [Case("GET", lambda sc: "/api/v1/audit/events/", ADMIN_ONLY(200))],
+    # The audit log: every role reads its scope's events (audit.view_auditevent);
+    # ``sc.event`` is an event of prod, which "other" (a reader of elsewhere) cannot see.
+    "audit-event-list": [Case("GET", lambda sc: "/api/v1/audit/events/", LIST)],
     "audit-event-detail": [
-        Case("GET", lambda sc: f"/api/v1/audit/events/{sc.event.pk}/", ADMIN_ONLY(200)),
+        Case("GET", lambda sc: f"/api/v1/audit/events/{sc.event.pk}/", DETAIL),
     ],
     # Every signed-in user manages its own token.
     "auth-token": [

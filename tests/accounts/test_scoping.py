@@ -145,23 +145,131 @@ def test_the_backend_grants_role_permissions_on_the_granted_objects_only(scene: 
     assert not backend.has_perm(operator, "kms.add_key")
     assert not backend.has_perm(operator, "kms.manage_key_state", scene.key)
     assert backend.has_module_perms(reader, "signing")
-    assert not backend.has_module_perms(reader, "audit")
+    # Readers read their scope's audit log (the queryset is scoped, see audit.scoping).
+    assert backend.has_module_perms(reader, "audit")
+    assert backend.has_perm(reader, "audit.view_auditevent")
 
 
-def test_the_audit_api_shows_a_sub_account_its_instances_events_only(scene: Scene):
-    user = make_user("auditor", perms=["audit.view_auditevent"])
-    grant(user, scene.prod, role=Role.READER)
-    kms_event = audit.record("kms.key.created", object_type="kms.key", object_id="k")
-    else_event = audit.record("registry.instance.created", object_type="registry.instance",
-                              object_id="x", instance_name="elsewhere")
-    api = token_client(user)
+EVENTS = "/api/v1/audit/events/"
 
-    rows = api.get("/api/v1/audit/events/", {"limit": 500}).json()["results"]
 
-    assert rows and {row["instance_name"] for row in rows} == {"prod"}
-    assert api.get(f"/api/v1/audit/events/{kms_event.pk}/").status_code == 404
-    assert api.get(f"/api/v1/audit/events/{else_event.pk}/").status_code == 404
-    assert api.get(f"/api/v1/audit/events/{scene.event.pk}/").status_code == 200
+def audit_rows(api: APIClient, **params) -> list[dict]:
+    response = api.get(EVENTS, {"limit": 500, **params})
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == len(response.json()["results"])
+    return response.json()["results"]
+
+
+@pytest.fixture
+def other_events(scene: Scene) -> dict[str, AuditEvent]:
+    """Events besides the scene's: KMS administration (no instance), one of elsewhere,
+    and one about prod's namespace ``other``."""
+    return {
+        "kms": audit.record("kms.key.created", object_type="kms.key", object_id="k"),
+        "elsewhere": audit.record(
+            "registry.instance.created", object_type="registry.instance", object_id="x",
+            instance_name="elsewhere",
+        ),
+        "other": audit.record(
+            "signing.policy.created", object_type="signing.signingpolicy", object_id="99",
+            object_repr="other-policy", instance_name="prod", namespace_name="other",
+        ),
+    }
+
+
+def test_the_audit_api_shows_a_reader_its_instances_events_only(scene: Scene, other_events):
+    reader = scene.users["reader"]  # a plain reader of prod: no permission of its own
+    assert not reader.user_permissions.exists() and not reader.groups.exists()
+    api = client_for(scene, "reader")
+
+    rows = audit_rows(api)
+
+    prod_events = AuditEvent.objects.filter(instance_name="prod")
+    assert sorted(row["id"] for row in rows) == sorted(prod_events.values_list("pk", flat=True))
+    # The whole instance: its instance-wide events and those of each of its namespaces.
+    assert {row["namespace_name"] for row in rows} >= {"", "team", "other"}
+    assert api.get(f"{EVENTS}{other_events['kms'].pk}/").status_code == 404
+    assert api.get(f"{EVENTS}{other_events['elsewhere'].pk}/").status_code == 404
+    assert api.get(f"{EVENTS}{scene.event.pk}/").status_code == 200
+    assert api.get(f"{EVENTS}{other_events['other'].pk}/").status_code == 200
+    # Filters narrow the scope, never widen it.
+    assert audit_rows(api, instance="elsewhere") == []
+    assert audit_rows(api, action="kms.key.*") == []
+    assert [row["id"] for row in audit_rows(api, namespace="other")] == [
+        other_events["other"].pk
+    ]
+
+
+@pytest.fixture
+def narrowed(scene: Scene):
+    """A reader of prod's namespace ``other`` only."""
+    user = make_user("narrow-reader", is_staff=True)
+    grant(user, scene.prod, role=Role.READER, namespaces=[scene.other_ns])
+    return user
+
+
+def test_a_membership_narrowed_to_a_namespace_reads_that_namespaces_events_only(
+    scene: Scene, other_events, narrowed
+):
+    team_events = AuditEvent.objects.filter(instance_name="prod", namespace_name="team")
+    assert team_events.filter(action="signing.policy.created").exists()  # the scene's policy
+    assert team_events.filter(action="signing.sign.requested").exists()
+    api = token_client(narrowed)
+
+    rows = audit_rows(api)
+
+    assert [row["id"] for row in rows] == [other_events["other"].pk]
+    assert audit_rows(api, namespace="team") == []
+    assert audit_rows(api, instance="prod", namespace="") == []
+    hidden = [*team_events, scene.event, other_events["kms"], other_events["elsewhere"]]
+    assert scene.event.namespace_name == ""  # instance-wide: not for namespace members
+    for event in hidden:
+        response = api.get(f"{EVENTS}{event.pk}/")
+        assert response.status_code == 404, (event.action, event.namespace_name)
+        assert response.json()["code"] == "ResourceNotFound"
+    shown = api.get(f"{EVENTS}{other_events['other'].pk}/")
+    assert shown.status_code == 200 and shown.json()["object_repr"] == "other-policy"
+
+
+def test_the_admin_shows_a_narrowed_membership_its_namespaces_events_only(
+    scene: Scene, other_events, narrowed
+):
+    client = Client()
+    client.force_login(narrowed)
+    changelist = reverse("admin:audit_auditevent_changelist")
+    team_policy_event = AuditEvent.objects.get(
+        action="signing.policy.created", namespace_name="team"
+    )
+
+    response = client.get(changelist)
+    narrowed_choices = client.get(changelist, {"namespace_name": "team"})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [other_events["other"]]
+    page = response.content.decode()
+    assert "team-policy" not in page and "team/app" not in page
+    # The namespace filter offers the namespaces of the visible events only.
+    namespace_filter = next(spec for spec in response.context["cl"].filter_specs
+                            if getattr(spec, "field_path", None) == "namespace_name")
+    assert list(namespace_filter.lookup_choices) == ["other"]
+    assert list(narrowed_choices.context["cl"].result_list) == []
+
+    def change(event: AuditEvent):
+        return client.get(reverse("admin:audit_auditevent_change", args=[event.pk]))
+
+    shown = change(other_events["other"])
+    assert shown.status_code == 200 and "other-policy" in shown.content.decode()
+    for event in (team_policy_event, scene.event, other_events["kms"]):
+        hidden = change(event)
+        assert hidden.status_code == 302, event.action  # "does not exist", to the index
+        assert hidden["Location"] == reverse("admin:index")
+    assert change(AuditEvent(pk=999999)).status_code == 302  # the same as a missing id
+    # A reader of the whole instance opens the team event.
+    whole = Client()
+    whole.force_login(scene.users["reader"])
+    assert whole.get(
+        reverse("admin:audit_auditevent_change", args=[team_policy_event.pk])
+    ).status_code == 200
 
 
 # --- tokens and anonymous access ------------------------------------------------------------

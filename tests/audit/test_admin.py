@@ -103,6 +103,10 @@ def test_the_changelist_filters_by_actor_type_action_object_and_time(admin_clien
     year = changed.at.year
     assert set(listed({"at__year": year})) == {purged.pk, changed.pk}
     assert listed({"at__year": year - 1}) == []
+    team = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                        object_id="1", instance_name="prod", namespace_name="team")
+    assert listed({"namespace_name": "team"}) == [team.pk]
+    assert listed({"namespace_name": "nowhere"}) == []
 
 
 def test_staff_need_the_view_permission_and_get_nothing_more(client, recorded):

@@ -90,6 +90,7 @@ def test_the_list_is_newest_first_with_every_field(api, recorded):
         "object_id": "key-1",
         "object_repr": "first",
         "instance_name": "",
+        "namespace_name": "",
         "changes": {},
         "details": {},
     }
@@ -129,6 +130,37 @@ def test_filters_by_actor_type_actor_action_object_and_instance(api, recorded):
     ]
     assert ids(api.get(EVENTS, {"actor": "nobody-at-all"})) == []
     assert ids(api.get(EVENTS, {"actor": "9" * 30})) == []
+
+
+def test_filters_by_namespace_name_exactly(api, recorded):
+    team = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                        object_id="1", instance_name="prod", namespace_name="team")
+    elsewhere = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                             object_id="2", instance_name="staging", namespace_name="team")
+    audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                 object_id="3", instance_name="prod", namespace_name="team-two")
+
+    assert ids(api.get(EVENTS, {"namespace": "team"})) == [elsewhere.pk, team.pk]
+    assert ids(api.get(EVENTS, {"namespace": "team", "instance": "prod"})) == [team.pk]
+    assert ids(api.get(EVENTS, {"namespace": "tea"})) == []  # exact, not a prefix
+    assert ids(api.get(EVENTS, {"namespace": "no-such-namespace"})) == []
+    # No namespace is named "": an empty value selects nothing (neither the instance-wide
+    # events nor everything).
+    empty = api.get(EVENTS, {"namespace": ""})
+    assert ids(empty) == [] and empty.json()["count"] == 0
+    assert len(ids(api.get(EVENTS))) == 7  # without the filter: all of them
+
+
+def test_the_schema_documents_every_filter(api):
+    response = api.get("/api/v1/schema/", {"format": "json"})
+
+    assert response.status_code == 200
+    operation = response.json()["paths"]["/api/v1/audit/events/"]["get"]
+    documented = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    assert documented >= {
+        "actor", "actor_type", "action", "object_type", "object_id", "instance", "namespace",
+        "since", "until",
+    }
 
 
 def test_filters_by_time(api, recorded):

@@ -37,6 +37,7 @@ def test_creating_a_key_records_who_created_it():
     event = the_event("kms.key.created")
     assert (event.actor_type, event.actor_id, event.actor_label) == ("user", alice.pk, "alice")
     assert (event.object_type, event.object_id) == ("kms.key", str(key.key_id))
+    assert (event.instance_name, event.namespace_name) == ("", "")  # superusers' only
     assert event.details == {"alias": "audited-key", "key_usage": key.key_usage,
                              "region": key.region}
     assert event.changes == {}

@@ -47,6 +47,17 @@ def test_record_takes_the_object_type_id_and_repr_from_the_object():
     assert stored.at is not None
 
 
+def test_the_instance_and_namespace_names_are_stored_and_cut_to_their_columns():
+    event = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                         object_id="1", instance_name="i" * 60, namespace_name="n" * 300)
+    plain = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                         object_id="2", instance_name="prod")
+
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.instance_name, stored.namespace_name) == ("i" * 50, "n" * 255)
+    assert AuditEvent.objects.get(pk=plain.pk).namespace_name == ""
+
+
 def test_without_a_request_or_a_context_the_actor_is_the_system():
     event = audit.record("kms.master_key.rotated", object_type="kms.master_key", object_id=2)
 

@@ -38,7 +38,8 @@ def test_creating_an_instance_records_its_settings_but_no_credential(instance_an
     assert (event.object_type, event.object_id, event.object_repr) == (
         "registry.instance", str(instance.pk), "audited"
     )
-    assert event.instance_name == "audited"
+    # About the whole instance, not one of its namespaces.
+    assert (event.instance_name, event.namespace_name) == ("audited", "")
     assert event.details["auth_type"] == "basic"
     assert event.details["username"] == "robot"
     assert event.details["backend_url"] == instance.backend_url

@@ -80,7 +80,9 @@ def test_creating_a_policy_records_its_key_and_domain(namespace, key, authorized
     assert (event.object_type, event.object_id, event.object_repr) == (
         "signing.signingpolicy", str(policy.pk), "created-policy"
     )
-    assert (event.actor_id, event.instance_name) == (creator.pk, "audited")
+    assert (event.actor_id, event.instance_name, event.namespace_name) == (
+        creator.pk, "audited", NAMESPACE
+    )
     assert event.details == {
         "namespace": NAMESPACE, "key_id": str(key.key_id), "key_alias": key.alias,
         "domain": policy.domain, "kms_region": key.region, "disabled": False,
@@ -99,7 +101,9 @@ def test_changing_a_policy_records_the_changed_fields_before_and_after(policy, k
         "key_id": [str(key.key_id), str(other.key_id)],
         "key_alias": [key.alias, other.alias],
     }
-    assert (event.object_id, event.instance_name) == (str(policy.pk), "audited")
+    assert (event.object_id, event.instance_name, event.namespace_name) == (
+        str(policy.pk), "audited", NAMESPACE
+    )
 
 
 @pytest.mark.django_db
@@ -111,6 +115,7 @@ def test_disabling_a_policy_is_recorded_as_disabled_and_a_no_op_change_not_at_al
 
     assert the_event("signing.policy.disabled").changes == {"disabled": [False, True]}
     assert the_event("signing.policy.changed").changes == {"disabled": [True, False]}
+    assert the_event("signing.policy.disabled").namespace_name == NAMESPACE
 
 
 @pytest.mark.django_db
@@ -134,8 +139,8 @@ def test_deleting_a_policy_records_how_many_signatures_went_with_it(instance, po
     event = the_event("signing.policy.deleted")
     assert removed == 2
     assert event.details["signatures_removed"] == 2
-    assert (event.object_id, event.object_repr, event.instance_name) == (
-        str(policy.pk), "team-policy", "audited"
+    assert (event.object_id, event.object_repr, event.instance_name, event.namespace_name) == (
+        str(policy.pk), "team-policy", "audited", NAMESPACE
     )
     assert not SigningPolicy.objects.filter(pk=policy.pk).exists()
 
@@ -208,7 +213,7 @@ def test_a_manual_sign_request_records_its_scope_and_counts(
         assert (event.object_type, event.object_id) == (
             "signing.signingpolicy", str(live_policy.pk)
         )
-        assert event.instance_name == "live"
+        assert (event.instance_name, event.namespace_name) == ("live", NAMESPACE)
     common = {"trigger": "manual", "instances": ["live"], "namespaces": [NAMESPACE],
               "repositories": [REPOSITORY], "manifests": 2, "no_policy": 0, "failed": 0,
               "skipped": 0, "queued": 0}
@@ -245,8 +250,10 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(instance, 
         assert event.details["trigger"] == "manual"
         assert event.details["attempts"] == 1
         assert "not authorized" in event.details["reason"]
+        assert (event.instance_name, event.namespace_name) == (instance.name, NAMESPACE)
     requested = the_event("signing.sign.requested")
     assert (requested.details["failed"], requested.details["signed"]) == (2, 0)
+    assert (requested.instance_name, requested.namespace_name) == (instance.name, NAMESPACE)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -293,6 +300,35 @@ def test_retrying_now_records_the_retry_with_its_counts(instance, policy):
         "signature_ids": [signature.pk], "signed": 0, "failed": 1, "skipped": 0, "queued": 0,
     }
     assert (retry.object_id, retry.actor_id) == (str(policy.pk), signer.pk)
+    assert (retry.instance_name, retry.namespace_name) == ("audited", NAMESPACE)
+
+
+@pytest.mark.django_db
+def test_events_about_several_namespaces_name_none_of_them(instance, policy, key):
+    ops = registry_services.create_namespace(instance=instance, name="ops")
+    signing_services.create_policy(namespace=ops, name="ops-policy", key=key)
+    kms_services.revoke_service_authorization(service=REGISTRY)
+    team_manifest = record_push(instance, REPOSITORY, "v1", fake_digest("team-v1"))
+    ops_manifest = record_push(instance, "ops/app", "v1", fake_digest("ops-v1"))
+    before = len(actions())
+
+    signing_services.request_signing(manifests=[team_manifest, ops_manifest])
+    signing_services.retry_now(signatures=Signature.objects.all())
+    signing_services.retry_now(signatures=Signature.objects.filter(policy__namespace=ops))
+
+    recorded = events()[before:]
+    failed = [event for event in recorded if event.action == "signing.signature.failed"]
+    requests = [event for event in recorded if event.action == "signing.sign.requested"]
+    # Each failure is about one signature, so one namespace.
+    assert sorted(event.namespace_name for event in failed) == [
+        "ops", "ops", "ops", NAMESPACE, NAMESPACE
+    ]
+    # The request and the retry of both namespaces: the instance, no single namespace;
+    # the retry of ops' signature alone: ops.
+    assert [(e.details["trigger"], e.instance_name, e.namespace_name) for e in requests] == [
+        ("manual", "audited", ""), ("retry", "audited", ""), ("retry", "audited", "ops"),
+    ]
+    assert requests[0].details["namespaces"] == ["ops", NAMESPACE]
 
 
 @pytest.mark.django_db
