@@ -8,20 +8,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
 from accounts.models import InstanceMembership
 
 
+class InstanceMembershipForm(forms.ModelForm):
+    class Meta:
+        model = InstanceMembership
+        fields = ["user", "instance", "role", "all_namespaces", "namespaces"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        instance = data.get("instance")
+        namespaces = list(data.get("namespaces") or [])
+        if data.get("all_namespaces"):
+            if namespaces:
+                self.add_error("namespaces", "Untick 'all namespaces' to narrow the membership "
+                               "to these namespaces, or clear them.")
+        elif not namespaces:
+            self.add_error("namespaces", "Choose the namespaces of a narrowed membership, or "
+                           "tick 'all namespaces'.")
+        if instance is not None:
+            foreign = sorted(ns.name for ns in namespaces if ns.instance_id != instance.pk)
+            if foreign:
+                self.add_error("namespaces", f"Not namespaces of instance {instance.name}: "
+                               f"{', '.join(foreign)}.")
+        return data
+
+
 @admin.register(InstanceMembership)
 class InstanceMembershipAdmin(admin.ModelAdmin):
+    form = InstanceMembershipForm
     list_display = ["user", "instance", "role", "namespace_list", "granted_by", "granted_at"]
     list_filter = ["role", "instance"]
     search_fields = ["user__username", "instance__name"]
     filter_horizontal = ["namespaces"]
     readonly_fields = ["granted_by", "granted_at"]
-    fields = ["user", "instance", "role", "namespaces", "granted_by", "granted_at"]
+    fields = ["user", "instance", "role", "all_namespaces", "namespaces", "granted_by",
+              "granted_at"]
 
     def _superuser(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)
@@ -43,8 +70,9 @@ class InstanceMembershipAdmin(admin.ModelAdmin):
 
     @admin.display(description="namespaces")
     def namespace_list(self, obj: InstanceMembership) -> str:
-        names = [ns.name for ns in obj.namespaces.all()]
-        return ", ".join(names) if names else "all"
+        if obj.all_namespaces:
+            return "all"
+        return ", ".join(ns.name for ns in obj.namespaces.all()) or "none (all deleted)"
 
     def get_queryset(self, request: HttpRequest):
         return (
@@ -58,10 +86,3 @@ class InstanceMembershipAdmin(admin.ModelAdmin):
         if not change:
             obj.granted_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        namespaces = form.instance.namespaces.exclude(instance_id=form.instance.instance_id)
-        if namespaces.exists():
-            # A namespace of another instance grants nothing: drop it rather than mislead.
-            form.instance.namespaces.remove(*namespaces)

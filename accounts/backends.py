@@ -30,12 +30,13 @@ _CACHE = "_signet_memberships"
 class Grant:
     instance_id: int
     instance_name: str
-    namespace_ids: frozenset[int]  # empty: every namespace of the instance
+    namespace_ids: frozenset[int]  # the namespaces of a narrowed membership
     perms: frozenset[str]
     namespace_names: frozenset[str] = frozenset()  # the names of ``namespace_ids``
+    all_namespaces: bool = True  # False: only ``namespace_ids`` (possibly none)
 
     def covers(self, namespace_id: int | None) -> bool:
-        return not self.namespace_ids or namespace_id is None or (
+        return self.all_namespaces or namespace_id is None or (
             namespace_id in self.namespace_ids
         )
 
@@ -63,6 +64,7 @@ def grants_of(user: Any) -> list[Grant]:
                 namespace_ids=frozenset(ns.pk for ns in membership.namespaces.all()),
                 perms=ROLE_PERMISSIONS.get(membership.role, frozenset()),
                 namespace_names=frozenset(ns.name for ns in membership.namespaces.all()),
+                all_namespaces=membership.all_namespaces,
             )
         )
     setattr(user, _CACHE, grants)

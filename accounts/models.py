@@ -1,7 +1,8 @@
 """Sub-accounts' access: one membership per (user, registry instance) with a role.
 
 A membership grants its role's permissions (``accounts.roles``) on one instance, on
-every namespace of it or, when ``namespaces`` is not empty, only on those. The grants
+every namespace of it (``all_namespaces``) or only on its ``namespaces`` (none left
+when they have all been deleted: never the whole instance). The grants
 are read by ``accounts.backends.MembershipBackend`` (object permissions) and
 ``accounts.scoping`` (querysets). Superusers need none.
 """
@@ -26,11 +27,19 @@ class InstanceMembership(models.Model):
         "registry.Instance", on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.READER)
+    # Explicit, so that a narrowed membership whose namespaces are all deleted grants no
+    # namespace rather than falling back to the whole instance.
+    all_namespaces = models.BooleanField(
+        default=True,
+        help_text="Every namespace of the instance, present and future. Untick it and "
+        "choose namespaces to narrow the membership.",
+    )
     namespaces = models.ManyToManyField(
         "registry.Namespace",
         blank=True,
         related_name="memberships",
-        help_text="Leave empty for every namespace of the instance (present and future).",
+        help_text="The namespaces of a narrowed membership (only when 'all namespaces' is "
+        "unticked).",
     )
     granted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -41,7 +41,7 @@ def scope_condition(
             continue
         value = grant.instance_name if by_name else grant.instance_id
         condition = Q(**{instance_path: value})
-        if grant.namespace_ids and namespace_path is not None:
+        if not grant.all_namespaces and namespace_path is not None:
             namespaces = grant.namespace_names if by_name else grant.namespace_ids
             condition &= Q(**{f"{namespace_path}__in": sorted(namespaces)})
         where |= condition

@@ -17,9 +17,11 @@ def grant(
     namespaces: Iterable[Any] = (),
 ) -> InstanceMembership:
     """Give ``user`` ``role`` on ``instance`` (every namespace, or only ``namespaces``)."""
+    namespaces = list(namespaces)
     membership, _ = InstanceMembership.objects.update_or_create(
-        user=user, instance=instance, defaults={"role": role}
+        user=user, instance=instance,
+        defaults={"role": role, "all_namespaces": not namespaces},
     )
-    membership.namespaces.set(list(namespaces))
+    membership.namespaces.set(namespaces)
     forget_grants(user)
     return membership
