@@ -379,6 +379,8 @@ class NamespaceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     list_filter = _filters("instance_id")
     list_select_related = ["instance"]
     search_fields = ["name", "description"]
+    # Also orders the autocomplete lookups (paginated: they need a stable order).
+    ordering = ["instance__name", "name"]
     fields = ["instance", "name", "description", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Namespace]:
