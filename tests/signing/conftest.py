@@ -16,7 +16,6 @@ off); it runs inline unless a test switches ``SIGNING_DISPATCH`` to ``"thread"``
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,11 +41,11 @@ from signing.payload import (
     SignatureLayer,
     parse_signature_manifest,
     signature_tag,
-    signing_annotations,
 )
 from tests.factories import make_key
 from tests.support.oci import build_image, push_built_image
 from tests.support.registry_server import RegistryServer, free_port
+from tests.support.signer import Signer  # noqa: F401  (re-exported for the signing tests)
 from tests.support.verifiers import Verifiers, cosign_path, skopeo_path  # noqa: F401
 
 DOMAIN = "registry.signet.test"
@@ -304,40 +303,6 @@ def dead_url() -> str:
 
 def point_instance_at(instance: Instance, url: str) -> Instance:
     return registry_services.update_instance(instance=instance, backend_url=url)
-
-
-# --- a signer outside Signet (another tool, another key) --------------------------------------
-
-
-@dataclass
-class Signer:
-    key: rsa.RSAPrivateKey
-    public_pem: Path
-
-    @classmethod
-    def create(cls, path: Path) -> Signer:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        return cls(key=key, public_pem=path)
-
-    @property
-    def fingerprint(self) -> str:
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(der).hexdigest()
-
-    def sign(self, payload: bytes) -> SignatureLayer:
-        signature = self.key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
-        return SignatureLayer(
-            payload=payload,
-            signature_b64=base64.b64encode(signature).decode(),
-            annotations=signing_annotations(key_fingerprint=self.fingerprint),
-        )
 
 
 # --- the live server ------------------------------------------------------------------------

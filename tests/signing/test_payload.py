@@ -8,15 +8,11 @@ Distribution registry on loopback, without the rest of Signet.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from registry.client import OCI_MANIFEST, RegistryClient
 from signing.payload import (
@@ -42,6 +38,7 @@ from signing.payload import (
 )
 from tests.support.oci import push_image
 from tests.support.registry_server import RegistryServer
+from tests.support.signer import Signer
 from tests.support.verifiers import Verifiers, cosign_path, skopeo_path
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -435,37 +432,6 @@ def test_merging_never_produces_duplicate_layers():
 # --- end to end: the independent verifiers accept what this module writes -----------
 
 SIGNED_DOMAIN = "registry.signet.test"  # the policy's domain: not the address we push to
-
-
-@dataclass
-class Signer:
-    key: rsa.RSAPrivateKey
-    public_pem: Path
-
-    @classmethod
-    def create(cls, path: Path) -> Signer:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        return cls(key=key, public_pem=path)
-
-    @property
-    def fingerprint(self) -> str:
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(der).hexdigest()
-
-    def sign(self, payload: bytes) -> SignatureLayer:
-        signature = self.key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
-        return SignatureLayer(
-            payload=payload,
-            signature_b64=base64.b64encode(signature).decode(),
-            annotations=signing_annotations(key_fingerprint=self.fingerprint),
-        )
 
 
 def publish(client: RegistryClient, repository: str, digest: str, signer: Signer) -> str:
