@@ -32,8 +32,8 @@ class Grant:
     instance_name: str
     namespace_ids: frozenset[int]  # the namespaces of a narrowed membership
     perms: frozenset[str]
-    namespace_names: frozenset[str] = frozenset()  # the names of ``namespace_ids``
-    all_namespaces: bool = True  # False: only ``namespace_ids`` (possibly none)
+    namespace_names: frozenset[str]  # the names of ``namespace_ids``
+    all_namespaces: bool  # False: only ``namespace_ids`` (possibly none)
 
     def covers(self, namespace_id: int | None) -> bool:
         return self.all_namespaces or namespace_id is None or (
@@ -57,14 +57,19 @@ def grants_of(user: Any) -> list[Grant]:
         .prefetch_related("namespaces")
     )
     for membership in memberships:
+        chosen = membership.namespaces.all()
+        # Fail closed on memberships made outside the admin form: a namespace of another
+        # instance grants nothing (names are matched within the instance), and chosen
+        # namespaces narrow the membership even if all_namespaces was left set.
+        namespaces = [ns for ns in chosen if ns.instance_id == membership.instance_id]
         grants.append(
             Grant(
                 instance_id=membership.instance_id,
                 instance_name=membership.instance.name,
-                namespace_ids=frozenset(ns.pk for ns in membership.namespaces.all()),
+                namespace_ids=frozenset(ns.pk for ns in namespaces),
                 perms=ROLE_PERMISSIONS.get(membership.role, frozenset()),
-                namespace_names=frozenset(ns.name for ns in membership.namespaces.all()),
-                all_namespaces=membership.all_namespaces,
+                namespace_names=frozenset(ns.name for ns in namespaces),
+                all_namespaces=membership.all_namespaces and not chosen,
             )
         )
     setattr(user, _CACHE, grants)

@@ -97,3 +97,26 @@ def test_the_migration_narrows_memberships_that_had_namespaces(scene: Scene):
     assert narrowed.all_namespaces is False
     reader = InstanceMembership.objects.get(user=scene.users["reader"])
     assert reader.all_namespaces is True  # no namespaces: the whole instance, as before
+
+
+def test_memberships_made_in_code_fail_closed(scene: Scene):
+    from audit import services as audit
+    from audit.scoping import visible_events
+
+    ext = scene.elsewhere.namespaces.get(name="ext")
+    foreign = make_user("foreign")
+    membership = InstanceMembership.objects.create(user=foreign, instance=scene.prod,
+                                                   all_namespaces=False)
+    membership.namespaces.set([ext])  # a namespace of another instance: grants nothing
+    both = make_user("both")
+    ambiguous = InstanceMembership.objects.create(user=both, instance=scene.prod)
+    ambiguous.namespaces.set([scene.other_ns])  # all_namespaces left True: still narrowed
+    # An event about a namespace of prod that happens to be called like elsewhere's.
+    same_name = audit.record("signing.policy.created", object_type="signing.signingpolicy",
+                             object_id="x", instance_name="prod", namespace_name="ext")
+
+    assert list(visible_namespaces(foreign)) == []
+    assert same_name not in visible_events(foreign)
+    assert not visible_events(foreign).exists()
+    assert list(visible_namespaces(both)) == [scene.other_ns]
+    assert not visible_events(both).filter(namespace_name="team").exists()

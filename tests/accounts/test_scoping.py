@@ -514,6 +514,8 @@ def test_the_policy_page_offers_re_sign_only_to_operators_of_its_namespace(scene
     grant(user, scene.elsewhere, role=Role.OPERATOR)
     client = Client()
     client.force_login(user)
+    # v1 signed with another key than the policy's: a re-sign candidate.
+    Signature.objects.filter(pk=scene.signed.pk).update(key_id=scene.spare.key_id)
     url = reverse("admin:signing_signingpolicy_change", args=[scene.policy.pk])
 
     mixed = client.get(url)
@@ -523,4 +525,5 @@ def test_the_policy_page_offers_re_sign_only_to_operators_of_its_namespace(scene
     assert mixed.context["can_sign"] is False
     assert operator.context["can_sign"] is True
     resign = reverse("admin:signing_signingpolicy_resign", args=[scene.policy.pk])
+    assert resign in operator.content.decode()
     assert resign not in mixed.content.decode()
