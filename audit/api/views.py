@@ -60,7 +60,11 @@ def _datetime_param(request: Request, name: str) -> datetime.datetime | None:
         )
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, datetime.UTC)
-    return parsed
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 (schemathesis sent +17:10).
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:
+        raise _invalid(name, f"{value[:40]!r} is out of range once converted to UTC.") from None
 
 
 def _is_id(value: str) -> bool:
