@@ -48,7 +48,7 @@ ALLOWED_HOSTS = _setting(
 CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.SignetAdminConfig",  # django.contrib.admin with our admin.site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

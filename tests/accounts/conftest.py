@@ -3,8 +3,8 @@
 ``prod`` (a real docker-registry on loopback) has namespaces ``team`` (policy
 ``team-policy``, tags ``team/app:v1`` signed and ``v2`` unsigned) and ``other`` (no
 policy); ``elsewhere`` (dead backend) has ``ext``; ``bare`` has no namespace. Personas
-(``scene.users``): anon, nogrant, other (reader of elsewhere), reader and operator of
-prod, admin (superuser); each has an API token.
+(``scene.users``): anon, nogrant, other (reader of elsewhere), outsider (operator of
+elsewhere), reader and operator of prod, admin (superuser); each has an API token.
 """
 
 from __future__ import annotations
@@ -96,11 +96,13 @@ def scene(db, registry_server, registry_client, settings) -> Scene:
         "anon": None,
         "nogrant": make_user("nogrant", is_staff=True),
         "other": make_user("other-reader", is_staff=True),
+        "outsider": make_user("else-operator", is_staff=True),
         "reader": make_user("reader", is_staff=True),
         "operator": make_user("operator", is_staff=True),
         "admin": make_user("admin", is_staff=True, is_superuser=True),
     }
     grant(users["other"], elsewhere, role=Role.READER)
+    grant(users["outsider"], elsewhere, role=Role.OPERATOR)
     grant(users["reader"], prod, role=Role.READER)
     grant(users["operator"], prod, role=Role.OPERATOR)
     for user in users.values():

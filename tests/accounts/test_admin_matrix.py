@@ -6,16 +6,23 @@ the site's pages) and every action each model admin has (``_get_base_actions``: 
 plus the site-wide ``delete_selected``) must have a row in ``PAGES`` / ``ACTIONS``, so a
 new admin page or action cannot be added without deciding who may use it. The personas
 are those of the API matrix (``test_matrix``): anon, nogrant, other (reader of another
-instance), reader and operator of ``prod``, admin (superuser).
+instance), reader and operator of ``prod``, admin (superuser), outsider (operator of
+another instance: every permission, none of it on prod).
 
 Outcomes (one per persona):
 
-- an HTTP status (200, 403, 405): exactly that, and the database unchanged;
+- an HTTP status (200, 403, 405): exactly that, and the database unchanged; a 403 for an
+  object must also be what a missing object gets (ids cannot be probed);
 - ``LOGIN``: sent to the login page, database unchanged;
 - ``HIDDEN``: answered exactly as for an object that does not exist (same status and
   redirect), database unchanged: the object's existence does not leak;
 - ``DONE``: the write happened (status 200 or 302, the database changed);
-- ``REFUSED``: an action this user does not have: back to the list, database unchanged.
+- ``REFUSED``: an action this user does not have, or on objects it cannot see: back to
+  the list, database unchanged, no message about the selected object;
+- ``SHOWN``: a read-only action answered about the selected object (in a message).
+
+Changelists of scoped models must show prod's rows to prod's members and none of them
+to the members of the other instance.
 
 Each persona's request runs in a savepoint rolled back afterwards, so all see the same data.
 """
@@ -33,6 +40,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.contrib.messages import get_messages
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, reverse
@@ -40,23 +48,28 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from accounts.models import InstanceMembership
+from audit.models import AuditEvent
 from kms.models import ServiceAuthorization
-from registry.models import RegistryEvent
+from registry.models import Instance, RegistryEvent
 from signing.models import Signature, SignatureStatus, Trigger
 from tests.accounts.conftest import Scene, snapshot
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
-PERSONAS = ["anon", "nogrant", "other", "reader", "operator", "admin"]
-LOGIN, HIDDEN, DONE, REFUSED = "login", "hidden", "done", "refused"
+PERSONAS = ["anon", "nogrant", "other", "reader", "operator", "admin", "outsider"]
+OUTSIDERS = ("other", "outsider")  # members of elsewhere only
+INSIDERS = ("reader", "operator", "admin")
+LOGIN, HIDDEN, DONE, REFUSED, SHOWN = "login", "hidden", "done", "refused", "shown"
 Outcome = int | str
-Outcomes = tuple[Outcome, Outcome, Outcome, Outcome, Outcome, Outcome]
+Outcomes = tuple[Outcome, Outcome, Outcome, Outcome, Outcome, Outcome, Outcome]
 
 
 def _o(anon: Outcome, nogrant: Outcome, other: Outcome, reader: Outcome,
-       operator: Outcome, admin_: Outcome) -> Outcomes:
-    return (anon, nogrant, other, reader, operator, admin_)
+       operator: Outcome, admin_: Outcome, outsider: Outcome | None = None) -> Outcomes:
+    """``outsider`` (an operator of elsewhere) answers like ``other`` unless told."""
+    return (anon, nogrant, other, reader, operator, admin_,
+            other if outsider is None else outsider)
 
 
 # Shapes that recur.
@@ -79,6 +92,8 @@ class Case:
     body: Callable[[Scene], dict[str, Any]] | None = None
     # For HIDDEN: the same request for an object that does not exist.
     missing_url: Callable[[Scene], str] | None = None
+    # A changelist of a scoped model: prod's rows for insiders only.
+    scoped_list: bool = False
 
 
 # --- the admin's pages and actions, from the admin site ---------------------------------------
@@ -159,7 +174,10 @@ def model_pages(
     (GET outcomes, POST outcomes). A POST without a body is a form that does not
     validate: 200 and nothing written for those let in."""
     return {
-        f"{prefix}_changelist": [get(f"{prefix}_changelist", changelist)],
+        f"{prefix}_changelist": [
+            Case("GET", lambda sc: reverse(f"admin:{prefix}_changelist"), changelist,
+                 scoped_list=changelist is SCOPED_LIST),
+        ],
         f"{prefix}_add": [
             get(f"{prefix}_add", add[0]),
             post(f"{prefix}_add", add[1], add_body),
@@ -244,7 +262,7 @@ SUPERUSER_MODEL = dict(
 REGISTRY_RECORD = dict(
     changelist=SCOPED_LIST, add=(NOBODY(403), NOBODY(403)),
     change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, 403)),
-    delete=(NOBODY(403), NOBODY(403)), history=_o(LOGIN, HIDDEN, HIDDEN, 200, 200, 200),
+    delete=(NOBODY(403), NOBODY(403)), history=SCOPED_PAGE,
 )
 
 PAGES: dict[str, list[Case]] = {
@@ -318,8 +336,7 @@ PAGES: dict[str, list[Case]] = {
     **model_pages("registry_instance", lambda sc: sc.prod, changelist=SCOPED_LIST,
                   add=(SUPERUSER(200), SUPERUSER(200)),
                   change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, 200)),
-                  delete=(SUPERUSER(200), SUPERUSER(200)),
-                  history=_o(LOGIN, HIDDEN, HIDDEN, 200, 200, 200)),
+                  delete=(SUPERUSER(200), SUPERUSER(200)), history=SCOPED_PAGE),
     "registry_instance_rotate_webhook_token": [
         get("registry_instance_rotate_webhook_token", _o(LOGIN, 405, 405, 405, 405, 405),
             lambda sc: sc.prod),
@@ -329,8 +346,7 @@ PAGES: dict[str, list[Case]] = {
     **model_pages("registry_namespace", lambda sc: sc.team, changelist=SCOPED_LIST,
                   add=(SUPERUSER(200), SUPERUSER(DONE)),
                   change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, DONE)),
-                  delete=(SUPERUSER(200), NOBODY(403)),
-                  history=_o(LOGIN, HIDDEN, HIDDEN, 200, 200, 200),
+                  delete=(SUPERUSER(200), NOBODY(403)), history=SCOPED_PAGE,
                   add_body=lambda sc: {"instance": sc.prod.pk, "name": "fresh",
                                        "description": ""},
                   change_body=lambda sc: {"description": "changed in the admin"}),
@@ -344,14 +360,14 @@ PAGES: dict[str, list[Case]] = {
     # Webhook deliveries are operations data: administrators only.
     **model_pages("registry_registryevent", _registry_event, changelist=SUPERUSER(200),
                   add=(NOBODY(403), NOBODY(403)), change=(SUPERUSER(200), NOBODY(403)),
-                  delete=(NOBODY(403), NOBODY(403)),
-                  history=_o(LOGIN, HIDDEN, HIDDEN, 403, 403, 200)),
+                  delete=(NOBODY(403), NOBODY(403)), history=SUPERUSER(200)),
     # Signing: operators write policies and sign in their scope.
     **model_pages("signing_signingpolicy", lambda sc: sc.policy, changelist=SCOPED_LIST,
-                  add=(_o(LOGIN, 403, 403, 403, 200, 200), _o(LOGIN, 403, 403, 403, DONE, DONE)),
+                  # The outsider may add policies (in elsewhere), not for prod's namespace.
+                  add=(_o(LOGIN, 403, 403, 403, 200, 200, 200),
+                       _o(LOGIN, 403, 403, 403, DONE, DONE, 200)),
                   change=(SCOPED_PAGE, OPERATE(DONE)),
-                  delete=(OPERATE(200), OPERATE(DONE)),
-                  history=_o(LOGIN, HIDDEN, HIDDEN, 200, 200, 200),
+                  delete=(OPERATE(200), OPERATE(DONE)), history=SCOPED_PAGE,
                   add_body=lambda sc: {"namespace": sc.other_ns.pk, "name": "other-policy",
                                        "key": str(sc.key.key_id), "domain": "", "disabled": ""},
                   change_body=lambda sc: {"name": "renamed", "key": str(sc.key.key_id),
@@ -421,7 +437,7 @@ ACTIONS: dict[str, Case] = {
                                          lambda sc: sc.v2),
     # Verifying reads the registry and writes nothing: the answer is in the messages.
     "registry_tag:verify_selected": action(
-        "registry_tag", "verify_selected", _o(LOGIN, 403, REFUSED, 302, 302, 302),
+        "registry_tag", "verify_selected", _o(LOGIN, 403, REFUSED, SHOWN, SHOWN, SHOWN),
         lambda sc: sc.v1),
     "registry_tag:delete_selected": action(
         "registry_tag", "delete_selected", NO_ONE, lambda sc: sc.v2, _confirm),
@@ -503,6 +519,40 @@ def _send(client: Client, case: Case, url: str, scene: Scene):
     return client.post(url, body or {})
 
 
+def _messages(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def _instance_of(row: Any) -> str:
+    """The registry instance a changelist row belongs to."""
+    if isinstance(row, AuditEvent):
+        return row.instance_name
+    if isinstance(row, Instance):
+        return row.name
+    for path in ("instance", "namespace.instance", "repository.namespace.instance",
+                 "policy.namespace.instance"):
+        obj = row
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return obj.name
+    raise AssertionError(f"no instance for {row!r}")
+
+
+def _list_problem(persona: str, response) -> str | None:
+    """A scoped changelist: prod's rows for insiders, none of them for outsiders."""
+    if response.context is None or "cl" not in response.context:
+        return None  # not a changelist (the autocomplete row: see its own test)
+    instances = {_instance_of(row) for row in response.context["cl"].result_list}
+    if persona in OUTSIDERS and "prod" in instances:
+        return "the list shows prod's rows"
+    if persona in INSIDERS and "prod" not in instances:
+        return "the list misses prod's rows"
+    return None
+
+
 def _check(outcome: Outcome, response, changed: bool, missing, url: str) -> str | None:
     status, location = response.status_code, response.get("Location", "")
     if outcome == DONE:
@@ -518,17 +568,26 @@ def _check(outcome: Outcome, response, changed: bool, missing, url: str) -> str 
             status in (302, 403, 404)
         )
     elif outcome == REFUSED:
-        # "No action selected": back to the list, or the list itself when the user has no
-        # action at all; never an action's confirmation page.
+        # "No action selected" (or nothing selected that this user can see): back to the
+        # list, or the list itself when the user has no action at all; never an action's
+        # confirmation page, never a word about the selected object.
         ok = (status == 302 and location == url) or (
             status == 200 and response.context is not None and "cl" in response.context
             and "action_form" in response.context
         )
+        ok = ok and not any("team/app" in text or "prod" in text
+                            for text in _messages(response))
+    elif outcome == SHOWN:
+        ok = status == 302 and any("team/app:v1" in text for text in _messages(response))
     else:
         ok = status == outcome
+        if ok and status == 403 and missing is not None:
+            ok = missing.status_code == 403  # ids cannot be probed
     if ok:
         return None
-    return f"expected {outcome}, got {status} {location} {response.content[:160]!r}"
+    missing_status = missing.status_code if missing is not None else "-"
+    return (f"expected {outcome}, got {status} {location} (missing object: {missing_status}) "
+            f"{response.content[:160]!r}")
 
 
 CASES = [
@@ -542,25 +601,29 @@ CASES = [
 def test_the_admin_matrix(admin_scene: Scene, name: str, index: int | None):
     case = ACTIONS[name] if index is None else PAGES[name][index]
     url = case.url(admin_scene)
+    missing_url = case.missing_url(admin_scene) if case.missing_url else url
     failures = []
     for persona, outcome in zip(PERSONAS, case.outcomes, strict=True):
         client = _client(admin_scene, persona)
         before = admin_snapshot()
         with transaction.atomic():
             missing = None
-            if outcome == HIDDEN:
-                assert case.missing_url is not None, name
+            # Those who cannot see the object must not tell it from a missing one.
+            if outcome == HIDDEN or (
+                outcome == 403 and missing_url != url and persona in ("nogrant", *OUTSIDERS)
+            ):
                 with transaction.atomic():
-                    missing = _send(client, case, case.missing_url(admin_scene), admin_scene)
+                    missing = _send(client, case, missing_url, admin_scene)
                     transaction.set_rollback(True)
             response = _send(client, case, url, admin_scene)
             changed = admin_snapshot() != before
             transaction.set_rollback(True)
         problem = _check(outcome, response, changed, missing, url)
+        if problem is None and outcome == 200 and case.scoped_list:
+            problem = _list_problem(persona, response)
         if problem:
             failures.append(f"{persona}: {problem}")
     assert not failures, f"{case.method} {url}:\n" + "\n".join(failures)
-
 
 
 def test_admin_autocomplete_offers_only_the_users_scope(admin_scene: Scene):
@@ -573,6 +636,6 @@ def test_admin_autocomplete_offers_only_the_users_scope(admin_scene: Scene):
         assert response.status_code == 200, persona
         return {row["text"] for row in response.json()["results"]}
 
-    assert offered("other") == {"ext"}
+    assert offered("other") == offered("outsider") == {"ext"}
     assert offered("reader") == offered("operator") == {"team", "other"}
     assert offered("admin") == {"team", "other", "ext"}

@@ -8,11 +8,14 @@ may use it. Personas:
 - ``anon``: no credentials;
 - ``nogrant``: a signed-in user with no permission and no membership;
 - ``other``: a reader of ANOTHER instance (``elsewhere``);
+- ``outsider``: an operator of ``elsewhere`` (it holds every write permission, just not
+  on prod: its writes to prod's objects must answer 404, as for missing ones);
 - ``reader``: a reader of ``prod``; ``operator``: an operator of ``prod``;
 - ``admin``: a superuser.
 
 Each persona's request runs in a savepoint rolled back afterwards, so all personas see
-the same data; a refused request (4xx) must leave the database exactly as it was.
+the same data; a refused request (4xx) must leave the database exactly as it was, and a
+list must show prod's objects to prod's members and never to the other instance's.
 Everything is real: a docker-registry on loopback, the local KMS, token authentication.
 """
 
@@ -34,7 +37,9 @@ from tests.accounts.conftest import Scene, client_for, snapshot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
-PERSONAS = ["anon", "nogrant", "other", "reader", "operator", "admin"]
+PERSONAS = ["anon", "nogrant", "other", "reader", "operator", "admin", "outsider"]
+OUTSIDERS = ("other", "outsider")  # members of elsewhere only
+INSIDERS = ("reader", "operator", "admin")
 
 
 # --- the routes, from the URL conf ---------------------------------------------------------
@@ -79,12 +84,14 @@ def api_routes() -> dict[str, set[str] | None]:
 # --- the matrix -------------------------------------------------------------------------------
 
 # Expected status per persona, in PERSONAS order.
-Statuses = tuple[int, int, int, int, int, int]
+Statuses = tuple[int, int, int, int, int, int, int]
 
 
 def _s(anon: int, nogrant: int, other: int, reader: int, operator: int,
-       admin: int) -> Statuses:
-    return (anon, nogrant, other, reader, operator, admin)
+       admin: int, outsider: int | None = None) -> Statuses:
+    """``outsider`` (an operator of elsewhere) answers like ``other`` unless told."""
+    return (anon, nogrant, other, reader, operator, admin,
+            other if outsider is None else outsider)
 
 
 # Shapes that recur.
@@ -92,7 +99,8 @@ LIST = _s(401, 403, 200, 200, 200, 200)  # a scoped list: "other" gets an empty 
 DETAIL = _s(401, 403, 404, 200, 200, 200)  # an object of prod: hidden from "other"
 KEY_READ = _s(401, 403, 200, 200, 200, 200)  # KMS public parts: any role may read
 ADMIN_ONLY = lambda ok: _s(401, 403, 403, 403, 403, ok)  # noqa: E731
-OPERATE = lambda ok: _s(401, 403, 403, 403, ok, ok)  # noqa: E731
+# Writes on prod's objects: the outsider may write, but not there: 404.
+OPERATE = lambda ok: _s(401, 403, 403, 403, ok, ok, 404)  # noqa: E731
 
 
 @dataclass
@@ -101,6 +109,13 @@ class Case:
     url: Callable[[Scene], str]
     statuses: Statuses
     body: Callable[[Scene], Any] | None = None
+    # A scoped list: prod's rows (they hold ``marker``) for insiders, never for outsiders.
+    scoped_list: bool = False
+    marker: bytes = b'"prod"'
+
+
+def listing(path: str, marker: bytes = b'"prod"') -> Case:
+    return Case("GET", lambda sc: path, LIST, scoped_list=True, marker=marker)
 
 
 KMS = "/api/v1/kms"
@@ -166,7 +181,7 @@ MATRIX: dict[str, list[Case]] = {
     ],
     # Registry: instances and namespaces are managed by administrators, read by roles.
     "registry-instance-list": [
-        Case("GET", lambda sc: f"{REG}/instances/", LIST),
+        listing(f"{REG}/instances/"),
         Case("POST", lambda sc: f"{REG}/instances/", ADMIN_ONLY(201),
              lambda sc: {"name": "new", "backend_url": "http://127.0.0.1:9",
                          "default_domain": "new.example.com"}),
@@ -185,7 +200,7 @@ MATRIX: dict[str, list[Case]] = {
              ADMIN_ONLY(200), _empty),
     ],
     "registry-namespace-list": [
-        Case("GET", lambda sc: f"{REG}/namespaces/", LIST),
+        listing(f"{REG}/namespaces/"),
         Case("POST", lambda sc: f"{REG}/namespaces/", ADMIN_ONLY(201),
              lambda sc: {"instance": sc.prod.pk, "name": "fresh"}),
     ],
@@ -197,13 +212,13 @@ MATRIX: dict[str, list[Case]] = {
              lambda sc: {"description": "changed"}),
         Case("DELETE", lambda sc: f"{REG}/namespaces/{sc.team.pk}/", ADMIN_ONLY(204)),
     ],
-    "registry-repository-list": [Case("GET", lambda sc: f"{REG}/repositories/", LIST)],
+    "registry-repository-list": [listing(f"{REG}/repositories/")],
     "registry-repository-detail": [
         Case("GET", lambda sc: f"{REG}/repositories/{sc.v1.repository_id}/", DETAIL),
     ],
-    "registry-tag-list": [Case("GET", lambda sc: f"{REG}/tags/", LIST)],
+    "registry-tag-list": [listing(f"{REG}/tags/")],
     "registry-tag-detail": [Case("GET", lambda sc: f"{REG}/tags/{sc.v1.pk}/", DETAIL)],
-    "registry-manifest-list": [Case("GET", lambda sc: f"{REG}/manifests/", LIST)],
+    "registry-manifest-list": [listing(f"{REG}/manifests/", b'"team/app"')],
     "registry-manifest-detail": [
         Case("GET", lambda sc: f"{REG}/manifests/{sc.v1.manifest_id}/", DETAIL),
     ],
@@ -217,8 +232,9 @@ MATRIX: dict[str, list[Case]] = {
     ],
     # Signing.
     "signing-policy-list": [
-        Case("GET", lambda sc: f"{SIG}/policies/", LIST),
-        Case("POST", lambda sc: f"{SIG}/policies/", OPERATE(201),
+        listing(f"{SIG}/policies/"),
+        # The outsider names an instance it cannot see: a field error, as for a typo.
+        Case("POST", lambda sc: f"{SIG}/policies/", _s(401, 403, 403, 403, 201, 201, 400),
              lambda sc: {"instance": "prod", "namespace": "other", "name": "other-policy",
                          "key": str(sc.key.key_id)}),
     ],
@@ -239,7 +255,7 @@ MATRIX: dict[str, list[Case]] = {
     "signing-policy-retry": [
         Case("POST", lambda sc: f"{SIG}/policies/{sc.policy.pk}/retry/", OPERATE(200), _empty),
     ],
-    "signing-signature-list": [Case("GET", lambda sc: f"{SIG}/signatures/", LIST)],
+    "signing-signature-list": [listing(f"{SIG}/signatures/")],
     "signing-signature-detail": [
         Case("GET", lambda sc: f"{SIG}/signatures/{sc.signed.pk}/", DETAIL),
     ],
@@ -256,13 +272,13 @@ MATRIX: dict[str, list[Case]] = {
         Case("POST", lambda sc: f"{SIG}/verify/", DETAIL,
              lambda sc: {"image": f"{sc.domain}/team/app:v1"}),
     ],
-    "signing-namespace-list": [Case("GET", lambda sc: f"{SIG}/namespaces/", LIST)],
+    "signing-namespace-list": [listing(f"{SIG}/namespaces/")],
     "signing-namespace-detail": [
         Case("GET", lambda sc: f"{SIG}/namespaces/{sc.team.pk}/", DETAIL),
     ],
     # The audit log: every role reads its scope's events (audit.view_auditevent);
     # ``sc.event`` is an event of prod, which "other" (a reader of elsewhere) cannot see.
-    "audit-event-list": [Case("GET", lambda sc: "/api/v1/audit/events/", LIST)],
+    "audit-event-list": [listing("/api/v1/audit/events/")],
     "audit-event-detail": [
         Case("GET", lambda sc: f"/api/v1/audit/events/{sc.event.pk}/", DETAIL),
     ],
@@ -323,6 +339,12 @@ def test_the_matrix(scene, name, index):
         if response.status_code != expected:
             failures.append(f"{persona}: {response.status_code} (expected {expected}) "
                             f"{response.content[:200]!r}")
+        elif case.scoped_list and expected == 200:
+            shows_prod = case.marker in response.content
+            if persona in OUTSIDERS and shows_prod:
+                failures.append(f"{persona}: the list shows prod's objects")
+            if persona in INSIDERS and not shows_prod:
+                failures.append(f"{persona}: the list misses prod's objects")
         elif expected >= 400 and after != before:
             changed = [label for label in before if before[label] != after[label]]
             failures.append(f"{persona}: refused with {expected} but changed {changed}")
