@@ -542,7 +542,8 @@ def _instance_of(row: Any) -> str:
 
 
 def _list_problem(persona: str, response) -> str | None:
-    """A scoped changelist: prod's rows for insiders, none of them for outsiders."""
+    """A scoped changelist: prod's rows for insiders (only those for prod's members),
+    none of them for outsiders."""
     if response.context is None or "cl" not in response.context:
         return None  # not a changelist (the autocomplete row: see its own test)
     instances = {_instance_of(row) for row in response.context["cl"].result_list}
@@ -550,6 +551,8 @@ def _list_problem(persona: str, response) -> str | None:
         return "the list shows prod's rows"
     if persona in INSIDERS and "prod" not in instances:
         return "the list misses prod's rows"
+    if persona in ("reader", "operator") and instances != {"prod"}:
+        return f"the list shows rows of {sorted(instances - {'prod'})}"
     return None
 
 
