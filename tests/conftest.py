@@ -4,7 +4,7 @@ import pytest
 
 from kms import services as kms_services
 
-pytest_plugins = ["tests.support.registry_fixtures"]
+pytest_plugins = ["tests.support.registry_fixtures", "tests.support.live_signet"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from registry import services
 from registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
 from registry.models import EventStatus, Instance, Manifest, RegistryEvent, Tag, TagHistory
 from tests.registry.conftest import make_instance
+from tests.support.live_signet import signet_url
 from tests.support.oci import build_image, push_image, push_index
 from tests.support.registry_server import RegistryServer
 
@@ -47,34 +48,6 @@ class Attached:
     client: RegistryClient
 
 
-def _signet_url(live_server) -> str:
-    return live_server.url.replace("://localhost:", "://127.0.0.1:")
-
-
-@pytest.fixture
-def signet(live_server):
-    """The live server, answering on this test thread's database connection.
-
-    The session-wide ``live_server`` captured the in-memory SQLite connection that
-    existed when it started; a later test may hold another one, and two connections to a
-    shared-cache in-memory database lock each other's tables. Point the server's
-    request threads at the current connection, as Django's LiveServerTestCase does.
-    """
-    connection = connections["default"]
-    override = live_server.thread.connections_override
-    previous = override.get("default")
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        connection.inc_thread_sharing()
-        override["default"] = connection
-    yield live_server
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        if previous is None:
-            override.pop("default", None)
-        else:
-            override["default"] = previous
-        connection.dec_thread_sharing()
-
-
 @pytest.fixture
 def attached(signet, registry_server_factory) -> Attached:
     """An instance whose registry posts its notifications to the live Signet.
@@ -84,7 +57,7 @@ def attached(signet, registry_server_factory) -> Attached:
     """
     instance, token = make_instance("prod")
     server = registry_server_factory(
-        notify_url=_signet_url(signet) + services.webhook_path(instance=instance),
+        notify_url=signet_url(signet) + services.webhook_path(instance=instance),
         notify_token=token,
         extra_config={"notifications": {"events": {"includereferences": True}}},
     )
@@ -176,7 +149,7 @@ class _YamlConfiguredRegistry(RegistryServer):
 
 def test_the_generated_notifications_block_works_in_a_real_registry(signet, tmp_path):
     instance, token = make_instance("prod")
-    url = _signet_url(signet) + services.webhook_path(instance=instance)
+    url = signet_url(signet) + services.webhook_path(instance=instance)
     server = _YamlConfiguredRegistry(workdir=tmp_path)
     server.notifications_block = services.notifications_config(
         instance=instance, token=token, webhook_url=url

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from django.db import connections
 from django.utils import timezone
 
 from kms import services as kms_services
@@ -303,38 +302,6 @@ def dead_url() -> str:
 
 def point_instance_at(instance: Instance, url: str) -> Instance:
     return registry_services.update_instance(instance=instance, backend_url=url)
-
-
-# --- the live server ------------------------------------------------------------------------
-
-
-def signet_url(live_server) -> str:
-    return live_server.url.replace("://localhost:", "://127.0.0.1:")
-
-
-@pytest.fixture
-def signet(live_server):
-    """The live server, answering on this test thread's database connection.
-
-    The session-wide ``live_server`` captured the in-memory SQLite connection that existed
-    when it started; point its request threads at the current one (as Django's
-    LiveServerTestCase does), or two connections to the shared-cache in-memory database
-    lock each other's tables.
-    """
-    connection = connections["default"]
-    override = live_server.thread.connections_override
-    previous = override.get("default")
-    shared = connection.vendor == "sqlite" and connection.is_in_memory_db()
-    if shared:
-        connection.inc_thread_sharing()
-        override["default"] = connection
-    yield live_server
-    if shared:
-        if previous is None:
-            override.pop("default", None)
-        else:
-            override["default"] = previous
-        connection.dec_thread_sharing()
 
 
 # --- the independent verifiers --------------------------------------------------------------

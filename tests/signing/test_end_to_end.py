@@ -29,9 +29,9 @@ from tests.signing.conftest import (
     Verifiers,
     expected_payload,
     sig_layers,
-    signet_url,
     write_public_key,
 )
+from tests.support.live_signet import signet_url
 from tests.support.oci import push_image, push_index
 from tests.support.registry_server import RegistryServer
 

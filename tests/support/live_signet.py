@@ -1,0 +1,73 @@
+"""The live Signet a real registry notifies (pytest-django ``live_server``), for the
+end-to-end tests of the registry and signing apps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from signing.dispatch import wait_for_background_work
+
+_BUSY = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+"""
+
+
+def signet_url(live_server: Any) -> str:
+    return live_server.url.replace("://localhost:", "://127.0.0.1:")
+
+
+def wait_for_quiet_database(timeout: float = 20.0) -> bool:
+    """Until no other connection to the test database is busy (PostgreSQL).
+
+    A notification the live server is still handling when a test ends, or the signing it
+    started, must not meet the test's flush: TRUNCATE against an open row lock deadlocks.
+    """
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        wait_for_background_work(timeout=max(deadline - time.monotonic(), 0.1))
+        connection = connections["default"]
+        if connection.vendor != "postgresql":
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute(_BUSY)
+            busy = cursor.fetchone()[0]
+        quiet = quiet + 1 if busy == 0 else 0
+        if quiet >= 3:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def signet(live_server: Any) -> Iterator[Any]:
+    """The live server, answering on this test thread's database connection.
+
+    The session-wide ``live_server`` captured the in-memory SQLite connection that existed
+    when it started; point its request threads at the current one (as Django's
+    LiveServerTestCase does), or two connections to the shared-cache in-memory database
+    lock each other's tables. On the way out (after the registries that notify it have
+    stopped: they are set up after it), wait until the requests they sent are done.
+    """
+    connection = connections["default"]
+    override = live_server.thread.connections_override
+    previous = override.get("default")
+    shared = connection.vendor == "sqlite" and connection.is_in_memory_db()
+    if shared:
+        connection.inc_thread_sharing()
+        override["default"] = connection
+    yield live_server
+    assert wait_for_quiet_database(), "the live server was still busy 20 s after the test"
+    if shared:
+        if previous is None:
+            override.pop("default", None)
+        else:
+            override["default"] = previous
+        connection.dec_thread_sharing()
