@@ -6,17 +6,16 @@ webhook on its own schedule, so each test waits (bounded) for the records.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from django.db import connections
 
 from registry import services
 from registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
 from registry.models import EventStatus, Instance, Manifest, RegistryEvent, Tag, TagHistory
 from tests.registry.conftest import make_instance
+from tests.support import live_signet
 from tests.support.live_signet import signet_url
 from tests.support.oci import build_image, push_image, push_index
 from tests.support.registry_server import RegistryServer
@@ -26,19 +25,8 @@ pytestmark = [pytest.mark.registry_server, pytest.mark.django_db(transaction=Tru
 WAIT_SECONDS = 10.0
 
 
-def _idle() -> bool:
-    # The live server shares this thread's connection: while a delivery's transaction is
-    # open, reads here would see its rows half-written.
-    return not connections["default"].in_atomic_block
-
-
 def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if _idle() and predicate() and _idle():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {WAIT_SECONDS:.0f}s waiting for {what}")
+    live_signet.wait_for(predicate, what, seconds=WAIT_SECONDS)
 
 
 @dataclass

@@ -6,12 +6,10 @@ public key only.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from django.db import connections
 
 from kms.models import Key
 from registry import services as registry_services
@@ -31,6 +29,7 @@ from tests.signing.conftest import (
     sig_layers,
     write_public_key,
 )
+from tests.support import live_signet
 from tests.support.live_signet import signet_url
 from tests.support.oci import push_image, push_index
 from tests.support.registry_server import RegistryServer
@@ -44,19 +43,8 @@ pytestmark = [
 WAIT_SECONDS = 20.0
 
 
-def _idle() -> bool:
-    # The live server shares this thread's connection: while a delivery's transaction is
-    # open, reads here would see its rows half-written.
-    return not connections["default"].in_atomic_block
-
-
 def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if _idle() and predicate() and _idle():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {WAIT_SECONDS:.0f}s waiting for {what}")
+    live_signet.wait_for(predicate, what, seconds=WAIT_SECONDS)
 
 
 def signed(digest: str) -> bool:

@@ -4,7 +4,7 @@ end-to-end tests of the registry and signing apps."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,22 @@ _BUSY = """
 
 def signet_url(live_server: Any) -> str:
     return live_server.url.replace("://localhost:", "://127.0.0.1:")
+
+
+def _idle() -> bool:
+    # The live server may share this thread's connection: while a delivery's transaction
+    # is open, reads here would see its rows half-written.
+    return not connections["default"].in_atomic_block
+
+
+def wait_for(predicate: Callable[[], bool], what: str, *, seconds: float) -> None:
+    """Until ``predicate()`` holds (checked outside any delivery's transaction)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _idle() and predicate() and _idle():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
 
 
 def wait_for_quiet_database(timeout: float = 20.0) -> bool:
