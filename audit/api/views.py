@@ -38,6 +38,7 @@ from audit.models import ActorType, AuditEvent
 from audit.scoping import visible_events
 from config.api import ActionPermission
 from config.errors import ValidationFailed
+from config.ids import is_id
 
 VIEW = "audit.view_auditevent"
 
@@ -65,10 +66,6 @@ def _datetime_param(request: Request, name: str) -> datetime.datetime | None:
         return parsed.astimezone(datetime.UTC)
     except OverflowError:
         raise _invalid(name, f"{value[:40]!r} is out of range once converted to UTC.") from None
-
-
-def _is_id(value: str) -> bool:
-    return value.isascii() and value.isdigit() and len(value) <= 18
 
 
 def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, **extra: Any
@@ -113,7 +110,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         if actor:
             queryset = (
                 queryset.filter(actor_id=int(actor))
-                if _is_id(actor)
+                if is_id(actor)
                 else queryset.filter(actor_label=actor)
             )
         actor_type = params.get("actor_type")
@@ -156,7 +153,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     def get_object(self) -> AuditEvent:
         pk = self.kwargs["pk"]
         events = visible_events(self.request.user)
-        event = events.filter(pk=int(pk)).first() if _is_id(pk) else None
+        event = events.filter(pk=int(pk)).first() if is_id(pk) else None
         if event is None:
             raise exceptions.NotFound(f"No audit event with id {pk[:40]}.")
         self.check_object_permissions(self.request, event)
