@@ -49,6 +49,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     # manual, backfill, resign, retry, scheduled-retry: scope and counts in ``details``
     "signing.sign.requested",
     "signing.signature.failed",
+    # a delete event named an image the registry still holds: its .sig was not removed
+    "signing.artifact.kept",
 )
 # The apps of those codes ("kms", "registry", "signing"), for "every action of an app".
 ACTION_APPS: tuple[str, ...] = tuple(dict.fromkeys(code.split(".")[0] for code in KNOWN_ACTIONS))

@@ -286,6 +286,11 @@ if SIGNING_SYNC_LIMIT < 0:
 # Failed signatures are retried after base * 2^(attempts-1) seconds, capped.
 SIGNING_RETRY_BASE_SECONDS = _setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
 SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
+# An image the registry does not hold (or whose bytes do not match its digest) is tried
+# this many times, then stays failed until someone asks again.
+SIGNING_MANIFEST_CHECK_ATTEMPTS = _setting("SIGNING_MANIFEST_CHECK_ATTEMPTS", env.int, 5)
+if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
+    raise ImproperlyConfigured("SIGNING_MANIFEST_CHECK_ATTEMPTS must be at least 1.")
 
 # --- Audit ---------------------------------------------------------------------
 # Take the client address from X-Forwarded-For (only behind a proxy that sets it).

@@ -37,6 +37,7 @@ import requests
 from registry.errors import (
     InvalidReference,
     RegistryAuthError,
+    RegistryDigestMismatch,
     RegistryError,
     RegistryNotFound,
     RegistryRequestRejected,
@@ -561,7 +562,7 @@ class RegistryClient:
             )
 
     def _raise_mismatch(self, operation: str, expected: str, actual: str) -> None:
-        raise RegistryError(
+        raise RegistryDigestMismatch(
             f"registry {self.name}: {operation} failed: digest mismatch "
             f"(expected {expected}, got {actual})",
             registry=self.name,

@@ -86,6 +86,14 @@ class RegistryNotFound(RegistryError):
     default_message = "The registry does not know that manifest, blob or repository."
 
 
+class RegistryDigestMismatch(RegistryError):
+    """The bytes the registry sent do not hash to the digest asked for (or the one it named)."""
+
+    code = "FailedOperation.RegistryDigestMismatch"
+    http_status = 502
+    default_message = "The registry answered with content that does not match its digest."
+
+
 class RegistryRequestRejected(RegistryError):
     """Another 4xx; ``registry_code`` carries the registry's code (e.g. ``MANIFEST_INVALID``)."""
 

@@ -1084,10 +1084,12 @@ class _RemoteTag:
     children: tuple[Reference, ...] = ()
 
 
-def _index_children(client, repository: str, digest: str) -> tuple[Reference, ...]:
-    document = client.get_manifest(repository, digest).json
+def parse_index_children(document: Any) -> tuple[Reference, ...]:
+    """The child manifests an image index document lists (entries without a valid digest are
+    left out)."""
     children = []
-    for descriptor in document.get("manifests") or []:
+    manifests = document.get("manifests") if isinstance(document, Mapping) else None
+    for descriptor in manifests if isinstance(manifests, list) else []:
         child = descriptor.get("digest") if isinstance(descriptor, Mapping) else None
         if isinstance(child, str) and _DIGEST_RE.fullmatch(child):
             size = descriptor.get("size")
@@ -1096,6 +1098,10 @@ def _index_children(client, repository: str, digest: str) -> tuple[Reference, ..
                 size=size if _is_count(size) else None, platform=_platform(descriptor),
             ))
     return tuple(children)
+
+
+def _index_children(client, repository: str, digest: str) -> tuple[Reference, ...]:
+    return parse_index_children(client.get_manifest(repository, digest).json)
 
 
 def _remote_tags(client, instance: Instance, repository: str, page_size: int, result):

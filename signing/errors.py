@@ -49,3 +49,21 @@ class ImageNotFound(SigningError):
     code = "ImageNotFound"
     http_status = 404
     default_message = "No such image."
+
+
+class ManifestUnknown(SigningError):
+    """The registry does not hold the digest Signet was asked to sign (a forged or early
+    event, a deleted image). Nothing is signed or published."""
+
+    code = "ManifestUnknown"
+    http_status = 404
+    default_message = "The registry does not hold this manifest; nothing was signed."
+
+
+class ManifestNotVerified(SigningError):
+    """What the registry sent for the digest is not an image Signet may sign: its bytes do
+    not hash to the digest, or it is not an image manifest or index."""
+
+    code = "ManifestInvalid"
+    http_status = 502
+    default_message = "The registry's manifest could not be verified; nothing was signed."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,10 +23,13 @@ from kms.clients import get_kms_client
 from kms.errors import KeyInUse, KeyNotFound
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage
 from registry.models import Instance, Manifest, Namespace, Tag
+from registry.reconcile import reconcile_manifest
 from signing import artifacts
 from signing.errors import (
     InvalidPolicy,
     KeyNotSuitable,
+    ManifestNotVerified,
+    ManifestUnknown,
     NoSigningPolicy,
     PolicyExists,
 )
@@ -39,12 +43,16 @@ from signing.models import (
 )
 from signing.naming import policy_name_problem
 from signing.payload import SignatureLayer, build_payload, signing_annotations
+from signing.subjects import Subject, fetch_subject
 
 logger = logging.getLogger(__name__)
 
 SIGNING_ALGORITHM = "RSA_PKCS1_SHA_256"
 SERVICE = AuthorizedService.REGISTRY_SIGNING
 CLAIM_SECONDS = 300
+# Failures that mean "the registry does not hold (or cannot prove) this image": retried a
+# bounded number of times (SIGNING_MANIFEST_CHECK_ATTEMPTS), then left failed and visible.
+UNVERIFIED_CODES = (ManifestUnknown.code, ManifestNotVerified.code)
 
 
 # --- policies ---------------------------------------------------------------------------
@@ -367,6 +375,29 @@ def _after_commit_cleanups(ids: Sequence[int]) -> None:
         transaction.on_commit(lambda: dispatch(run_cleanups, list(ids)))
 
 
+def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
+    """A delete event only claims the image is gone: ask the registry before its signature
+    goes. An image still there keeps its ``.sig`` (a forged or stale event)."""
+    if client.head_manifest(cleanup.repository, cleanup.manifest_digest) is None:
+        return False
+    logger.warning(
+        "signature artifact kept %s@%s: the registry still holds the image the delete event "
+        "named", cleanup.repository, cleanup.manifest_digest,
+    )
+    audit.record(
+        "signing.artifact.kept", obj=None,
+        object_repr=f"{cleanup.repository}@{cleanup.manifest_digest}",
+        instance_name=cleanup.instance.name,
+        namespace_name=cleanup.repository.split("/", 1)[0],
+        details={
+            "reason": "the registry still holds the image a delete event named; its "
+            "signature stays (run sync_registry to restore Signet's records of it)",
+            "repository": cleanup.repository, "digest": cleanup.manifest_digest,
+        },
+    )
+    return True
+
+
 def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, int]:
     """Carry out queued artifact removals; returns (done, failed)."""
     now = now or timezone.now()
@@ -381,12 +412,17 @@ def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, in
         try:
             client = clients.get(cleanup.instance_id) or cleanup.instance.registry_client()
             clients[cleanup.instance_id] = client
-            outcome = artifacts.remove(
-                client,
-                cleanup.repository,
-                cleanup.manifest_digest,
-                key_fingerprint=cleanup.key_fingerprint,
-            )
+            if cleanup.reason == CleanupReason.IMAGE_DELETED and _image_still_held(
+                client, cleanup
+            ):
+                outcome = "kept"
+            else:
+                outcome = artifacts.remove(
+                    client,
+                    cleanup.repository,
+                    cleanup.manifest_digest,
+                    key_fingerprint=cleanup.key_fingerprint,
+                )
         except (DomainError, ValueError) as exc:
             failed += 1
             attempts = cleanup.attempts + 1
@@ -424,9 +460,8 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
     by_id = {manifest.pk: manifest for manifest in manifests}
     for tag in tags:
         by_id.setdefault(tag.manifest_id, tag.manifest)
-    # An index pushed over children recorded earlier (another tag, before the policy)
-    # still needs every child signed: verifiers check the platform manifest they pick.
-    by_id = {m.pk: m for m in manifests_with_children(by_id.values())}
+    # An index's children are not taken from the event's references: the worker signs
+    # them once it has fetched the index itself from the registry (_sign_children).
     if not by_id:
         return
     namespace_ids = {m.repository.namespace_id for m in by_id.values()}
@@ -528,6 +563,8 @@ def _ensure_pending(
                 Signature.objects.filter(pk__in=chunk_ids).update(
                     trigger=trigger, triggered_by=actor, next_attempt_at=None
                 )
+                # A new request (a push, a person) earns a row given up its tries again.
+                Signature.objects.filter(given_up(), pk__in=chunk_ids).update(attempts=0)
             ids.extend(chunk_ids)
     return ids
 
@@ -591,19 +628,62 @@ class SignOutcome:
 
 
 def sign_signature(signature_id: int, *, kms_client=None, registry_clients=None) -> str:
-    """Sign one row: payload, KMS signature, ``.sig`` artifact. Returns the row's status.
+    """Sign one row: verify the image in the registry, payload, KMS signature, ``.sig``
+    artifact. Returns the row's status; an index's children are signed after it.
 
     Never raises for KMS or registry failures: the row ends ``failed`` (or, when a re-sign
     fails, stays ``signed`` with the old key) with the reason and a next attempt time.
     """
+    status, children = _sign_one(
+        signature_id, kms_client=kms_client, registry_clients=registry_clients
+    )
+    if children:
+        from signing.dispatch import dispatch
+
+        dispatch(sign_signatures, children)
+    return status
+
+
+def _verified_subject(signature: Signature, registry) -> Subject:
+    """The row's image as the registry holds it; Signet's record corrected to match."""
+    manifest = signature.manifest
+    subject = fetch_subject(registry, manifest.repository.name, manifest.digest)
+    reconcile_manifest(
+        manifest=manifest, media_type=subject.media_type, size=subject.size,
+        children=subject.children,
+    )
+    return subject
+
+
+def _pending_children(signature: Signature) -> list[int]:
+    """Rows for the children of the (just verified) index, as the registry listed them."""
+    children = manifests_with_children([signature.manifest])
+    pairs = [(signature.policy, c) for c in children if c.pk != signature.manifest_id]
+    if not pairs:
+        return []
+    with transaction.atomic():
+        return _ensure_pending(pairs, trigger=signature.trigger, actor=signature.triggered_by)
+
+
+def _sign_one(signature_id: int, *, kms_client=None, registry_clients=None):
+    """``sign_signature`` without dispatching: (status, ids of the index's children to sign)."""
     signature = _claim(signature_id)
     if signature is None:
-        return "skipped"
+        return "skipped", []
     policy, manifest = signature.policy, signature.manifest
     key = policy.key
     repository = manifest.repository.name
     previous_fingerprint = signature.key_fingerprint
+    children: list[int] = []
     try:
+        instance = policy.namespace.instance
+        registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
+        if registry_clients is not None:
+            registry_clients[instance.pk] = registry
+        # The registry is the truth: never sign a digest only an event or request names.
+        subject = _verified_subject(signature, registry)
+        if subject.is_index:
+            children = _pending_children(signature)
         reference = f"{policy.domain}/{repository}"
         payload = build_payload(docker_reference=reference, manifest_digest=manifest.digest)
         client = kms_client or get_kms_client(service=SERVICE)
@@ -616,16 +696,12 @@ def sign_signature(signature_id: int, *, kms_client=None, registry_clients=None)
             signature_b64=signature_b64,
             annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
         )
-        instance = policy.namespace.instance
-        registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
-        if registry_clients is not None:
-            registry_clients[instance.pk] = registry
         drop = [previous_fingerprint] if previous_fingerprint else []
         sig_digest = artifacts.publish(
             registry, repository, manifest.digest, layer, drop_fingerprints=drop
         )
     except Exception as exc:
-        return _record_failure(signature, exc)
+        return _record_failure(signature, exc), children
     now = timezone.now()
     updated = Signature.objects.filter(pk=signature.pk).update(
         status=SignatureStatus.SIGNED,
@@ -652,7 +728,7 @@ def sign_signature(signature_id: int, *, kms_client=None, registry_clients=None)
                 CleanupReason.POLICY_DELETED,
             )
         )
-        return "skipped"
+        return "skipped", children
     # A removal still queued for this artifact (a deleted policy or image) would take the
     # signature just published back out.
     ArtifactCleanup.objects.filter(
@@ -662,7 +738,17 @@ def sign_signature(signature_id: int, *, kms_client=None, registry_clients=None)
         key_fingerprint__in=[key.public_key_fingerprint, ""],
     ).delete()
     logger.info("image signed %s@%s key=%s", repository, manifest.digest, key.alias)
-    return SignatureStatus.SIGNED
+    return SignatureStatus.SIGNED, children
+
+
+def given_up() -> Q:
+    """Rows no longer retried on their own: the registry kept answering that it does not
+    hold (or cannot prove) the image. They stay failed and visible until someone asks
+    again (retry, sign, a new push)."""
+    return Q(
+        failure_code__in=UNVERIFIED_CODES,
+        attempts__gte=settings.SIGNING_MANIFEST_CHECK_ATTEMPTS,
+    )
 
 
 def _record_failure(signature: Signature, exc: Exception) -> str:
@@ -673,11 +759,16 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         if signature.status == SignatureStatus.SIGNED
         else SignatureStatus.FAILED
     )
+    # A registry that is still writing may answer 404 for a moment: a few tries, not forever.
+    exhausted = (
+        code in UNVERIFIED_CODES
+        and signature.attempts >= settings.SIGNING_MANIFEST_CHECK_ATTEMPTS
+    )
     Signature.objects.filter(pk=signature.pk).update(
         status=status,
         failure_code=code,
         failure_reason=message[:2000],
-        next_attempt_at=now + _backoff(signature.attempts),
+        next_attempt_at=None if exhausted else now + _backoff(signature.attempts),
         claimed_until=None,
         updated_at=now,
     )
@@ -701,12 +792,20 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
 
 
 def sign_signatures(ids: Sequence[int]) -> SignOutcome:
+    """Sign the rows, then the children of any index among them (as the registry lists
+    them), in this same pass."""
     outcome = SignOutcome()
     clients: dict[int, Any] = {}
     kms_client = get_kms_client(service=SERVICE)
-    for signature_id in ids:
+    queue, seen = deque(ids), set(ids)
+    while queue:
+        signature_id = queue.popleft()
         try:
-            status = sign_signature(signature_id, kms_client=kms_client, registry_clients=clients)
+            status, children = _sign_one(
+                signature_id, kms_client=kms_client, registry_clients=clients
+            )
+            queue.extend(child for child in children if child not in seen)
+            seen.update(children)
         except DatabaseError:
             # The row stays claimed until its lease ends; retry_signatures takes it again.
             logger.exception("recording signature %s failed; it will be retried", signature_id)
@@ -883,6 +982,7 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
     stale = now - timedelta(seconds=CLAIM_SECONDS)
     due = (
         Signature.objects.filter(needs_signing())
+        .exclude(given_up())
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .filter(
             # Backoff elapsed (failed rows, failed re-signs), or work handed off and never

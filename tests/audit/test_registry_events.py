@@ -8,8 +8,6 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import Role
-from kms import services as kms_services
-from kms.models import AuthorizedService
 from registry import services as registry_services
 from registry.models import Instance
 from signing.models import Signature, SignatureStatus
@@ -112,8 +110,7 @@ def test_signing_failures_caused_by_a_webhook_delivery_name_the_registry(
 ):
     """Inline dispatch: the push's signing runs after the webhook's transaction commits,
     still inside the request (with thread dispatch it is background work: ``system``)."""
-    instance, token = instance_and_token
-    kms_services.revoke_service_authorization(service=AuthorizedService.REGISTRY_SIGNING)
+    instance, token = instance_and_token  # its registry is not running
     before = actions()
     digest = fake_digest("webhook-push")
 
@@ -137,7 +134,8 @@ def test_signing_failures_caused_by_a_webhook_delivery_name_the_registry(
     assert (failed.object_type, failed.object_id) == ("signing.signature", str(signature.pk))
     assert failed.object_repr == f"{REPOSITORY}@{digest}"
     assert failed.instance_name == "audited"
-    assert failed.details["code"] == "UnauthorizedOperation.ServiceNotAuthorized"
+    # The worker asks the registry for the image before anything else.
+    assert failed.details["code"] == "InternalError.RegistryUnavailable"
     assert failed.details["trigger"] == "push"
     assert failed.details["policy"] == "team-policy"
 

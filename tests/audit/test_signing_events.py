@@ -224,15 +224,19 @@ def test_a_manual_sign_request_records_its_scope_and_counts(
 
 
 @pytest.mark.django_db
-def test_sign_failures_are_recorded_once_each_for_the_requesting_user(instance, policy):
-    offline_manifests(instance, "v1", "v2")
+def test_sign_failures_are_recorded_once_each_for_the_requesting_user(
+    live_instance, live_policy, registry_client
+):
+    # Real images: the registry is asked first, so the KMS refusal is what fails them.
+    push_real(registry_client, live_instance, "v1")
+    push_real(registry_client, live_instance, "v2")
     kms_services.revoke_service_authorization(service=REGISTRY)
     signer = make_user("signer", perms=SIGNER_PERMS)
-    grant(signer, instance)
+    grant(signer, live_instance)
     before = actions()
 
     response = token_client(signer).post(
-        "/api/v1/signing/sign/", {"instance": instance.name, "namespace": NAMESPACE},
+        "/api/v1/signing/sign/", {"instance": live_instance.name, "namespace": NAMESPACE},
         format="json",
     )
 
@@ -250,10 +254,10 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(instance, 
         assert event.details["trigger"] == "manual"
         assert event.details["attempts"] == 1
         assert "not authorized" in event.details["reason"]
-        assert (event.instance_name, event.namespace_name) == (instance.name, NAMESPACE)
+        assert (event.instance_name, event.namespace_name) == (live_instance.name, NAMESPACE)
     requested = the_event("signing.sign.requested")
     assert (requested.details["failed"], requested.details["signed"]) == (2, 0)
-    assert (requested.instance_name, requested.namespace_name) == (instance.name, NAMESPACE)
+    assert (requested.instance_name, requested.namespace_name) == (live_instance.name, NAMESPACE)
 
 
 @pytest.mark.django_db(transaction=True)
