@@ -3,19 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint migrate system-packages verifiers clean
+.PHONY: run test lint lock migrate system-packages verifiers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[postgres]'
+# Installs come from the lock files (exact versions, every file's hash checked); the
+# project itself is installed on top without resolving anything again.
+$(VENV)/.installed-run: pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/run.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed-run
+
+## make lock: re-resolve requirements/*.txt from pyproject.toml (pinned, with hashes)
+lock: | $(BIN)/python
+	$(BIN)/pip install -q 'uv>=0.5'
+	$(BIN)/uv pip compile -q --upgrade --generate-hashes --python-version 3.11 \
+		--extra postgres -o requirements/run.txt pyproject.toml
+	$(BIN)/uv pip compile -q --upgrade --generate-hashes --python-version 3.11 \
+		--extra dev -o requirements/dev.txt pyproject.toml
 
 system-packages:
 	@scripts/system-packages
