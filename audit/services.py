@@ -43,6 +43,9 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.master_key.rotated",
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
+    # by the API, the admin, or for a pushed repository (webhook, sync): ``details.source``
+    "registry.namespace.created",
+    "registry.namespace.deleted",
     "signing.policy.created",
     "signing.policy.changed",
     "signing.policy.disabled",
@@ -62,6 +65,7 @@ KNOWN_OBJECT_TYPES: tuple[str, ...] = (
     "kms.serviceauthorization",
     "kms.master_key",
     "registry.instance",
+    "registry.namespace",
     "signing.signingpolicy",
     "signing.signature",
 )
