@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 # Every action code Signet records, by app.
 KNOWN_ACTIONS: tuple[str, ...] = (
+    # instance memberships (superusers only read these: ``audit.scoping``)
+    "accounts.membership.granted",
+    "accounts.membership.changed",
+    "accounts.membership.revoked",
     "kms.key.created",
     "kms.key.state_changed",  # enabled or disabled
     "kms.key.deletion_scheduled",
@@ -54,13 +58,14 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "signing.sign.requested",
     "signing.signature.failed",
 )
-# The apps of those codes ("kms", "registry", "signing"), for "every action of an app".
+# The apps of those codes ("accounts", "kms"...), for "every action of an app".
 ACTION_APPS: tuple[str, ...] = tuple(dict.fromkeys(code.split(".")[0] for code in KNOWN_ACTIONS))
 
 # Every object type events name: ``obj._meta.label_lower`` of the models passed to
 # ``record(obj=...)`` and the explicit ``object_type=`` values ("" when none: a sign
 # request spanning several policies).
 KNOWN_OBJECT_TYPES: tuple[str, ...] = (
+    "accounts.instancemembership",
     "kms.key",
     "kms.serviceauthorization",
     "kms.master_key",
