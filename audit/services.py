@@ -42,6 +42,9 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.key.deletion_scheduled",
     "kms.key.deletion_cancelled",
     "kms.key.purged",
+    # direct use through the API (``kms.usage``): outcome and message digest in ``details``
+    "kms.key.sign_requested",
+    "kms.key.verify_requested",
     "kms.service_authorization.granted",
     "kms.service_authorization.revoked",
     "kms.master_key.rotated",
