@@ -113,7 +113,9 @@ def test_a_narrowed_member_of_the_re_created_instance_reads_only_its_namespaces_
 ):
     narrowed = recreated["narrowed"]
 
-    assert _api_ids(narrowed) == [recreated["new_team"].pk]
+    team_created = AuditEvent.objects.get(action="registry.namespace.created",
+                                          instance_id=recreated["new"].pk)
+    assert _api_ids(narrowed) == sorted([team_created.pk, recreated["new_team"].pk])
     response = token_client(narrowed).get(f"{EVENTS}{recreated['old_team'].pk}/")
     assert response.status_code == 404
 
