@@ -1,4 +1,6 @@
 """Memberships in the admin: superusers only (they grant and revoke sub-accounts' access).
+Saving and deleting go through ``accounts.services``, which audits each change. A
+membership's user and instance are fixed once granted (revoke and grant to move one).
 
 DRF tokens have the stock "Tokens" admin (``rest_framework.authtoken``), where
 superusers create and revoke users' tokens.
@@ -10,8 +12,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts import services
 from accounts.models import InstanceMembership
 
 
@@ -22,7 +26,10 @@ class InstanceMembershipForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        instance = data.get("instance")
+        # On a change the instance is read-only, so not in the data: the membership's own.
+        instance = data.get("instance") or (
+            self.instance.instance if self.instance.pk else None
+        )
         namespaces = list(data.get("namespaces") or [])
         if data.get("all_namespaces"):
             if namespaces:
@@ -81,8 +88,35 @@ class InstanceMembershipAdmin(admin.ModelAdmin):
             .prefetch_related("namespaces")
         )
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fixed = ["user", "instance"] if obj is not None else []
+        return [*fixed, "granted_by", "granted_at"]
+
     def save_model(self, request: HttpRequest, obj: InstanceMembership, form: Any,
                    change: bool) -> None:
-        if not change:
-            obj.granted_by = request.user  # type: ignore[assignment]
-        super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        values = {"role": data["role"], "all_namespaces": data["all_namespaces"],
+                  "namespaces": list(data["namespaces"])}
+        if change:
+            services.change_membership(membership=obj, actor=request.user, **values)
+            return
+        created = services.grant_membership(
+            user=data["user"], instance=data["instance"], granted_by=request.user, **values
+        )
+        obj.pk, obj.granted_by, obj.granted_at = created.pk, created.granted_by, created.granted_at
+        obj._state.adding = False
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool
+                     ) -> None:
+        # The services set (and audited) the namespaces; ``form.save_m2m`` would set them
+        # again behind the audit log's back.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: InstanceMembership) -> None:
+        services.revoke_membership(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[InstanceMembership]
+                        ) -> None:
+        for membership in queryset.select_related("user", "instance"):
+            services.revoke_membership(membership=membership, actor=request.user)

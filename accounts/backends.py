@@ -34,6 +34,9 @@ class Grant:
     perms: frozenset[str]
     namespace_names: frozenset[str]  # the names of ``namespace_ids``
     all_namespaces: bool  # False: only ``namespace_ids`` (possibly none)
+    # When the instance was created: audit events recorded before the audit log stored
+    # instance ids are matched by name, and only from then on (``audit.scoping``).
+    instance_created_at: Any = None
 
     def covers(self, namespace_id: int | None) -> bool:
         return self.all_namespaces or namespace_id is None or (
@@ -70,6 +73,7 @@ def grants_of(user: Any) -> list[Grant]:
                 perms=ROLE_PERMISSIONS.get(membership.role, frozenset()),
                 namespace_names=frozenset(ns.name for ns in namespaces),
                 all_namespaces=membership.all_namespaces and not chosen,
+                instance_created_at=membership.instance.created_at,
             )
         )
     setattr(user, _CACHE, grants)

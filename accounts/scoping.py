@@ -28,7 +28,6 @@ def scope_condition(
     instance_path: str,
     namespace_path: str | None = None,
     perm: str | None = None,
-    by_name: bool = False,
 ) -> Q | None:
     """The filter ``scope`` applies: None when ``user`` sees every row (a superuser),
     otherwise a ``Q`` (matching nothing for a user without memberships). Usable in
@@ -39,11 +38,9 @@ def scope_condition(
     for grant in grants_of(user):
         if perm is not None and perm not in grant.perms:
             continue
-        value = grant.instance_name if by_name else grant.instance_id
-        condition = Q(**{instance_path: value})
+        condition = Q(**{instance_path: grant.instance_id})
         if not grant.all_namespaces and namespace_path is not None:
-            namespaces = grant.namespace_names if by_name else grant.namespace_ids
-            condition &= Q(**{f"{namespace_path}__in": sorted(namespaces)})
+            condition &= Q(**{f"{namespace_path}__in": sorted(grant.namespace_ids)})
         where |= condition
     return where
 
@@ -55,18 +52,16 @@ def scope(
     instance_path: str,
     namespace_path: str | None = None,
     perm: str | None = None,
-    by_name: bool = False,
 ) -> _Q:
     """``queryset`` limited to the rows ``user`` may see.
 
     ``instance_path`` leads from the model to the instance id (``"pk"`` for instances,
-    ``"namespace__instance_id"``...) or, with ``by_name``, to the instance name;
-    ``namespace_path`` to the namespace id (or, with ``by_name``, its name; None: the
-    rows are instance-wide, visible with any membership on the instance).
+    ``"namespace__instance_id"``...); ``namespace_path`` to the namespace id (None: the
+    rows are instance-wide, visible with any membership on the instance). The audit log,
+    which stores names, has its own rule (``audit.scoping``).
     """
     where = scope_condition(
-        user, instance_path=instance_path, namespace_path=namespace_path, perm=perm,
-        by_name=by_name,
+        user, instance_path=instance_path, namespace_path=namespace_path, perm=perm
     )
     return queryset if where is None else queryset.filter(where)
 

@@ -134,8 +134,8 @@ class ActorFilter(_BoundedFilter):
 
 _FIELDS = (
     "at", "actor_type", "actor", "actor_label", "source_ip", "action", "object_type",
-    "object_id", "object_repr", "instance_name", "namespace_name", "pretty_changes",
-    "pretty_details",
+    "object_id", "object_repr", "instance_name", "instance_id", "namespace_name",
+    "pretty_changes", "pretty_details",
 )
 
 

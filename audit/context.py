@@ -107,16 +107,30 @@ def _ip(value: str) -> str | None:
         return None
 
 
+def client_address(request: HttpRequest) -> str | None:
+    """The client's address: ``REMOTE_ADDR``, or with ``AUDIT_TRUST_X_FORWARDED_FOR`` the
+    address the outermost trusted proxy appended to X-Forwarded-For.
+
+    Each proxy appends the address it received the request from, so with
+    ``AUDIT_TRUSTED_PROXY_COUNT`` = N trusted proxies the client is the N-th address from
+    the right; everything left of it was sent by the client and proves nothing. A header
+    with fewer addresses, or a malformed one there, falls back to ``REMOTE_ADDR``.
+    """
+    peer = _ip(request.META.get("REMOTE_ADDR", "") or "")
+    if not getattr(settings, "AUDIT_TRUST_X_FORWARDED_FOR", False):
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    # Several X-Forwarded-For headers reach WSGI joined with ",": one list either way.
+    hops = forwarded.split(",") if forwarded else []
+    count = max(1, int(getattr(settings, "AUDIT_TRUSTED_PROXY_COUNT", 1)))
+    if len(hops) < count:
+        return peer
+    return _ip(hops[-count]) or peer
+
+
 def source_ip() -> str | None:
-    """REMOTE_ADDR; the first X-Forwarded-For address only with AUDIT_TRUST_X_FORWARDED_FOR
-    (set it only behind a proxy that overwrites the header)."""
+    """The bound request's client address (``client_address``); None outside a request."""
     request = _request.get()
     if request is None:
         return None
-    if getattr(settings, "AUDIT_TRUST_X_FORWARDED_FOR", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            ip = _ip(forwarded.split(",")[0])
-            if ip:
-                return ip
-    return _ip(request.META.get("REMOTE_ADDR", "") or "")
+    return client_address(request)

@@ -86,8 +86,12 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=100, blank=True, default="")  # "kms.key"
     object_id = models.CharField(max_length=100, blank=True, default="")
     object_repr = models.CharField(max_length=200, blank=True, default="")
-    # The registry instance the object belongs to ("" when none), for scoping.
+    # The registry instance the object belongs to ("" when none), for display and filters.
     instance_name = models.CharField(max_length=50, blank=True, default="")
+    # That instance's id (no foreign key: events outlive their instance, and ``audit`` sits
+    # below ``registry``), for scoping: a later instance of the same name is another id.
+    # NULL for events of no instance, and for events recorded before the column existed.
+    instance_id = models.BigIntegerField(null=True, blank=True)
     # The namespace (its own name) of that instance the event concerns; "" when the event
     # is instance-wide or spans several namespaces. Sub-accounts narrowed to namespaces
     # see only the events of theirs (``audit.scoping``).
@@ -115,6 +119,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["instance_name", "at"], name="audit_instance_at"),
             models.Index(
                 fields=["instance_name", "namespace_name", "at"], name="audit_namespace_at"
+            ),
+            models.Index(
+                fields=["instance_id", "namespace_name", "at"], name="audit_instance_id_at"
             ),
         ]
         constraints = [

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.apps import apps
 from django.db import models
 
 from audit import context
@@ -32,16 +33,26 @@ logger = logging.getLogger(__name__)
 
 # Every action code Signet records, by app.
 KNOWN_ACTIONS: tuple[str, ...] = (
+    # instance memberships (superusers only read these: ``audit.scoping``)
+    "accounts.membership.granted",
+    "accounts.membership.changed",
+    "accounts.membership.revoked",
     "kms.key.created",
     "kms.key.state_changed",  # enabled or disabled
     "kms.key.deletion_scheduled",
     "kms.key.deletion_cancelled",
     "kms.key.purged",
+    # direct use through the API (``kms.usage``): outcome and message digest in ``details``
+    "kms.key.sign_requested",
+    "kms.key.verify_requested",
     "kms.service_authorization.granted",
     "kms.service_authorization.revoked",
     "kms.master_key.rotated",
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
+    # by the API, the admin, or for a pushed repository (webhook, sync): ``details.source``
+    "registry.namespace.created",
+    "registry.namespace.deleted",
     "signing.policy.created",
     "signing.policy.changed",
     "signing.policy.disabled",
@@ -52,17 +63,19 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     # a delete event named an image the registry still holds: its .sig was not removed
     "signing.artifact.kept",
 )
-# The apps of those codes ("kms", "registry", "signing"), for "every action of an app".
+# The apps of those codes ("accounts", "kms"...), for "every action of an app".
 ACTION_APPS: tuple[str, ...] = tuple(dict.fromkeys(code.split(".")[0] for code in KNOWN_ACTIONS))
 
 # Every object type events name: ``obj._meta.label_lower`` of the models passed to
 # ``record(obj=...)`` and the explicit ``object_type=`` values ("" when none: a sign
 # request spanning several policies).
 KNOWN_OBJECT_TYPES: tuple[str, ...] = (
+    "accounts.instancemembership",
     "kms.key",
     "kms.serviceauthorization",
     "kms.master_key",
     "registry.instance",
+    "registry.namespace",
     "signing.signingpolicy",
     "signing.signature",
 )
@@ -135,6 +148,38 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[
     }
 
 
+# The model of the registry instances events are scoped to, named (like the string
+# foreign keys of ``accounts``) rather than imported: ``audit`` sits below ``registry``.
+INSTANCE_MODEL = "registry.Instance"
+
+
+def _is_instance(obj: Any) -> bool:
+    meta = getattr(obj, "_meta", None)
+    return meta is not None and meta.label_lower == INSTANCE_MODEL.lower()
+
+
+def _instance_scope(
+    obj: models.Model | None, instance: Any, instance_name: str
+) -> tuple[int | None, str]:
+    """``(instance_id, instance_name)`` of an event: from ``instance`` (an instance, or
+    anything with its ``pk`` and ``name``), else from ``obj`` when it is an instance,
+    else the live instance named ``instance_name``. An object whose row is already deleted
+    (``pk`` None) counts as the name alone. No instance of that name: id None (as for
+    events of no instance; see ``audit.scoping``)."""
+    for candidate in (instance, obj if _is_instance(obj) else None):
+        if candidate is None:
+            continue
+        name = instance_name or str(getattr(candidate, "name", "") or "")
+        if candidate.pk is not None and name == getattr(candidate, "name", name):
+            return int(candidate.pk), name
+        instance_name = name
+    if not instance_name:
+        return None, ""
+    model = apps.get_model(INSTANCE_MODEL)
+    found = model._default_manager.filter(name=instance_name[:50]).values_list("pk", flat=True)
+    return next(iter(found), None), instance_name
+
+
 def record(
     action: str,
     *,
@@ -142,6 +187,7 @@ def record(
     object_type: str | None = None,
     object_id: Any = None,
     object_repr: str | None = None,
+    instance: Any = None,
     instance_name: str = "",
     namespace_name: str = "",
     changes: Mapping[str, Any] | None = None,
@@ -151,16 +197,20 @@ def record(
     """Append one event. ``actor``: the acting user when the caller knows it (see
     ``audit.context.resolve_actor`` for how the actor is decided otherwise).
 
-    ``instance_name``: the registry instance the event concerns ("" for none: KMS
-    administration, visible to superusers only); ``namespace_name``: the one namespace of
-    that instance it concerns ("" for instance-wide or multi-namespace events, which
-    memberships narrowed to namespaces do not see)."""
+    ``instance`` / ``instance_name``: the registry instance the event concerns (neither
+    for none: KMS administration, visible to superusers only). The event stores its name
+    (display, filters) and its id (scoping, ``audit.scoping``): pass the instance when at
+    hand (no query); with only the name, the live instance of that name is looked up, so
+    record an instance's deletion before deleting the row. ``namespace_name``: the one
+    namespace of that instance it concerns ("" for instance-wide or multi-namespace
+    events, which memberships narrowed to namespaces do not see)."""
     if not _ACTION.fullmatch(action):
         raise ValueError(f"Audit action {action!r} is not a dotted code like 'kms.key.created'.")
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = obj.pk if object_id is None else object_id
         object_repr = str(obj) if object_repr is None else object_repr
+    instance_id, instance_name = _instance_scope(obj, instance, instance_name)
     who = context.resolve_actor(actor)
     event = AuditEvent(
         action=action,
@@ -171,6 +221,7 @@ def record(
         object_id="" if object_id is None else str(object_id)[:100],
         object_repr=_clean_string(object_repr or "")[:200],
         instance_name=(instance_name or "")[:50],
+        instance_id=instance_id,
         namespace_name=(namespace_name or "")[:255],
         changes=clean(dict(changes or {})),
         details=clean(dict(details or {})),

@@ -295,3 +295,9 @@ if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
 # --- Audit ---------------------------------------------------------------------
 # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
 AUDIT_TRUST_X_FORWARDED_FOR = _setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, False)
+# How many trusted proxies append to X-Forwarded-For: the client is the N-th address from
+# the right (what the outermost trusted proxy appended); anything left of it is whatever
+# the client sent and is ignored.
+AUDIT_TRUSTED_PROXY_COUNT = _setting("AUDIT_TRUSTED_PROXY_COUNT", env.int, 1)
+if AUDIT_TRUSTED_PROXY_COUNT < 1:
+    raise ImproperlyConfigured("AUDIT_TRUSTED_PROXY_COUNT must be at least 1.")

@@ -537,12 +537,20 @@ def create_namespace(*, instance: Instance, name: str, description: str = "") ->
             namespace = Namespace.objects.create(
                 instance=instance, name=name, description=description
             )
+            _audit_namespace_created(namespace, details={"description": description})
     except IntegrityError:
         raise NamespaceExists(
             f"Namespace {name!r} already exists in instance {instance.name}.", name=name
         ) from None
     logger.info("registry namespace created instance=%s name=%s", instance.name, name)
     return namespace
+
+
+def _audit_namespace_created(namespace: Namespace, *, details: dict[str, Any]) -> None:
+    audit.record(
+        "registry.namespace.created", obj=namespace, instance=namespace.instance,
+        instance_name=namespace.instance.name, namespace_name=namespace.name, details=details,
+    )
 
 
 def update_namespace(*, namespace: Namespace, description: str) -> Namespace:
@@ -565,6 +573,17 @@ def delete_namespace(*, namespace: Namespace) -> None:
                 settings.REGISTRY_DELETE_HANDLERS, instance=namespace.instance,
                 manifests=manifests, source="namespace-delete", raise_errors=True,
             )
+        # Recorded before the row goes (the event keeps its id), in the same transaction.
+        audit.record(
+            "registry.namespace.deleted", obj=namespace, instance=namespace.instance,
+            instance_name=namespace.instance.name, namespace_name=namespace.name,
+            details={
+                "repositories": namespace.repositories.count(),
+                "manifests": len(manifests),
+                # Memberships narrowed to it lose it (those narrowed to it alone: all).
+                "memberships_narrowed": namespace.memberships.count(),
+            },
+        )
         namespace.delete()
     logger.info(
         "registry namespace deleted instance=%s name=%s", namespace.instance.name, namespace.name
@@ -821,6 +840,11 @@ class _Recorder:
                     instance=self.instance, name=namespace_name
                 )
                 self.result.namespaces_created += int(created)
+                if created:
+                    # The actor is the webhook or the sync command (the audit context).
+                    _audit_namespace_created(
+                        namespace, details={"source": self.source, "repository": name}
+                    )
                 self.namespaces[namespace_name] = namespace
             repository, created = Repository.objects.get_or_create(namespace=namespace, name=name)
             self.result.repositories_created += int(created)

@@ -15,7 +15,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
         model = AuditEvent
         fields = [
             "id", "at", "actor_type", "actor", "actor_label", "source_ip", "action",
-            "object_type", "object_id", "object_repr", "instance_name", "namespace_name",
+            "object_type", "object_id", "object_repr", "instance_name", "instance_id",
+            "namespace_name",
             "changes", "details",
         ]
         read_only_fields = fields

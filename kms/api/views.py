@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from config.api import ActionPermission
-from kms import services
+from kms import services, usage
 from kms.api import serializers as s
 from kms.models import Key, ServiceAuthorization
 
@@ -173,14 +173,16 @@ class KeyViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def sign(self, request: Request, key_id: str) -> Response:
-        """SignByAsymmetricKey. ``service`` signs on behalf of an authorized service."""
+        """SignByAsymmetricKey. ``service`` signs on behalf of an authorized service.
+        Audited (``kms.usage``): key, caller, message digest, never the message."""
         data = _validated(s.SignRequestSerializer, request)
-        signature = services.sign(
+        signature = usage.sign(
             key_id=key_id,
             message=data["message"],
             algorithm=data["algorithm"],
             message_type=data["message_type"],
             on_behalf_of=data["service"],
+            caller=request.user,
         )
         body = {
             "key_id": str(uuid.UUID(key_id)),  # canonical form; the service accepted it
@@ -193,12 +195,13 @@ class KeyViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def verify(self, request: Request, key_id: str) -> Response:
         data = _validated(s.VerifyRequestSerializer, request)
-        valid = services.verify(
+        valid = usage.verify(
             key_id=key_id,
             message=data["message"],
             signature=data["signature"],
             algorithm=data["algorithm"],
             message_type=data["message_type"],
+            caller=request.user,
         )
         return Response({"signature_valid": valid})
 

@@ -160,6 +160,11 @@ def audit_rows(api: APIClient, **params) -> list[dict]:
     return response.json()["results"]
 
 
+def _other_created() -> AuditEvent:
+    """The event of the scene's namespace ``other`` being created."""
+    return AuditEvent.objects.get(action="registry.namespace.created", namespace_name="other")
+
+
 @pytest.fixture
 def other_events(scene: Scene) -> dict[str, AuditEvent]:
     """Events besides the scene's: KMS administration (no instance), one of elsewhere,
@@ -195,8 +200,9 @@ def test_the_audit_api_shows_a_reader_its_instances_events_only(scene: Scene, ot
     # Filters narrow the scope, never widen it.
     assert audit_rows(api, instance="elsewhere") == []
     assert audit_rows(api, action="kms.key.*") == []
+    # The namespace's own creation, and the event about its policy.
     assert [row["id"] for row in audit_rows(api, namespace="other")] == [
-        other_events["other"].pk
+        other_events["other"].pk, _other_created().pk
     ]
 
 
@@ -218,7 +224,7 @@ def test_a_membership_narrowed_to_a_namespace_reads_that_namespaces_events_only(
 
     rows = audit_rows(api)
 
-    assert [row["id"] for row in rows] == [other_events["other"].pk]
+    assert [row["id"] for row in rows] == [other_events["other"].pk, _other_created().pk]
     assert audit_rows(api, namespace="team") == []
     assert audit_rows(api, instance="prod", namespace="") == []
     hidden = [*team_events, scene.event, other_events["kms"], other_events["elsewhere"]]
@@ -245,7 +251,8 @@ def test_the_admin_shows_a_narrowed_membership_its_namespaces_events_only(
     narrowed_choices = client.get(changelist, {"namespace_name": "team"})
 
     assert response.status_code == 200
-    assert list(response.context["cl"].result_list) == [other_events["other"]]
+    assert list(response.context["cl"].result_list) == [other_events["other"],
+                                                         _other_created()]
     page = response.content.decode()
     assert "team-policy" not in page and "team/app" not in page
     # The namespace filter offers the namespaces the user may see (never the audit table).

@@ -188,6 +188,15 @@ def log(db) -> dict[str, Any]:
                                                instance_name="prod"),
         "elsewhere_created": AuditEvent.objects.get(action="registry.instance.created",
                                                     instance_name="elsewhere"),
+        # The namespaces' creation (by the system: no request here).
+        **{
+            name: AuditEvent.objects.get(action="registry.namespace.created",
+                                         instance_name=instance, namespace_name=namespace)
+            for name, instance, namespace in (
+                ("ns_team", "prod", "team"), ("ns_other", "prod", "other"),
+                ("ns_ext", "elsewhere", "ext"), ("ns_ext_team", "elsewhere", "team"),
+            )
+        },
     }
     reader = make_user("reader", is_staff=True, perms=["audit.view_auditevent"])
     grant(reader, prod, role=Role.READER)
@@ -230,16 +239,20 @@ def test_a_superuser_filters_the_whole_log_by_each_filter(log):
     assert listed() == set(log["events"])
     assert listed(actor="alice") == {"kms", "team", "ext_team"}
     assert listed(actor="bob") == {"other", "ext"}
-    assert listed(actor_type="system") == {"failed", "prod_created", "elsewhere_created"}
+    namespaces = {"ns_team", "ns_other", "ns_ext", "ns_ext_team"}
+    assert listed(actor_type="system") == {
+        "failed", "prod_created", "elsewhere_created", *namespaces
+    }
     assert listed(action="signing.policy.created") == {"team", "ext", "ext_team"}
     assert listed(action="signing.*") == {"team", "other", "failed", "ext", "ext_team"}
     assert listed(action="kms.*") == {"kms"}
-    assert listed(action="registry.*") == {"prod_created", "elsewhere_created"}
+    assert listed(action="registry.*") == {"prod_created", "elsewhere_created", *namespaces}
     assert listed(object_type="signing.signature") == {"failed"}
     assert listed(object_type="registry.instance") == {"prod_created", "elsewhere_created"}
     # A name two instances share selects the events of both.
-    assert listed(namespace_name="team") == {"team", "failed", "ext_team"}
-    assert listed(namespace_name="ext") == {"ext"}
+    assert listed(namespace_name="team") == {"team", "failed", "ext_team", "ns_team",
+                                             "ns_ext_team"}
+    assert listed(namespace_name="ext") == {"ext", "ns_ext"}
     assert listed(namespace_name="nowhere") == set()
     assert listed(at__year=str(year)) == set(log["events"])
     assert listed(at__year=str(year - 1)) == set()
@@ -254,21 +267,21 @@ def test_a_reader_filters_only_the_events_of_its_scope(log):
     def listed(**params: str) -> set[str]:
         return _listed(client, params, log)
 
-    prod = {"team", "other", "failed", "prod_created"}
+    prod = {"team", "other", "failed", "prod_created", "ns_team", "ns_other"}
     assert listed() == prod
     assert listed(actor="alice") == {"team"}  # not alice's KMS or elsewhere events
     assert listed(actor="bob") == {"other"}
-    assert listed(actor_type="system") == {"failed", "prod_created"}
+    assert listed(actor_type="system") == {"failed", "prod_created", "ns_team", "ns_other"}
     assert listed(action="signing.policy.created") == {"team"}
     assert listed(action="signing.*") == {"team", "other", "failed"}
     assert listed(action="kms.*") == set()
     assert listed(object_type="signing.signature") == {"failed"}
-    assert listed(namespace_name="team") == {"team", "failed"}  # prod's team only
+    assert listed(namespace_name="team") == {"team", "failed", "ns_team"}  # prod's team only
     assert listed(namespace_name="ext") == set()
     assert listed(at__year=str(log["events"]["team"].at.year)) == prod
 
     narrowed = _client(log["narrowed"])
-    assert _listed(narrowed, {}, log) == {"other"}
+    assert _listed(narrowed, {}, log) == {"other", "ns_other"}
     assert _listed(narrowed, {"namespace_name": "team"}, log) == set()
     assert _listed(narrowed, {"actor": "bob"}, log) == {"other"}
     assert _listed(narrowed, {"action": "signing.*"}, log) == {"other"}
@@ -291,7 +304,7 @@ def test_the_filter_choices_come_from_fixed_lists_and_the_users_scope(log):
     assert "elsewhere" not in reader_html
 
     actions = [code for code, _label in _choices(reader_page, "action")]
-    assert actions == ["kms.*", "registry.*", "signing.*", *audit.KNOWN_ACTIONS]
+    assert actions == ["accounts.*", "kms.*", "registry.*", "signing.*", *audit.KNOWN_ACTIONS]
     assert _choices(reader_page, "object_type") == [(t, t) for t in audit.KNOWN_OBJECT_TYPES]
 
     assert _choices(admin_page, "actor") == [

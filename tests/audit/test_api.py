@@ -91,6 +91,7 @@ def test_the_list_is_newest_first_with_every_field(api, recorded):
         "object_id": "key-1",
         "object_repr": "first",
         "instance_name": "",
+        "instance_id": None,
         "namespace_name": "",
         "changes": {},
         "details": {},

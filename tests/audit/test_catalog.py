@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.apps import apps
 
+from accounts import services as accounts_services
+from accounts.models import Role
 from audit.models import ACTION_PATTERN, AuditEvent
 from audit.services import ACTION_APPS, KNOWN_ACTIONS, KNOWN_OBJECT_TYPES
 from kms import services as kms_services
@@ -17,7 +19,7 @@ from kms.models import AuthorizedService
 from registry import services as registry_services
 from signing import services as signing_services
 from tests.audit.support import REPOSITORY, fake_digest, record_push
-from tests.factories import make_key
+from tests.factories import make_key, make_user
 
 pytestmark = pytest.mark.usefixtures("wired")
 
@@ -90,7 +92,7 @@ def test_every_action_code_recorded_in_the_code_base_is_known():
     # The other way round (which also proves the scan found the services' calls): no
     # code in the list that nothing records any more.
     assert set(KNOWN_ACTIONS) == used
-    assert ACTION_APPS == ("kms", "registry", "signing")
+    assert ACTION_APPS == ("accounts", "kms", "registry", "signing")
 
 
 def test_every_explicit_object_type_recorded_is_known():
@@ -113,6 +115,8 @@ def test_the_model_object_types_name_real_models():
 @pytest.mark.django_db
 def test_the_services_record_only_known_actions_and_object_types(instance, policy):
     registry_services.rotate_webhook_token(instance=instance)
+    accounts_services.grant_membership(user=make_user("member"), instance=instance,
+                                       role=Role.READER)
     spare = make_key("spare")
     kms_services.disable_key(key_id=str(spare.key_id))
     manifest = record_push(instance, REPOSITORY, "v1", fake_digest("v1"))

@@ -159,16 +159,61 @@ def test_x_forwarded_for_is_ignored_unless_trusted(settings):
         trusted = audit.record("kms.key.created", object_type="kms.key", object_id="y")
 
     assert untrusted.source_ip == "10.0.0.5"
-    assert trusted.source_ip == "203.0.113.9"
+    # One trusted proxy (the default): the address it appended, the right-most one.
+    assert trusted.source_ip == "10.0.0.1"
 
 
-def test_a_malformed_forwarded_address_falls_back_to_the_peer(settings):
+def test_a_client_supplied_forwarded_address_is_not_taken_as_the_source(settings):
+    """A client sends ``X-Forwarded-For: 198.51.100.66`` itself; the trusted proxy appends
+    the address it really saw. Only that one is recorded."""
     settings.AUDIT_TRUST_X_FORWARDED_FOR = True
-    request = _request(REMOTE_ADDR="2001:db8::1", HTTP_X_FORWARDED_FOR="not-an-ip")
+    request = _request(REMOTE_ADDR="10.0.0.5",
+                       HTTP_X_FORWARDED_FOR="198.51.100.66, 203.0.113.7")
+    with context.bound_request(request):
+        event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
+
+    assert AuditEvent.objects.get(pk=event.pk).source_ip == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(1, "192.0.2.2"), (2, "203.0.113.7"), (3, "198.51.100.66"), (4, "10.0.0.5")],
+    ids=["one-proxy", "two-proxies", "three-proxies", "more-proxies-than-hops"],
+)
+def test_the_configured_number_of_proxies_picks_the_hop_from_the_right(settings, count,
+                                                                       expected):
+    settings.AUDIT_TRUST_X_FORWARDED_FOR = True
+    settings.AUDIT_TRUSTED_PROXY_COUNT = count
+    request = _request(REMOTE_ADDR="10.0.0.5",
+                       HTTP_X_FORWARDED_FOR="198.51.100.66,203.0.113.7 , 192.0.2.2")
+    with context.bound_request(request):
+        event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
+
+    assert AuditEvent.objects.get(pk=event.pk).source_ip == expected
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    ["not-an-ip", "203.0.113.9, not-an-ip", "203.0.113.9,", "203.0.113.9:8080", " , "],
+    ids=["garbage", "garbage-right-most", "trailing-comma", "with-port", "empty-hops"],
+)
+def test_a_malformed_forwarded_address_falls_back_to_the_peer(settings, forwarded):
+    settings.AUDIT_TRUST_X_FORWARDED_FOR = True
+    request = _request(REMOTE_ADDR="2001:db8::1", HTTP_X_FORWARDED_FOR=forwarded)
     with context.bound_request(request):
         event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
 
     assert AuditEvent.objects.get(pk=event.pk).source_ip == "2001:db8::1"
+
+
+def test_an_ipv6_forwarded_address_is_recorded_in_its_canonical_form(settings):
+    settings.AUDIT_TRUST_X_FORWARDED_FOR = True
+    request = _request(REMOTE_ADDR="10.0.0.5",
+                       HTTP_X_FORWARDED_FOR="203.0.113.9, 2001:DB8:0:0::7")
+    with context.bound_request(request):
+        event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
+
+    assert AuditEvent.objects.get(pk=event.pk).source_ip == "2001:db8::7"
 
 
 def test_the_middleware_binds_each_request_and_unbinds_it_after_the_response(

@@ -1,0 +1,100 @@
+"""Signing and verifying with KMS keys on a caller's direct request (the KMS API), audited.
+
+Every request that reaches a key (the caller is authenticated and holds ``kms.use_key``;
+the body parsed) leaves one event, whatever the outcome: ``kms.key.sign_requested`` or
+``kms.key.verify_requested``, by the caller, with the key id, the algorithm, the message
+type, the SHA-256 of the message and its length, the outcome (``signed``, ``valid``,
+``invalid``, or ``refused`` with the error code) and, for a sign on behalf of a service,
+its name. Never the message nor the signature: a message may be confidential, and the
+digest is enough to match a signature to what was signed.
+
+Signet's own signing of images calls ``kms.services`` (or, with ``KMS_BACKEND=http``, this
+API as its service user) and is audited by the signing app; with the HTTP backend each of
+its signatures is then also one ``kms.key.sign_requested`` event of the KMS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from audit import services as audit
+from config.errors import DomainError
+from kms import services
+
+_ACTIONS = {"sign": "kms.key.sign_requested", "verify": "kms.key.verify_requested"}
+
+
+def _key_id(key_id: str) -> str:
+    """The canonical form of a UUID key id; anything else as given (it named no key)."""
+    try:
+        return str(uuid.UUID(str(key_id)))
+    except ValueError:
+        return str(key_id)[:100]
+
+
+def _record(operation: str, *, key_id: str, message: bytes, algorithm: str,
+            message_type: str, outcome: str, caller: Any, **details: Any) -> None:
+    canonical = _key_id(key_id)
+    audit.record(
+        _ACTIONS[operation], object_type="kms.key", object_id=canonical, actor=caller,
+        details={
+            "key_id": canonical,
+            "algorithm": str(algorithm)[:100],
+            "message_type": str(message_type)[:20],
+            "message_sha256": hashlib.sha256(message).hexdigest(),
+            "message_bytes": len(message),
+            "outcome": outcome,
+            **details,
+        },
+    )
+
+
+def sign(
+    *,
+    key_id: str,
+    message: bytes,
+    algorithm: str,
+    message_type: str,
+    on_behalf_of: str | None = None,
+    caller: Any = None,
+) -> bytes:
+    """``kms.services.sign``, audited (see the module docstring)."""
+    where = {"key_id": key_id, "message": message, "algorithm": algorithm,
+             "message_type": message_type, "caller": caller}
+    extra = {"on_behalf_of": on_behalf_of} if on_behalf_of is not None else {}
+    try:
+        signature = services.sign(
+            key_id=key_id, message=message, algorithm=algorithm, message_type=message_type,
+            on_behalf_of=on_behalf_of,
+        )
+    except DomainError as exc:
+        _record("sign", outcome="refused", error_code=exc.code, **where, **extra)
+        raise
+    _record("sign", outcome="signed", **where, **extra)
+    return signature
+
+
+def verify(
+    *,
+    key_id: str,
+    message: bytes,
+    signature: bytes,
+    algorithm: str,
+    message_type: str,
+    caller: Any = None,
+) -> bool:
+    """``kms.services.verify``, audited (see the module docstring)."""
+    where = {"key_id": key_id, "message": message, "algorithm": algorithm,
+             "message_type": message_type, "caller": caller}
+    try:
+        valid = services.verify(
+            key_id=key_id, message=message, signature=signature, algorithm=algorithm,
+            message_type=message_type,
+        )
+    except DomainError as exc:
+        _record("verify", outcome="refused", error_code=exc.code, **where)
+        raise
+    _record("verify", outcome="valid" if valid else "invalid", **where)
+    return valid
