@@ -188,7 +188,7 @@ def create_policy(
             )
             audit.record(
                 "signing.policy.created", obj=policy, actor=created_by,
-                instance_name=namespace.instance.name, namespace_name=namespace.name,
+                instance=namespace.instance, namespace_name=namespace.name,
                 details={"namespace": namespace.name, "key_id": key.key_id, "key_alias": key.alias,
                          "domain": domain, "kms_region": key.region, "disabled": disabled},
             )
@@ -249,7 +249,7 @@ def update_policy(
                 "signing.policy.disabled"
                 if changes.get("disabled") == [False, True]
                 else "signing.policy.changed",
-                obj=locked, instance_name=policy.namespace.instance.name,
+                obj=locked, instance=policy.namespace.instance,
                 namespace_name=policy.namespace.name, changes=changes,
             )
     policy.refresh_from_db()
@@ -310,7 +310,7 @@ def delete_policy(*, policy: SigningPolicy) -> int:
         cleanup_ids = _queue_cleanups(instance, published, CleanupReason.POLICY_DELETED)
         removed = policy.signatures.count()
         audit.record(
-            "signing.policy.deleted", obj=policy, instance_name=instance.name,
+            "signing.policy.deleted", obj=policy, instance=instance,
             namespace_name=policy.namespace.name,
             details={"namespace": policy.namespace.name, "key_id": policy.key_id,
                      "signatures_removed": removed},
@@ -387,7 +387,7 @@ def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
     audit.record(
         "signing.artifact.kept", obj=None,
         object_repr=f"{cleanup.repository}@{cleanup.manifest_digest}",
-        instance_name=cleanup.instance.name,
+        instance=cleanup.instance,
         namespace_name=cleanup.repository.split("/", 1)[0],
         details={
             "reason": "the registry still holds the image a delete event named; its "
@@ -775,7 +775,7 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
     audit.record(
         "signing.signature.failed", obj=signature,
         object_repr=f"{signature.manifest.repository.name}@{signature.manifest.digest}",
-        instance_name=signature.policy.namespace.instance.name,
+        instance=signature.policy.namespace.instance,
         namespace_name=signature.policy.namespace.name,
         details={"code": code, "reason": message[:500], "policy": signature.policy.name,
                  "key_alias": signature.policy.key.alias, "trigger": signature.trigger,
