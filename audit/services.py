@@ -40,6 +40,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.service_authorization.granted",
     "kms.service_authorization.revoked",
     "kms.master_key.rotated",
+    "apitokens.token.created",  # details: user, prefix, expires, via (api or command)
+    "apitokens.token.revoked",  # details: user, prefix, reason, expired
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
     "signing.policy.created",
@@ -60,6 +62,7 @@ KNOWN_OBJECT_TYPES: tuple[str, ...] = (
     "kms.key",
     "kms.serviceauthorization",
     "kms.master_key",
+    "apitokens.apitoken",
     "registry.instance",
     "signing.signingpolicy",
     "signing.signature",

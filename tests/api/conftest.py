@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
 
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 
 VIEW_PERMISSIONS = [
     "kms.view_key",
@@ -42,12 +41,12 @@ def admin_user(db):
 
 @pytest.fixture
 def admin_token(admin_user) -> str:
-    return Token.objects.create(user=admin_user).key
+    return make_token(admin_user)
 
 
 @pytest.fixture
 def viewer_token(db) -> str:
-    return Token.objects.create(user=make_user("api-viewer", perms=VIEW_PERMISSIONS)).key
+    return make_token(make_user("api-viewer", perms=VIEW_PERMISSIONS))
 
 
 def auth(token: str) -> dict[str, str]:
