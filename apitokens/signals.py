@@ -7,8 +7,9 @@ hash. So the check sits on the user model's save: ``pre_save`` compares the new 
 the stored one, ``post_save`` revokes (in the same transaction as the save, audited).
 
 One save changes the hash without a new password: Django's hasher upgrade in
-``check_password`` (more iterations after a Django upgrade), which saves only
-``password`` after clearing ``_password``. It is left alone, or a Django upgrade would
+``check_password`` (another hasher or more iterations after a Django upgrade), which
+saves only ``password`` after clearing ``_password``, replacing a hash the preferred
+hasher wants replaced with one of its own. It is left alone, or a Django upgrade would
 sign every user's scripts out.
 
 Not covered: ``QuerySet.update(password=...)``, which sends no signal (nothing in Django
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import get_hasher, identify_hasher, is_password_usable
 from django.db.models.signals import post_save, pre_save
 
 from apitokens import services
@@ -27,10 +29,21 @@ from apitokens import services
 _CHANGED = "_signet_password_changed"
 
 
-def _is_hasher_upgrade(user: Any, update_fields: Any) -> bool:
-    return user._password is None and update_fields is not None and set(update_fields) == {
-        "password"
-    }
+def _is_hasher_upgrade(user: Any, update_fields: Any, stored: str) -> bool:
+    """The save ``check_password`` makes after re-hashing a correct password with the
+    preferred hasher: only ``password``, no raw password kept, an old hash that the
+    preferred hasher wants replaced, a new one made by it."""
+    if user._password is not None or set(update_fields or ()) != {"password"}:
+        return False
+    if not (is_password_usable(stored) and is_password_usable(user.password)):
+        return False
+    try:
+        old, new, preferred = identify_hasher(stored), identify_hasher(user.password), get_hasher()
+    except ValueError:
+        return False
+    return new.algorithm == preferred.algorithm and (
+        old.algorithm != preferred.algorithm or preferred.must_update(stored)
+    )
 
 
 def note_password_change(sender: Any, instance: Any, raw: bool = False,
@@ -40,13 +53,13 @@ def note_password_change(sender: Any, instance: Any, raw: bool = False,
         return
     if update_fields is not None and "password" not in update_fields:
         return  # e.g. the last_login update at each sign-in
-    if _is_hasher_upgrade(instance, update_fields):
-        return
     stored = (
         sender._default_manager.using(kwargs.get("using"))
         .filter(pk=instance.pk).values_list("password", flat=True).first()
     )
-    setattr(instance, _CHANGED, stored is not None and stored != instance.password)
+    if stored is None or stored == instance.password:
+        return
+    setattr(instance, _CHANGED, not _is_hasher_upgrade(instance, update_fields, stored))
 
 
 def revoke_after_password_change(sender: Any, instance: Any, created: bool = False,
