@@ -1,7 +1,6 @@
 """Memberships in the admin: superusers only (they grant and revoke sub-accounts' access).
 
-DRF tokens have the stock "Tokens" admin (``rest_framework.authtoken``), where
-superusers create and revoke users' tokens.
+API tokens have their own admin (``apitokens.admin``): superusers see and revoke them.
 """
 
 from __future__ import annotations

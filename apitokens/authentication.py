@@ -29,10 +29,12 @@ class TokenExpired(exceptions.AuthenticationFailed):
 class ApiTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, token: bytes) -> tuple[Any, ApiToken]:
         try:
-            text = token.decode("utf-8")
+            text = token.decode("ascii")
             digest = hash_token(text)
         except (UnicodeDecodeError, TypeError, binascii.Error):
             raise exceptions.AuthenticationFailed("Invalid token.") from None
+        if not text.isprintable():  # a NUL would fail the lookup on PostgreSQL (500)
+            raise exceptions.AuthenticationFailed("Invalid token.")
         candidates = ApiToken.objects.select_related("user").filter(
             token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH]
         )

@@ -33,14 +33,14 @@ class IssuedToken:
     row: ApiToken
 
 
-def _record(action: str, row: ApiToken, **details: Any) -> None:
-    audit.record(
-        action,
-        obj=row,
-        object_id=row.prefix,
-        object_repr=str(row),
-        details={"user": row.user.get_username(), "prefix": row.prefix, **details},
-    )
+def _about(row: ApiToken, **details: Any) -> dict[str, Any]:
+    """``audit.record`` arguments naming the token by its prefix."""
+    return {
+        "obj": row,
+        "object_id": row.prefix,
+        "object_repr": str(row),
+        "details": {"user": row.user.get_username(), "prefix": row.prefix, **details},
+    }
 
 
 def issue_token(user: Any, *, ttl: timedelta | _Default | None = DEFAULT_TTL,
@@ -52,7 +52,8 @@ def issue_token(user: Any, *, ttl: timedelta | _Default | None = DEFAULT_TTL,
     with transaction.atomic():
         row, token = ApiToken.objects.create(user=user, expiry=lifetime)
         row = ApiToken.objects.select_related("user").get(pk=row.pk)
-        _record("apitokens.token.created", row, expires=row.expiry or "never", via=via)
+        audit.record("apitokens.token.created",
+                     **_about(row, expires=row.expiry or "never", via=via))
     return IssuedToken(token=token, row=row)
 
 
@@ -66,8 +67,8 @@ def revoke(rows: Any, *, reason: str) -> int:
             .filter(pk__in=[getattr(r, "pk", r) for r in rows])
             .order_by("created")
         ):
-            _record("apitokens.token.revoked", row, reason=reason,
-                    expired=row.expired)
+            audit.record("apitokens.token.revoked",
+                         **_about(row, reason=reason, expired=row.expired))
             row.delete()
             revoked += 1
     return revoked

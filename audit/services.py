@@ -40,8 +40,6 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.service_authorization.granted",
     "kms.service_authorization.revoked",
     "kms.master_key.rotated",
-    "apitokens.token.created",  # details: user, prefix, expires, via (api or command)
-    "apitokens.token.revoked",  # details: user, prefix, reason, expired
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
     "signing.policy.created",
@@ -51,6 +49,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     # manual, backfill, resign, retry, scheduled-retry: scope and counts in ``details``
     "signing.sign.requested",
     "signing.signature.failed",
+    "apitokens.token.created",  # details: user, prefix, expires, via (api or command)
+    "apitokens.token.revoked",  # details: user, prefix, reason, expired
 )
 # The apps of those codes ("kms", "registry", "signing"), for "every action of an app".
 ACTION_APPS: tuple[str, ...] = tuple(dict.fromkeys(code.split(".")[0] for code in KNOWN_ACTIONS))
@@ -62,10 +62,10 @@ KNOWN_OBJECT_TYPES: tuple[str, ...] = (
     "kms.key",
     "kms.serviceauthorization",
     "kms.master_key",
-    "apitokens.apitoken",
     "registry.instance",
     "signing.signingpolicy",
     "signing.signature",
+    "apitokens.apitoken",
 )
 
 # A field is dropped when one of the words of its name (split at "_", "-", "." and

@@ -1,6 +1,6 @@
 """Fixtures for the API documentation and robustness tests.
 
-- ``admin_token`` / ``viewer_token``: DRF tokens of a superuser and of a read-only
+- ``admin_token`` / ``viewer_token``: API tokens of a superuser and of a read-only
   sub-account (the ``view_*`` permissions of every API object, nothing else).
 - ``no_throttling``: switches the rate limits off (``ScopedRateThrottle`` reads its rates
   when DRF is imported, so they are swapped on the class, then restored).

@@ -97,8 +97,9 @@ def test_an_expired_token_answers_401_saying_it_expired():
     assert ApiToken.objects.filter(user=user).count() == 1
 
 
-def test_an_unknown_token_answers_401_invalid_token():
-    response = token_api("0" * 64).get(KEYS)
+@pytest.mark.parametrize("token", ["0" * 64, "abc\x00def", "t\u00f6ken", "x\x7f"])
+def test_an_unknown_or_malformed_token_answers_401_invalid_token(token):
+    response = token_api(token).get(KEYS)
 
     assert response.status_code == 401
     assert response.json() == {"code": "AuthFailure", "message": "Invalid token."}

@@ -21,7 +21,7 @@ KMS_PERMISSIONS = [
 
 
 def token_client(user) -> APIClient:
-    """An API client authenticating as ``user`` with a real DRF token."""
+    """An API client authenticating as ``user`` with a real API token."""
     token = make_token(user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")

@@ -1,7 +1,7 @@
 """The KMS client interface: the local and the HTTP backend behave the same.
 
 The HTTP backend talks to a real Signet server (pytest-django ``live_server``)
-with a real DRF token; failures of the network are produced with real sockets.
+with a real API token; failures of the network are produced with real sockets.
 """
 
 from __future__ import annotations
