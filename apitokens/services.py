@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from apitokens.models import ApiToken
@@ -63,7 +64,7 @@ def revoke(rows: Any, *, reason: str) -> int:
     with transaction.atomic():
         for row in (
             ApiToken.objects.select_related("user")
-            .select_for_update()
+            .select_for_update(of=("self",))
             .filter(pk__in=[getattr(r, "pk", r) for r in rows])
             .order_by("created")
         ):
@@ -83,5 +84,8 @@ def revoke_user_tokens(user: Any, *, reason: str) -> int:
 def rotate_token(user: Any) -> IssuedToken:
     """A new token for ``user``; every token it had stops working."""
     with transaction.atomic():
+        # Two rotations at once would each keep their new token: the user's row lock
+        # makes the second wait and revoke the first one's.
+        get_user_model()._default_manager.select_for_update().filter(pk=user.pk).first()
         revoke_user_tokens(user, reason="rotated")
         return issue_token(user, via="api")

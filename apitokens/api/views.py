@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
@@ -46,7 +51,13 @@ class TokenView(APIView):
 
     @extend_schema(
         request=None,
-        responses={201: OpenApiResponse(ISSUED, description="Sent with Cache-Control: no-store.")},
+        responses={201: OpenApiResponse(ISSUED, description="The new token, shown once.")},
+        parameters=[
+            OpenApiParameter(
+                "Cache-Control", str, OpenApiParameter.HEADER, response=[201],
+                description="Includes `no-store`: no cache may keep the answer.",
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         """A new token for the caller (every previous one stops working); shown once.
