@@ -2,8 +2,7 @@
 Saving and deleting go through ``accounts.services``, which audits each change. A
 membership's user and instance are fixed once granted (revoke and grant to move one).
 
-DRF tokens have the stock "Tokens" admin (``rest_framework.authtoken``), where
-superusers create and revoke users' tokens.
+API tokens have their own admin (``apitokens.admin``): superusers see and revoke them.
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "signing.signature.failed",
     # a delete event named an image the registry still holds: its .sig was not removed
     "signing.artifact.kept",
+    "apitokens.token.created",  # details: user, prefix, expires, via (api or command)
+    "apitokens.token.revoked",  # details: user, prefix, reason, expired
 )
 # The apps of those codes ("accounts", "kms"...), for "every action of an app".
 ACTION_APPS: tuple[str, ...] = tuple(dict.fromkeys(code.split(".")[0] for code in KNOWN_ACTIONS))
@@ -78,6 +80,7 @@ KNOWN_OBJECT_TYPES: tuple[str, ...] = (
     "registry.namespace",
     "signing.signingpolicy",
     "signing.signature",
+    "apitokens.apitoken",
 )
 
 # A field is dropped when one of the words of its name (split at "_", "-", "." and

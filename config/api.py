@@ -76,7 +76,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"code": "InvalidParameter", "message": message, "fields": fields}
         return response
     detail = getattr(exc, "detail", None)
-    code = _DRF_CODES.get(response.status_code, "InternalError")
+    # An exception may name a finer code (e.g. "AuthFailure.TokenExpired").
+    code = getattr(exc, "error_code", None) or _DRF_CODES.get(response.status_code, "InternalError")
     response.data = {"code": code, "message": str(detail) if detail else str(exc)}
     return response
 

@@ -19,7 +19,8 @@ from rest_framework import exceptions, serializers
 ERROR_STATUSES: dict[str, str] = {
     "400": "Invalid input (`InvalidParameter`, `InvalidParameterValue`, or a domain code "
     "such as `InvalidPolicyName`); `fields` names the offending fields.",
-    "401": "Not authenticated (`AuthFailure`): send `Authorization: Token <token>` or sign in.",
+    "401": "Not authenticated (`AuthFailure`; `AuthFailure.TokenExpired` for an expired "
+    "token): send `Authorization: Token <token>` or sign in.",
     "403": "Authenticated but not allowed (`UnauthorizedOperation`, `ServiceNotAuthorized`).",
     "404": "No such object (`ResourceNotFound`, `KeyNotFound`, `PolicyNotFound`, "
     "`ImageNotFound`, ...).",

@@ -6,6 +6,7 @@ the process at start with a message naming the variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -55,7 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored as hashes (see apitokens)
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "kms",
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "signing",
     "audit",
     "accounts",
+    "apitokens",
 ]
 
 MIDDLEWARE = [
@@ -160,9 +162,33 @@ THROTTLE_RATES = {
     "kms-sign": _throttle_rate("SIGNET_THROTTLE_KMS_SIGN", "1200/min"),
 }
 
+
+
+def _token_ttl(name: str, default: str) -> timedelta | None:
+    """Days an API token lives (a positive whole number), or "never"."""
+    value = _setting(name, env.str, default).strip().lower()
+    if value == "never":
+        return None
+    if not (value.isdigit() and 0 < int(value) <= 36500):
+        raise ImproperlyConfigured(
+            f"{name} is malformed: expected a number of days (1 to 36500) or 'never', "
+            f"not {value!r}."
+        )
+    return timedelta(days=int(value))
+
+
+# API tokens (django-rest-knox keeps only their SHA-512 hash). A new token lives this long;
+# "never" makes tokens that do not expire (see accounts.tokens).
+API_TOKEN_TTL = _token_ttl("API_TOKEN_TTL", "30")
+REST_KNOX = {
+    "TOKEN_TTL": API_TOKEN_TTL,
+    "AUTH_HEADER_PREFIX": "Token",  # the header clients (and KMS_HTTP_TOKEN) already send
+    "AUTO_REFRESH": False,
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apitokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -192,7 +218,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SERVE_AUTHENTICATION": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apitokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "COMPONENT_SPLIT_REQUEST": True,

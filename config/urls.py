@@ -26,7 +26,7 @@ urlpatterns = [
     path("api/v1/registry/", include("registry.api.urls")),
     path("api/v1/signing/", include("signing.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
-    path("api/v1/auth/", include("accounts.api.urls")),
+    path("api/v1/auth/", include("apitokens.api.urls")),
     # The OpenAPI 3 schema and its Swagger UI page (signed-in users or tokens; the page's
     # assets are served locally from drf-spectacular-sidecar, no CDN).
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

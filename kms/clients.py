@@ -148,7 +148,7 @@ def _b64(data: bytes) -> str:
 
 
 class HttpKmsClient:
-    """A Signet KMS reached over HTTP with a DRF token.
+    """A Signet KMS reached over HTTP with an API token (KMS_HTTP_TOKEN).
 
     ``base_url`` is the server root (``http://kms.internal:8000``); the client
     appends ``/api/v1/kms/...``. ``timeout`` bounds both connecting and waiting

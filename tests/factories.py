@@ -26,6 +26,19 @@ def make_user(username: str | None = None, *, perms: list[str] | None = None, **
     return user
 
 
+def make_token(user, **fields) -> str:
+    """A new API token of ``user`` (hashed in the database, expiring after API_TOKEN_TTL
+    unless ``expiry=`` says otherwise); made directly, so no audit event."""
+    from django.conf import settings
+
+    from apitokens.models import ApiToken
+
+    _row, token = ApiToken.objects.create(
+        user=user, **{"expiry": settings.API_TOKEN_TTL, **fields}
+    )
+    return token
+
+
 def make_key(
     alias: str | None = None,
     *,

@@ -9,15 +9,15 @@ elsewhere), reader and operator of prod, admin (superuser); each has an API toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import InstanceMembership, Role
+from apitokens.models import ApiToken
 from audit.models import AuditEvent
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key, ServiceAuthorization
@@ -26,7 +26,7 @@ from registry.models import Instance, Manifest, Namespace, Repository, Tag
 from signing import services as signing_services
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from tests.accounts.support import grant
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 from tests.support.oci import push_image
 
 # --- the scene -------------------------------------------------------------------------------
@@ -49,6 +49,7 @@ class Scene:
     v2: Tag
     event: AuditEvent
     users: dict[str, Any]
+    tokens: dict[str, str] = field(default_factory=dict)  # persona -> its API token
 
     @property
     def domain(self) -> str:
@@ -105,20 +106,16 @@ def scene(db, registry_server, registry_client, settings) -> Scene:
     grant(users["outsider"], elsewhere, role=Role.OPERATOR)
     grant(users["reader"], prod, role=Role.READER)
     grant(users["operator"], prod, role=Role.OPERATOR)
-    for user in users.values():
-        if user is not None:
-            Token.objects.create(user=user)
+    tokens = {name: make_token(user) for name, user in users.items() if user is not None}
     return Scene(prod=prod, elsewhere=elsewhere, team=team, other_ns=other_ns, key=key,
                  spare=spare, retired=retired, pending=pending, bare=bare, policy=policy,
-                 signed=signed, v1=v1, v2=v2, event=event, users=users)
+                 signed=signed, v1=v1, v2=v2, event=event, users=users, tokens=tokens)
 
 
 def client_for(scene: Scene, persona: str) -> APIClient:
     client = APIClient()
-    user = scene.users[persona]
-    if user is not None:
-        token = Token.objects.get(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    if scene.users[persona] is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {scene.tokens[persona]}")
     return client
 
 
@@ -135,6 +132,6 @@ def snapshot() -> dict[str, Any]:
         model._meta.label: rows(model)
         for model in (
             Instance, Namespace, Repository, Tag, Manifest, SigningPolicy, Signature, Key,
-            ServiceAuthorization, Token, InstanceMembership, AuditEvent, get_user_model(),
+            ServiceAuthorization, ApiToken, InstanceMembership, AuditEvent, get_user_model(),
         )
     }

@@ -37,7 +37,6 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import get_messages
@@ -45,15 +44,14 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from accounts.models import InstanceMembership
+from apitokens.models import ApiToken
 from audit.models import AuditEvent
 from kms.models import ServiceAuthorization
 from registry.models import Instance, RegistryEvent
 from signing.models import Signature, SignatureStatus, Trigger
 from tests.accounts.conftest import Scene, snapshot
-from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
@@ -219,14 +217,8 @@ def _reader(sc: Scene) -> Any:
     return sc.users["reader"]
 
 
-def _token(sc: Scene) -> Any:
-    from rest_framework.authtoken.admin import TokenProxy
-
-    return TokenProxy.objects.get(user=sc.users["reader"])  # its admin URLs use the user id
-
-
-def _token_key(sc: Scene) -> str:
-    return Token.objects.get(user=sc.users["reader"]).key  # the row's primary key
+def _token(sc: Scene) -> ApiToken:
+    return ApiToken.objects.get(user=sc.users["reader"])  # its admin URLs use the digest
 
 
 def _service_authorization(sc: Scene) -> ServiceAuthorization:
@@ -272,7 +264,7 @@ PAGES: dict[str, list[Case]] = {
         Case("GET", lambda sc, app=app: reverse("admin:app_list", args=[app]), outcomes)
         for app, outcomes in [
             ("auth", _o(LOGIN, 404, 404, 404, 404, 200)),
-            ("authtoken", _o(LOGIN, 404, 404, 404, 404, 200)),
+            ("apitokens", _o(LOGIN, 404, 404, 404, 404, 200)),
             ("kms", _o(LOGIN, 404, 200, 200, 200, 200)),
             ("registry", _o(LOGIN, 404, 200, 200, 200, 200)),
             ("signing", _o(LOGIN, 404, 200, 200, 200, 200)),
@@ -311,9 +303,12 @@ PAGES: dict[str, list[Case]] = {
             "password1": "another-long-Passphrase-7", "password2": "another-long-Passphrase-7",
             "usable_password": "true"}, _reader),
     ],
-    **model_pages("authtoken_tokenproxy", _token, **{
-        **SUPERUSER_MODEL, "change": (SUPERUSER(200), SUPERUSER(200))},
-        add_body=lambda sc: {"user": get_user_model().objects.get(username="tokenless").pk}),
+    # API tokens: superusers see and revoke them (deleting revokes, audited); nobody adds
+    # one here (a token is shown once, by the API or `manage.py create_api_token`) or
+    # changes one.
+    **model_pages("apitokens_apitoken", _token, changelist=SUPERUSER(200),
+                  add=(NOBODY(403), NOBODY(403)), change=(SUPERUSER(200), NOBODY(403)),
+                  delete=(SUPERUSER(200), SUPERUSER(DONE)), history=SUPERUSER(200)),
     # KMS: every role reads keys; managing them is a Django permission, not a role's. Keys
     # are never deleted from the admin (deletion is scheduled), authorizations are revoked.
     **model_pages("kms_key", lambda sc: sc.key, changelist=KEY_PAGE,
@@ -400,9 +395,8 @@ ACTIONS: dict[str, Case] = {
                                          _group, _confirm),
     "auth_user:delete_selected": action("auth_user", "delete_selected", SUPERUSER_ACTION,
                                         _reader, _confirm),
-    # DRF's token admin offers no action at all (tokens are deleted one by one).
-    "authtoken_tokenproxy:delete_selected": action(
-        "authtoken_tokenproxy", "delete_selected", SUPERUSER_REFUSED, _token_key, _confirm),
+    "apitokens_apitoken:delete_selected": action(
+        "apitokens_apitoken", "delete_selected", SUPERUSER_ACTION, _token, _confirm),
     "kms_key:enable_keys": action("kms_key", "enable_keys", SUPERUSER_ACTION_SEEN,
                                   lambda sc: sc.retired),
     "kms_key:disable_keys": action("kms_key", "disable_keys", SUPERUSER_ACTION_SEEN,
@@ -484,7 +478,6 @@ def admin_scene(scene: Scene) -> Scene:
         instance=scene.prod, event_id="admin-matrix", action="push", repository="team/app",
         tag="v1", status="processed", occurred_at=timezone.now(),
     )
-    make_user("tokenless", is_staff=True)
     # v2's signing failed once (something to retry), and v1 was signed with another key
     # than the policy's (something to re-sign).
     Signature.objects.create(

@@ -8,7 +8,6 @@ import pytest
 from django.apps import apps
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.backends import forget_grants
@@ -16,7 +15,7 @@ from accounts.models import InstanceMembership, Role
 from accounts.scoping import visible_namespaces
 from tests.accounts.conftest import Scene, client_for
 from tests.accounts.support import grant
-from tests.factories import make_user
+from tests.factories import make_token, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
@@ -35,7 +34,7 @@ def test_a_narrowed_membership_whose_namespaces_are_deleted_grants_no_namespace(
     membership = InstanceMembership.objects.get(user=user)
     assert membership.all_namespaces is False and not membership.namespaces.exists()
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
     assert api.get(f"{REG}/namespaces/").json()["count"] == 0
     assert api.get(f"{REG}/tags/").json()["count"] == 0
     assert api.get(f"{REG}/namespaces/{scene.team.pk}/").status_code == 404

@@ -8,19 +8,20 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
 from rest_framework.test import APIClient
 
 from accounts.backends import MembershipBackend
 from accounts.models import Role
 from accounts.scoping import visible_instances, visible_namespaces
+from apitokens.models import ApiToken
 from audit import services as audit
 from audit.models import AuditEvent
 from registry.models import Tag
 from signing.models import Signature, SigningPolicy
 from tests.accounts.conftest import Scene, client_for, snapshot
 from tests.accounts.support import grant
-from tests.factories import make_user
+from tests.factories import make_token, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
@@ -29,9 +30,8 @@ REG = "/api/v1/registry"
 
 
 def token_client(user) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
     return client
 
 
@@ -284,7 +284,7 @@ def test_the_admin_shows_a_narrowed_membership_its_namespaces_events_only(
 
 def test_a_user_creates_rotates_and_revokes_its_own_token(scene: Scene):
     user = scene.users["reader"]
-    old = Token.objects.get(user=user).key
+    old = scene.tokens["reader"]
     api = client_for(scene, "reader")
 
     rotated = api.post("/api/v1/auth/token/")
@@ -297,7 +297,7 @@ def test_a_user_creates_rotates_and_revokes_its_own_token(scene: Scene):
     after = fresh.get(f"{REG}/instances/")
 
     assert rotated.status_code == 201 and new != old
-    assert Token.objects.filter(user=user).count() == 0
+    assert ApiToken.objects.filter(user=user).count() == 0
     assert with_old.status_code == 401
     assert with_new.status_code == 200
     assert revoked.status_code == 204
@@ -307,12 +307,13 @@ def test_a_user_creates_rotates_and_revokes_its_own_token(scene: Scene):
 def test_a_signed_in_session_can_get_a_token(scene: Scene):
     session = APIClient(enforce_csrf_checks=False)
     session.force_login(scene.users["operator"])
-    Token.objects.filter(user=scene.users["operator"]).delete()
+    ApiToken.objects.filter(user=scene.users["operator"]).delete()
 
     response = session.post("/api/v1/auth/token/")
 
     assert response.status_code == 201
-    assert Token.objects.get(user=scene.users["operator"]).key == response.json()["token"]
+    row = ApiToken.objects.get(user=scene.users["operator"])
+    assert row.digest == hash_token(response.json()["token"])
 
 
 def test_nothing_but_the_health_check_and_the_webhook_is_anonymous(scene: Scene, client):

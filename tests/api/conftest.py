@@ -1,6 +1,6 @@
 """Fixtures for the API documentation and robustness tests.
 
-- ``admin_token`` / ``viewer_token``: DRF tokens of a superuser and of a read-only
+- ``admin_token`` / ``viewer_token``: API tokens of a superuser and of a read-only
   sub-account (the ``view_*`` permissions of every API object, nothing else).
 - ``no_throttling``: switches the rate limits off (``ScopedRateThrottle`` reads its rates
   when DRF is imported, so they are swapped on the class, then restored).
@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
 
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 
 VIEW_PERMISSIONS = [
     "kms.view_key",
@@ -42,12 +41,12 @@ def admin_user(db):
 
 @pytest.fixture
 def admin_token(admin_user) -> str:
-    return Token.objects.create(user=admin_user).key
+    return make_token(admin_user)
 
 
 @pytest.fixture
 def viewer_token(db) -> str:
-    return Token.objects.create(user=make_user("api-viewer", perms=VIEW_PERMISSIONS)).key
+    return make_token(make_user("api-viewer", perms=VIEW_PERMISSIONS))
 
 
 def auth(token: str) -> dict[str, str]:

@@ -7,13 +7,13 @@ import uuid
 from typing import Any
 
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from registry import services as registry_services
 from registry.client import OCI_MANIFEST
 from registry.models import Instance, Manifest
+from tests.factories import make_token
 
 DOMAIN = "registry.audit.test"
 NAMESPACE = "team"
@@ -40,9 +40,9 @@ def the_event(action: str) -> AuditEvent:
 
 
 def token_client(user, **defaults: Any) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
+    token = make_token(user)
     client = APIClient(**defaults)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

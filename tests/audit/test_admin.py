@@ -304,7 +304,9 @@ def test_the_filter_choices_come_from_fixed_lists_and_the_users_scope(log):
     assert "elsewhere" not in reader_html
 
     actions = [code for code, _label in _choices(reader_page, "action")]
-    assert actions == ["accounts.*", "kms.*", "registry.*", "signing.*", *audit.KNOWN_ACTIONS]
+    assert actions == [
+        "accounts.*", "kms.*", "registry.*", "signing.*", "apitokens.*", *audit.KNOWN_ACTIONS
+    ]
     assert _choices(reader_page, "object_type") == [(t, t) for t in audit.KNOWN_OBJECT_TYPES]
 
     assert _choices(admin_page, "actor") == [

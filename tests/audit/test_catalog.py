@@ -12,6 +12,7 @@ from django.apps import apps
 
 from accounts import services as accounts_services
 from accounts.models import Role
+from apitokens import services as apitoken_services
 from audit.models import ACTION_PATTERN, AuditEvent
 from audit.services import ACTION_APPS, KNOWN_ACTIONS, KNOWN_OBJECT_TYPES
 from kms import services as kms_services
@@ -24,7 +25,7 @@ from tests.factories import make_key, make_user
 pytestmark = pytest.mark.usefixtures("wired")
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("accounts", "audit", "config", "kms", "registry", "signing")
+APPS = ("accounts", "apitokens", "audit", "config", "kms", "registry", "signing")
 DOTTED = re.compile(ACTION_PATTERN)
 
 
@@ -92,7 +93,7 @@ def test_every_action_code_recorded_in_the_code_base_is_known():
     # The other way round (which also proves the scan found the services' calls): no
     # code in the list that nothing records any more.
     assert set(KNOWN_ACTIONS) == used
-    assert ACTION_APPS == ("accounts", "kms", "registry", "signing")
+    assert ACTION_APPS == ("accounts", "kms", "registry", "signing", "apitokens")
 
 
 def test_every_explicit_object_type_recorded_is_known():
@@ -122,6 +123,9 @@ def test_the_services_record_only_known_actions_and_object_types(instance, polic
     manifest = record_push(instance, REPOSITORY, "v1", fake_digest("v1"))
     kms_services.revoke_service_authorization(service=AuthorizedService.REGISTRY_SIGNING)
     signing_services.request_signing(manifests=[manifest])  # fails: not authorized
+    holder = make_user("token-holder")
+    apitoken_services.issue_token(holder)
+    apitoken_services.revoke_user_tokens(holder, reason="catalog test")
 
     recorded = set(AuditEvent.objects.values_list("action", "object_type"))
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kms.models import Key, ServiceAuthorization
-from tests.factories import make_user
+from tests.factories import make_token, make_user
 
 KMS_PERMISSIONS = [
     "kms.view_key",
@@ -22,10 +21,10 @@ KMS_PERMISSIONS = [
 
 
 def token_client(user) -> APIClient:
-    """An API client authenticating as ``user`` with a real DRF token."""
-    token, _ = Token.objects.get_or_create(user=user)
+    """An API client authenticating as ``user`` with a real API token."""
+    token = make_token(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -15,12 +15,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kms import services
 from kms.models import Key, KeyState, KeyUsage, ServiceAuthorization
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 from tests.kms.conftest import KMS_PERMISSIONS, db_snapshot, token_client
 
 pytestmark = pytest.mark.django_db
@@ -314,11 +313,10 @@ def test_it_accepts_session_authentication():
     assert response.data["key_id"] == str(key.key_id)
 
 
-def test_it_accepts_a_token_issued_with_rest_framework_authtoken():
+def test_it_accepts_an_api_token():
     user = make_user(perms=["kms.view_key"])
-    token = Token.objects.create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
 
     response = client.get(f"{BASE}/keys/")
 

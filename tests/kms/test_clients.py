@@ -1,7 +1,7 @@
 """The KMS client interface: the local and the HTTP backend behave the same.
 
 The HTTP backend talks to a real Signet server (pytest-django ``live_server``)
-with a real DRF token; failures of the network are produced with real sockets.
+with a real API token; failures of the network are produced with real sockets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework.authtoken.models import Token
 
 from config.errors import DomainError
 from kms import errors, services
@@ -32,7 +31,7 @@ from kms.clients import (
 )
 from kms.models import KeyUsage
 from kms.services import PublicKeyInfo
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 
 SERVICE = "registry-signing"
 TOKEN_USER_PERMS = ["kms.view_key", "kms.use_key"]
@@ -41,7 +40,7 @@ TOKEN_USER_PERMS = ["kms.view_key", "kms.use_key"]
 @pytest.fixture
 def token(transactional_db) -> str:
     user = make_user("kms-client", perms=TOKEN_USER_PERMS)
-    return Token.objects.create(user=user).key
+    return make_token(user)
 
 
 @pytest.fixture
@@ -272,7 +271,7 @@ def test_it_raises_auth_failure_for_a_wrong_token_without_showing_it(live_server
 
 def test_it_raises_auth_failure_naming_the_missing_permission(live_server, transactional_db):
     key = make_key("guarded")
-    viewer = Token.objects.create(user=make_user(perms=["kms.view_key"])).key
+    viewer = make_token(make_user(perms=["kms.view_key"]))
     client = HttpKmsClient(base_url=live_server.url, token=viewer)
 
     with pytest.raises(KmsAuthFailure) as raised:

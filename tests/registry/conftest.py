@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from registry import services
@@ -21,7 +20,7 @@ from registry.models import (
     TagHistory,
 )
 from tests.accounts.support import grant
-from tests.factories import make_user
+from tests.factories import make_token, make_user
 from tests.registry import handlers
 from tests.registry.events import EVENTS_TYPE
 
@@ -91,9 +90,9 @@ def recorded_calls():
 
 
 def token_client(user) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
+    token = make_token(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kms import services as kms_services
@@ -29,7 +28,7 @@ from signing.errors import InvalidPolicy, KeyNotSuitable
 from signing.models import ArtifactCleanup, Signature, SignatureStatus, SigningPolicy, Trigger
 from signing.payload import signature_tag
 from tests.accounts.support import grant
-from tests.factories import make_key, make_user
+from tests.factories import make_key, make_token, make_user
 from tests.support.oci import push_image, push_index
 from tests.support.registry_server import RegistryServer
 
@@ -53,9 +52,9 @@ ALL_SIGNING_PERMS = [
 
 
 def token_client(user) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
+    token = make_token(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 
