@@ -42,6 +42,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.master_key.rotated",
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
+    "registry.instance.updated",
+    "registry.instance.deleted",
     "signing.policy.created",
     "signing.policy.changed",
     "signing.policy.disabled",

@@ -219,6 +219,9 @@ class InstanceForm(forms.ModelForm):
                 default_domain=(data.get("default_domain") or "").strip().lower(),
                 custom_domains=[d.lower() for d in self.domain_list() if d],
                 has_stored_secret=self.instance.sealed_secret is not None,
+                # Still the stored URL here: the form copies its data onto the instance
+                # only after clean().
+                current_backend_url=self.instance.backend_url if self.instance.pk else None,
             )
         except ValidationFailed as exc:
             _apply_domain_error(self, exc)
