@@ -41,8 +41,9 @@ class BackendAddressDenied(Exception):
     """
 
     def __init__(self, host: str, address: str, network: Network) -> None:
+        # Readers may see this message: the network, not the host or its address.
         super().__init__(
-            f"{host} resolves to {address}, inside {network}, which "
+            f"the host resolves to an address inside {network}, which "
             "REGISTRY_BACKEND_DENY_NETWORKS refuses"
         )
         self.host = host

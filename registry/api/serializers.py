@@ -33,7 +33,14 @@ def _text(**kwargs: Any) -> StrictCharField:
 # --- instances --------------------------------------------------------------------------
 
 
+# Where and as whom Signet reaches the registry: for those who may change the instance
+# (``show_connection`` in the context), not for readers.
+CONNECTION_FIELDS = ("backend_url", "username", "secret_env")
+
+
 class InstanceSerializer(serializers.ModelSerializer):
+    """``backend_url``, ``username`` and ``secret_env`` only with ``show_connection``."""
+
     has_secret = serializers.BooleanField(read_only=True)
     custom_domains = serializers.SerializerMethodField()
     domain_names = serializers.SerializerMethodField()
@@ -50,6 +57,13 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     def get_custom_domains(self, instance: Instance) -> list[str]:
         return instance.domain_names()[1:]
+
+    def to_representation(self, instance: Instance) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not self.context.get("show_connection", False):
+            for name in CONNECTION_FIELDS:
+                data.pop(name, None)
+        return data
 
     def get_domain_names(self, instance: Instance) -> list[str]:
         return instance.domain_names()
