@@ -946,8 +946,14 @@ class RegistryClient:
                 next_headers.pop("Authorization", None)
             response.close()
             response = self._http(method, target, next_headers, None, operation, limit)
-        self._refuse_redirect(response, operation)
-        raise AssertionError("unreachable")
+        if response.status_code not in REDIRECT_STATUSES:
+            return response
+        raise RegistryRedirectRefused(
+            f"registry {self.name}: {operation} failed: more than {MAX_REDIRECTS} redirects",
+            registry=self.name,
+            operation=operation,
+            status=response.status_code,
+        )
 
     def _cached_token(self, needed: Access) -> _CachedToken | None:
         now = time.monotonic()

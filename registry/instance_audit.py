@@ -42,10 +42,10 @@ def audit_instance_updated(
         )
 
 
-def audit_instance_deleted(pk: int, name: str, before: dict[str, Any]) -> None:
-    """Record ``registry.instance.deleted`` with the settings the instance had."""
+def audit_instance_deleted(instance: Instance) -> None:
+    """Record ``registry.instance.deleted`` with the settings the instance had (call before
+    deleting the row, inside the deleting transaction)."""
     audit.record(
-        "registry.instance.deleted", object_type="registry.instance", object_id=pk,
-        object_repr=name, instance_name=name,
-        changes={field: [value, None] for field, value in before.items()},
+        "registry.instance.deleted", obj=instance, instance_name=instance.name,
+        changes={field: [value, None] for field, value in snapshot(instance).items()},
     )

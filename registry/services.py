@@ -412,21 +412,22 @@ def update_instance(
 
 
 def delete_instance(*, instance: Instance) -> None:
+    """Delete an instance without namespaces; audited (``registry.instance.deleted``)."""
     with transaction.atomic():
         if instance.namespaces.exists():
             raise InstanceInUse(
                 f"Instance {instance.name} still has {instance.namespaces.count()} namespace(s); "
                 "delete them first.", name=instance.name,
             )
-        before = snapshot(instance)
-        pk = instance.pk
+        # Recorded while the row exists (the event names it by id); a refused delete rolls
+        # the event back with it.
+        audit_instance_deleted(instance)
         try:
             instance.delete()
         except ProtectedError:
             raise InstanceInUse(
                 f"Instance {instance.name} is still in use.", name=instance.name
             ) from None
-        audit_instance_deleted(pk, instance.name, before)
     logger.info("registry instance deleted name=%s", instance.name)
 
 

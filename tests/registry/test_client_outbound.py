@@ -122,9 +122,10 @@ def test_a_blob_redirect_chain_is_bounded():
     def loop(request: SeenRequest) -> Reply:
         return Reply(302, headers={"Location": "/again"})
 
-    with StubRegistry(loop) as registry, pytest.raises(RegistryRedirectRefused):
+    with StubRegistry(loop) as registry, pytest.raises(RegistryRedirectRefused) as caught:
         RegistryClient(registry.url, retries=1).get_blob("prod/app", DIGEST)
 
+    assert "more than 5 redirects" in str(caught.value)
     assert len(registry.requests) == 6  # the first request and five redirects
 
 
