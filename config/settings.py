@@ -314,3 +314,10 @@ SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
 # --- Audit ---------------------------------------------------------------------
 # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
 AUDIT_TRUST_X_FORWARDED_FOR = _setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, False)
+# Keys of events' changes/details shown only to holders of the permission (audit.redaction).
+AUDIT_RESTRICTED_FIELDS: dict[str, dict] = {
+    "registry.instance": {
+        "permission": "registry.change_instance",
+        "fields": ["backend_url", "username", "env_variable"],
+    },
+}

@@ -352,3 +352,42 @@ def test_readers_see_no_backend_url_username_or_secret_env_in_the_admin(protecte
     editor.force_login(_editor(protected, is_staff=True))
     edit_page = editor.get(f"{ADMIN}/instance/{protected.pk}/change/").content.decode()
     assert "127.0.0.1:5000" in edit_page
+
+
+def test_readers_see_instance_events_without_the_connection_settings(protected):
+    services.update_instance(
+        instance=protected, backend_url="http://localhost:5000", secret="moved-secret",
+        auth_type=AuthType.BASIC, username="robot-x9", description="moved",
+    )
+    reader_user = _reader(protected, is_staff=True)
+    editor_user = _editor(protected, is_staff=True)
+
+    read = token_client(reader_user).get(
+        "/api/v1/audit/events/", {"action": "registry.instance.updated"}
+    )
+    edited = token_client(editor_user).get(
+        "/api/v1/audit/events/", {"action": "registry.instance.updated"}
+    )
+
+    assert read.status_code == edited.status_code == 200, read.content
+    seen_by_reader = read.json()["results"][0]
+    assert seen_by_reader["changes"]["description"] == ["", "moved"]
+    dumped = json.dumps(seen_by_reader)
+    assert "localhost:5000" not in dumped and "127.0.0.1:5000" not in dumped
+    assert "robot-x9" not in dumped
+    assert seen_by_reader["changes"]["backend_url"] == (
+        "[hidden: needs registry.change_instance]"
+    )
+    assert edited.json()["results"][0]["changes"]["backend_url"] == [
+        "http://127.0.0.1:5000", "http://localhost:5000"
+    ]
+
+    event = AuditEvent.objects.get(action="registry.instance.updated")
+    admin_page = Client()
+    admin_page.force_login(reader_user)
+    html = admin_page.get(f"/admin/audit/auditevent/{event.pk}/change/").content.decode()
+    assert "moved" in html
+    assert "localhost:5000" not in html and "robot-x9" not in html
+    admin_page.force_login(editor_user)
+    html = admin_page.get(f"/admin/audit/auditevent/{event.pk}/change/").content.decode()
+    assert "localhost:5000" in html
