@@ -38,9 +38,21 @@ def _text(**kwargs: Any) -> StrictCharField:
 CONNECTION_FIELDS = ("backend_url", "username", "secret_env")
 
 
+def _connection_field(help_text: str) -> serializers.CharField:
+    # Not read-only: the schema must not list it as always present (readers lack it).
+    return serializers.CharField(
+        required=False, help_text=f"{help_text} Only for those who may change the instance."
+    )
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     """``backend_url``, ``username`` and ``secret_env`` only with ``show_connection``."""
 
+    backend_url = _connection_field("Where Signet reaches the registry API.")
+    username = _connection_field("The registry user Signet authenticates as.")
+    secret_env = _connection_field(
+        "The SIGNET_REGISTRY_SECRET_* variable holding the credential, if any."
+    )
     has_secret = serializers.BooleanField(read_only=True)
     custom_domains = serializers.SerializerMethodField()
     domain_names = serializers.SerializerMethodField()
