@@ -17,7 +17,7 @@ What it does:
   ``allowed_realm_origins``), every answer is read into memory up to a size cap
   (``RegistryResponseTooLarge`` above it), and with ``deny_networks`` no connection is
   opened to an address of those networks, checked after DNS resolution
-  (``registry.network``).
+  (``registry.outbound``, ``registry.network``).
 
 Repository names, tags and digests are validated before any request (the validators
 are public: the webhook reuses them). Credentials and tokens never appear in messages
@@ -41,15 +41,14 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from registry import outbound
 from registry.errors import (
     InvalidReference,
     RegistryAddressDenied,
     RegistryAuthError,
     RegistryError,
     RegistryNotFound,
-    RegistryRedirectRefused,
     RegistryRequestRejected,
-    RegistryResponseTooLarge,
     RegistryUnavailable,
 )
 from registry.network import BackendAddressDenied, DenyNetworksAdapter, Network
@@ -72,9 +71,6 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # listings, error bodies, anything else
-MAX_REDIRECTS = 5
-REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-_READ_CHUNK = 64 * 1024
 
 # --------------------------------------------------------------------------------------
 # Reference grammar (github.com/distribution/reference)
@@ -294,23 +290,6 @@ def _media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip()
 
 
-def _origin(url: str) -> tuple[str, str]:
-    """(scheme, host:port) with the default port spelled out, for origin comparisons."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
-    except ValueError:
-        port = 0
-    host = (parts.hostname or "").lower()
-    return scheme, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _shown_origin(url: str) -> str:
-    scheme, netloc = _origin(url)
-    return f"{scheme}://{netloc}"
-
-
 # --------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------
@@ -363,7 +342,7 @@ class RegistryClient:
             raise ValueError(f"registry base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._origin = (parts.scheme, parts.netloc)
-        self._registry_origin = _origin(base_url)
+        self._registry_origin = outbound.origin(base_url)
         self.name = name or self.base_url
         self.username = username
         self._password = password
@@ -377,7 +356,7 @@ class RegistryClient:
             adapter = DenyNetworksAdapter(deny_networks)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
-        self._allowed_realm_origins = frozenset(_origin(url) for url in allowed_realm_origins)
+        self._allowed_realm_origins = frozenset(map(outbound.origin, allowed_realm_origins))
         self.max_manifest_bytes = max_manifest_bytes
         self.max_blob_bytes = max_blob_bytes
         self.max_token_bytes = max_token_bytes
@@ -757,8 +736,8 @@ class RegistryClient:
                 continue
             if response.status_code in ok or (allow_404 and response.status_code == 404):
                 return response
-            if response.status_code in REDIRECT_STATUSES:
-                self._refuse_redirect(response, operation)
+            if response.status_code in outbound.REDIRECT_STATUSES:
+                outbound.refuse_redirect(response, registry=self.name, operation=operation)
             self._raise_for_status(response, operation)
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         raise RegistryUnavailable(
@@ -857,7 +836,16 @@ class RegistryClient:
             response.close()
             response = self._http(method, url, request_headers, data, operation, limit)
         if follow_redirects:
-            response = self._follow(method, response, request_headers, operation, limit)
+            response = outbound.follow_redirects(
+                response,
+                send=lambda target, next_headers: self._http(
+                    method, target, next_headers, None, operation, limit
+                ),
+                headers=request_headers,
+                home=self._registry_origin,
+                registry=self.name,
+                operation=operation,
+            )
         return response
 
     def _http(
@@ -874,86 +862,12 @@ class RegistryClient:
             method, url, headers=dict(headers), data=data, timeout=self.timeout,
             allow_redirects=False, stream=True,
         )
-        self._read_body(response, method, operation, *limit)
+        max_bytes, what = limit
+        outbound.read_body(
+            response, method=method, registry=self.name, operation=operation, limit=max_bytes,
+            what=what,
+        )
         return response
-
-    def _read_body(
-        self, response: requests.Response, method: str, operation: str, limit: int, what: str
-    ) -> None:
-        """Load the body into ``response.content``, refusing more than ``limit`` bytes."""
-        declared = response.headers.get("Content-Length") or ""
-        too_large = method != "HEAD" and declared.isdigit() and int(declared) > limit
-        chunks: list[bytes] = []
-        total = 0
-        if not too_large:
-            for chunk in response.iter_content(_READ_CHUNK):
-                total += len(chunk)
-                if total > limit:
-                    too_large = True
-                    break
-                chunks.append(chunk)
-        if too_large:
-            response.close()
-            raise RegistryResponseTooLarge(
-                f"registry {self.name}: {operation} failed: the answer is larger than "
-                f"{limit} bytes, the most Signet reads for {what}",
-                registry=self.name,
-                operation=operation,
-                status=response.status_code,
-                limit=limit,
-            )
-        response._content = b"".join(chunks)
-        response._content_consumed = True
-
-    def _refuse_redirect(self, response: requests.Response, operation: str) -> None:
-        target = urljoin(response.url, response.headers.get("Location") or "")
-        raise RegistryRedirectRefused(
-            f"registry {self.name}: {operation} failed: {response.status_code} redirect to "
-            f"{_shown_origin(target)}; only blob downloads may be redirected",
-            registry=self.name,
-            operation=operation,
-            status=response.status_code,
-        )
-
-    def _follow(
-        self,
-        method: str,
-        response: requests.Response,
-        headers: Mapping[str, str],
-        operation: str,
-        limit: tuple[int, str],
-    ) -> requests.Response:
-        """Follow a blob read's redirects to storage, carrying ``Authorization`` only to
-        the registry's own origin (storage URLs carry their own signature)."""
-        for _ in range(MAX_REDIRECTS):
-            location = response.headers.get("Location")
-            if response.status_code not in REDIRECT_STATUSES or not location:
-                return response
-            target = urljoin(response.url, location)
-            scheme = urlsplit(target).scheme
-            if scheme not in ("http", "https") or (
-                scheme == "http" and urlsplit(response.url).scheme == "https"
-            ):
-                raise RegistryRedirectRefused(
-                    f"registry {self.name}: {operation} failed: redirect to "
-                    f"{_shown_origin(target)} is not https",
-                    registry=self.name,
-                    operation=operation,
-                    status=response.status_code,
-                )
-            next_headers = dict(headers)
-            if _origin(target) != self._registry_origin:
-                next_headers.pop("Authorization", None)
-            response.close()
-            response = self._http(method, target, next_headers, None, operation, limit)
-        if response.status_code not in REDIRECT_STATUSES:
-            return response
-        raise RegistryRedirectRefused(
-            f"registry {self.name}: {operation} failed: more than {MAX_REDIRECTS} redirects",
-            registry=self.name,
-            operation=operation,
-            status=response.status_code,
-        )
 
     def _cached_token(self, needed: Access) -> _CachedToken | None:
         now = time.monotonic()
@@ -970,7 +884,7 @@ class RegistryClient:
 
     def _realm_allowed(self, realm: str) -> bool:
         """https, the registry's own origin, or an origin the configuration allows."""
-        origin = _origin(realm)
+        origin = outbound.origin(realm)
         return (
             origin[0] == "https"
             or origin == self._registry_origin
@@ -990,7 +904,7 @@ class RegistryClient:
         if not self._realm_allowed(realm):
             raise RegistryAuthError(
                 f"registry {self.name}: {operation} failed: the token realm "
-                f"{_shown_origin(realm)} is neither https nor the registry's origin "
+                f"{outbound.shown_origin(realm)} is neither https nor the registry's origin "
                 "(REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS may allow it)",
                 registry=self.name,
                 operation=operation,
@@ -1008,8 +922,9 @@ class RegistryClient:
             realm, params=params, headers=headers, timeout=self.timeout,
             allow_redirects=False, stream=True,
         )
-        self._read_body(
-            response, "GET", operation, self.max_token_bytes, "token endpoint answers"
+        outbound.read_body(
+            response, method="GET", registry=self.name, operation=operation,
+            limit=self.max_token_bytes, what="token endpoint answers",
         )
         if response.status_code >= 500:
             raise _TransientError(f"token endpoint answered {response.status_code}")
