@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
@@ -22,6 +23,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.scoping import is_unscoped, visible_namespaces
+from audit import redaction
 from audit.models import AuditEvent
 from audit.scoping import visible_events
 from audit.services import ACTION_APPS, KNOWN_ACTIONS, KNOWN_OBJECT_TYPES
@@ -139,6 +141,20 @@ _FIELDS = (
 )
 
 
+_RESTRICTED = {"pretty_changes": "restricted_changes", "pretty_details": "restricted_details"}
+
+
+class _Nobody:
+    """A viewer without permissions: display methods get no request."""
+
+    @staticmethod
+    def has_perm(perm: str) -> bool:
+        return False
+
+
+_NOBODY = _Nobody()
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
@@ -164,7 +180,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     fields = _FIELDS
-    readonly_fields = _FIELDS
+    readonly_fields = (*_FIELDS, *_RESTRICTED.values())
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return visible_events(request.user, super().get_queryset(request))
@@ -184,6 +200,21 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="Details")
     def pretty_details(self, event: AuditEvent) -> str:
         return _pretty(event.details)
+
+    # The same, with the keys of ``AUDIT_RESTRICTED_FIELDS`` hidden (``get_fields`` picks).
+    @admin.display(description="Changes (before, after)")
+    def restricted_changes(self, event: AuditEvent) -> str:
+        return _pretty(redaction.visible(event.object_type, event.changes, _NOBODY))
+
+    @admin.display(description="Details")
+    def restricted_details(self, event: AuditEvent) -> str:
+        return _pretty(redaction.visible(event.object_type, event.details, _NOBODY))
+
+    def get_fields(self, request: HttpRequest, obj: AuditEvent | None = None):
+        rule = settings.AUDIT_RESTRICTED_FIELDS.get(obj.object_type) if obj else None
+        if rule and not request.user.has_perm(rule["permission"]):
+            return [_RESTRICTED.get(name, name) for name in _FIELDS]
+        return list(_FIELDS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -50,6 +50,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "kms.master_key.rotated",
     "registry.instance.created",
     "registry.instance.webhook_token_rotated",
+    "registry.instance.updated",
+    "registry.instance.deleted",
     # by the API, the admin, or for a pushed repository (webhook, sync): ``details.source``
     "registry.namespace.created",
     "registry.namespace.deleted",

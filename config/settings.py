@@ -6,6 +6,7 @@ the process at start with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -284,6 +285,29 @@ LOGGING = {
 # --- Registry ------------------------------------------------------------------
 # Largest notification body the registry webhook accepts (413 above it).
 REGISTRY_WEBHOOK_MAX_BODY_BYTES = _setting("REGISTRY_WEBHOOK_MAX_BODY_BYTES", env.int, 1024 * 1024)
+# Networks Signet never connects to for a registry (backend URL, token realm, blob
+# storage), checked when an instance is saved and after DNS resolution on every connection.
+# Default: link-local, where cloud metadata services live. Empty ("") turns the check off.
+REGISTRY_BACKEND_DENY_NETWORKS = [
+    value.strip()
+    for value in _setting(
+        "REGISTRY_BACKEND_DENY_NETWORKS", env.list, ["169.254.0.0/16", "fe80::/10"]
+    )
+    if value.strip()
+]
+for _network in REGISTRY_BACKEND_DENY_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"REGISTRY_BACKEND_DENY_NETWORKS is malformed: {_network!r} is not an IP network "
+            "like 169.254.0.0/16."
+        ) from None
+# Plain-http token realms (``http://auth.internal:5001``) the registry client may use
+# besides https realms and the registry's own origin.
+REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = _setting(
+    "REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS", env.list, []
+)
 # Dotted paths of ``handler(*, instance, manifests, tags, source)`` called inside the
 # transaction that records pushes, and of ``handler(*, instance, manifests, source)``
 # called before recorded manifests are deleted (contract in registry/services.py).
@@ -327,3 +351,10 @@ AUDIT_TRUST_X_FORWARDED_FOR = _setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, 
 AUDIT_TRUSTED_PROXY_COUNT = _setting("AUDIT_TRUSTED_PROXY_COUNT", env.int, 1)
 if AUDIT_TRUSTED_PROXY_COUNT < 1:
     raise ImproperlyConfigured("AUDIT_TRUSTED_PROXY_COUNT must be at least 1.")
+# Keys of events' changes/details shown only to holders of the permission (audit.redaction).
+AUDIT_RESTRICTED_FIELDS: dict[str, dict] = {
+    "registry.instance": {
+        "permission": "registry.change_instance",
+        "fields": ["backend_url", "username", "env_variable"],
+    },
+}

@@ -219,10 +219,19 @@ class InstanceForm(forms.ModelForm):
                 default_domain=(data.get("default_domain") or "").strip().lower(),
                 custom_domains=[d.lower() for d in self.domain_list() if d],
                 has_stored_secret=self.instance.sealed_secret is not None,
+                # Still the stored URL here: the form copies its data onto the instance
+                # only after clean().
+                current_backend_url=self.instance.backend_url if self.instance.pk else None,
             )
         except ValidationFailed as exc:
             _apply_domain_error(self, exc)
         return data
+
+
+# Shown to those who may change the instance only (readers see none of them).
+_EDITOR_ONLY_FIELDS = frozenset({
+    "backend_url", "username", "secret", "clear_secret", "secret_env",
+})
 
 
 @admin.register(Instance)
@@ -246,6 +255,10 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "name"] if obj else []
 
+    def _may_edit(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Where and as whom Signet reaches the registry is shown to instance editors only."""
+        return self.has_change_permission(request, obj)
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = (
             "name", "region", "description", "backend_url", "auth_type", "username", "secret",
@@ -253,7 +266,23 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
         )
         if obj is None:
             return tuple(f for f in fields if f != "clear_secret")
+        if not self._may_edit(request, obj):
+            fields = tuple(f for f in fields if f not in _EDITOR_ONLY_FIELDS)
         return (*fields, "webhook_url", "webhook_token_rotated_at", "created_at", "updated_at")
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if self._may_edit(request):
+            return list(self.list_display)
+        return [
+            "reader_credentials" if name == "credentials" else name
+            for name in self.list_display if name not in _EDITOR_ONLY_FIELDS
+        ]
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        # Searching by backend URL would let a reader probe it letter by letter.
+        if self._may_edit(request):
+            return list(self.search_fields)
+        return [name for name in self.search_fields if name not in _EDITOR_ONLY_FIELDS]
 
     @admin.display(description="namespaces", ordering="_namespace_count")
     def namespace_count(self, obj: Instance) -> int:
@@ -266,6 +295,12 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
         if obj.secret_env:
             return f"from ${obj.secret_env}"
         return "stored (encrypted)" if obj.sealed_secret is not None else "missing"
+
+    @admin.display(description="credentials")
+    def reader_credentials(self, obj: Instance) -> str:
+        if obj.auth_type == AuthType.NONE:
+            return "-"
+        return "set" if obj.has_secret else "missing"
 
     @admin.display(description="webhook URL")
     def webhook_url(self, obj: Instance) -> str:

@@ -10,7 +10,14 @@ What it does:
   scope until they expire;
 - retries with exponential backoff on connection errors, timeouts and 5xx answers, never
   on 4xx; every failure becomes a ``registry.errors`` domain error naming the registry, the
-  operation and the status.
+  operation and the status;
+- outbound limits: no redirect is followed except for blob reads (a registry may send
+  those to its storage; ``Authorization`` is then only forwarded to the registry's own
+  origin), a token ``realm`` must be https or the registry's origin (or one of
+  ``allowed_realm_origins``), every answer is read into memory up to a size cap
+  (``RegistryResponseTooLarge`` above it), and with ``deny_networks`` no connection is
+  opened to an address of those networks, checked after DNS resolution
+  (``registry.outbound``, ``registry.network``).
 
 Repository names, tags and digests are validated before any request (the validators
 are public: the webhook reuses them). Credentials and tokens never appear in messages
@@ -34,8 +41,10 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from registry import outbound
 from registry.errors import (
     InvalidReference,
+    RegistryAddressDenied,
     RegistryAuthError,
     RegistryDigestMismatch,
     RegistryError,
@@ -43,6 +52,7 @@ from registry.errors import (
     RegistryRequestRejected,
     RegistryUnavailable,
 )
+from registry.network import BackendAddressDenied, DenyNetworksAdapter, Network
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +67,11 @@ USER_AGENT = "signet-registry-client/1"
 MAX_BACKOFF_SECONDS = 10.0
 DEFAULT_TOKEN_LIFETIME = 60
 MAX_PAGES = 10_000
+# Distribution refuses manifests above 4 MiB; a signature blob is a few hundred bytes.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_BLOB_BYTES = 4 * 1024 * 1024
+MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # listings, error bodies, anything else
 
 # --------------------------------------------------------------------------------------
 # Reference grammar (github.com/distribution/reference)
@@ -296,6 +311,12 @@ class RegistryClient:
         backoff: first delay between attempts in seconds, doubled after each retry.
         name: how messages name the registry (defaults to ``base_url``).
         session: a ``requests.Session`` to use (one is created otherwise).
+        deny_networks: no connection is opened to an address inside these networks
+            (checked after DNS resolution, for every request: registry, realm, storage).
+        allowed_realm_origins: ``http://host:port`` origins a token realm may use besides
+            https and the registry's own origin.
+        max_manifest_bytes, max_blob_bytes, max_token_bytes, max_response_bytes: the most
+            a manifest, a blob, a token answer or any other answer may hold in memory.
     """
 
     def __init__(
@@ -310,13 +331,19 @@ class RegistryClient:
         backoff: float = 0.2,
         name: str | None = None,
         session: requests.Session | None = None,
+        deny_networks: tuple[Network, ...] | list[Network] = (),
+        allowed_realm_origins: tuple[str, ...] | list[str] = (),
+        max_manifest_bytes: int = MAX_MANIFEST_BYTES,
+        max_blob_bytes: int = MAX_BLOB_BYTES,
+        max_token_bytes: int = MAX_TOKEN_ANSWER_BYTES,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         parts = urlsplit(base_url or "")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"registry base_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._origin = (parts.scheme, parts.netloc)
-        self._hostname = parts.hostname
+        self._registry_origin = outbound.origin(base_url)
         self.name = name or self.base_url
         self.username = username
         self._password = password
@@ -326,6 +353,15 @@ class RegistryClient:
         self.backoff = max(0.0, float(backoff))
         self.session = session or requests.Session()
         self._own_session = session is None
+        if deny_networks:
+            adapter = DenyNetworksAdapter(deny_networks)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        self._allowed_realm_origins = frozenset(map(outbound.origin, allowed_realm_origins))
+        self.max_manifest_bytes = max_manifest_bytes
+        self.max_blob_bytes = max_blob_bytes
+        self.max_token_bytes = max_token_bytes
+        self.max_response_bytes = max_response_bytes
         self._use_basic = False
         self._lock = threading.Lock()
         self._tokens: list[_CachedToken] = []
@@ -422,6 +458,8 @@ class RegistryClient:
             operation=operation,
             access=_repo_access(repository, "pull"),
             headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
+            max_bytes=self.max_manifest_bytes,
+            what="manifests",
         )
         content = response.content
         computed = sha256_digest(content)
@@ -445,11 +483,16 @@ class RegistryClient:
             operation=f"HEAD blob {repository}@{digest}",
             access=_repo_access(repository, "pull"),
             allow_404=True,
+            follow_redirects=True,
         )
         return response.status_code != 404
 
-    def get_blob(self, repository: str, digest: str) -> bytes:
-        """The blob's bytes, checked against ``digest``; RegistryNotFound on 404."""
+    def get_blob(self, repository: str, digest: str, *, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, checked against ``digest``; RegistryNotFound on 404.
+
+        A redirect (to the registry's storage) is followed; ``Authorization`` goes only to
+        the registry's own origin. ``max_bytes`` (default ``max_blob_bytes``) caps the size.
+        """
         validate_repository_name(repository)
         validate_digest(digest)
         operation = f"GET blob {repository}@{digest}"
@@ -458,6 +501,9 @@ class RegistryClient:
             f"/v2/{repository}/blobs/{digest}",
             operation=operation,
             access=_repo_access(repository, "pull"),
+            follow_redirects=True,
+            max_bytes=self.max_blob_bytes if max_bytes is None else max_bytes,
+            what="blobs",
         )
         content = response.content
         computed = sha256_digest(content)
@@ -637,8 +683,17 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
         allow_404: bool = False,
+        follow_redirects: bool = False,
+        max_bytes: int | None = None,
+        what: str = "answers",
     ) -> requests.Response:
-        """Send with authentication and retries; map failures to registry errors."""
+        """Send with authentication and retries; map failures to registry errors.
+
+        ``follow_redirects``: only for blob reads. ``max_bytes`` (default
+        ``max_response_bytes``) caps the body read into memory; ``what`` names the kind of
+        answer in the error.
+        """
+        limit = (self.max_response_bytes if max_bytes is None else max_bytes, what)
         url = self._url(path_or_url)
         problem = ""
         status: int | None = None
@@ -657,8 +712,15 @@ class RegistryClient:
                 time.sleep(delay)
             try:
                 response = self._send(
-                    method, url, operation=operation, access=access, headers=headers, data=data
+                    method, url, operation=operation, access=access, headers=headers, data=data,
+                    follow_redirects=follow_redirects, limit=limit,
                 )
+            except BackendAddressDenied as exc:
+                raise RegistryAddressDenied(
+                    f"registry {self.name}: {operation} failed: {exc}",
+                    registry=self.name,
+                    operation=operation,
+                ) from None
             except _RETRYABLE_EXCEPTIONS as exc:
                 problem, status = _describe_exception(exc), None
                 continue
@@ -675,6 +737,8 @@ class RegistryClient:
                 continue
             if response.status_code in ok or (allow_404 and response.status_code == 404):
                 return response
+            if response.status_code in outbound.REDIRECT_STATUSES:
+                outbound.refuse_redirect(response, registry=self.name, operation=operation)
             self._raise_for_status(response, operation)
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         raise RegistryUnavailable(
@@ -733,48 +797,78 @@ class RegistryClient:
         access: Access,
         headers: Mapping[str, str] | None,
         data: bytes | None,
+        follow_redirects: bool = False,
+        limit: tuple[int, str] = (MAX_RESPONSE_BYTES, "answers"),
     ) -> requests.Response:
         """One attempt: send, and answer one 401 challenge (basic or bearer) if we can."""
         request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         authorization, used_token = self._authorization(access)
         if authorization:
             request_headers["Authorization"] = authorization
-        response = self.session.request(
-            method, url, headers=request_headers, data=data, timeout=self.timeout
-        )
-        if response.status_code != 401 or self._static_token:
-            return response
-        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        if challenge is None:
-            return response
-        scheme, params = challenge
-        if scheme == "basic":
-            if not self._has_credentials or self._use_basic:
+        response = self._http(method, url, request_headers, data, operation, limit)
+        if response.status_code == 401 and not self._static_token:
+            challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            if challenge is None:
                 return response
-            self._use_basic = True
-            request_headers["Authorization"] = self._basic_header()
-        elif scheme == "bearer" and params.get("realm"):
-            challenged = parse_scopes(params.get("scope", ""))
-            if challenged != access:
-                self._scope_aliases[_access_key(access)] = challenged
-            if used_token is not None:
-                # Rejected (expired early, revoked, or too narrow): never offer it again.
-                self._drop_token(used_token)
-            cached = self._cached_token(challenged)
-            token = (
-                cached.value
-                if cached is not None
-                else self._fetch_token(
-                    params["realm"], params.get("service", ""), challenged, operation
+            scheme, params = challenge
+            if scheme == "basic":
+                if not self._has_credentials or self._use_basic:
+                    return response
+                self._use_basic = True
+                request_headers["Authorization"] = self._basic_header()
+            elif scheme == "bearer" and params.get("realm"):
+                challenged = parse_scopes(params.get("scope", ""))
+                if challenged != access:
+                    self._scope_aliases[_access_key(access)] = challenged
+                if used_token is not None:
+                    # Rejected (expired early, revoked, or too narrow): never offer it again.
+                    self._drop_token(used_token)
+                cached = self._cached_token(challenged)
+                token = (
+                    cached.value
+                    if cached is not None
+                    else self._fetch_token(
+                        params["realm"], params.get("service", ""), challenged, operation
+                    )
                 )
+                request_headers["Authorization"] = f"Bearer {token}"
+            else:
+                return response
+            response.close()
+            response = self._http(method, url, request_headers, data, operation, limit)
+        if follow_redirects:
+            response = outbound.follow_redirects(
+                response,
+                send=lambda target, next_headers: self._http(
+                    method, target, next_headers, None, operation, limit
+                ),
+                headers=request_headers,
+                home=self._registry_origin,
+                registry=self.name,
+                operation=operation,
             )
-            request_headers["Authorization"] = f"Bearer {token}"
-        else:
-            return response
-        response.close()
-        return self.session.request(
-            method, url, headers=request_headers, data=data, timeout=self.timeout
+        return response
+
+    def _http(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        operation: str,
+        limit: tuple[int, str],
+    ) -> requests.Response:
+        """One HTTP exchange, never following a redirect, the body read up to the limit."""
+        response = self.session.request(
+            method, url, headers=dict(headers), data=data, timeout=self.timeout,
+            allow_redirects=False, stream=True,
         )
+        max_bytes, what = limit
+        outbound.read_body(
+            response, method=method, registry=self.name, operation=operation, limit=max_bytes,
+            what=what,
+        )
+        return response
 
     def _cached_token(self, needed: Access) -> _CachedToken | None:
         now = time.monotonic()
@@ -789,9 +883,14 @@ class RegistryClient:
         with self._lock:
             self._tokens = [t for t in self._tokens if t is not token]
 
-    def _may_send_credentials(self, realm: str) -> bool:
-        parts = urlsplit(realm)
-        return parts.scheme == "https" or parts.hostname == self._hostname
+    def _realm_allowed(self, realm: str) -> bool:
+        """https, the registry's own origin, or an origin the configuration allows."""
+        origin = outbound.origin(realm)
+        return (
+            origin[0] == "https"
+            or origin == self._registry_origin
+            or origin in self._allowed_realm_origins
+        )
 
     def _fetch_token(self, realm: str, service: str, access: Access, operation: str) -> str:
         """Docker token flow: GET the realm for ``service`` and ``scope``; cache the token."""
@@ -803,15 +902,31 @@ class RegistryClient:
                 operation=operation,
                 status=401,
             )
+        if not self._realm_allowed(realm):
+            raise RegistryAuthError(
+                f"registry {self.name}: {operation} failed: the token realm "
+                f"{outbound.shown_origin(realm)} is neither https nor the registry's origin "
+                "(REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS may allow it)",
+                registry=self.name,
+                operation=operation,
+                status=401,
+            )
         params: list[tuple[str, str]] = []
         if service:
             params.append(("service", service))
         params.extend(("scope", scope) for scope in format_scopes(access))
         headers = {"User-Agent": USER_AGENT}
-        if self._has_credentials and self._may_send_credentials(realm):
+        if self._has_credentials:
             params.append(("account", str(self.username)))
             headers["Authorization"] = self._basic_header()
-        response = self.session.get(realm, params=params, headers=headers, timeout=self.timeout)
+        response = self.session.get(
+            realm, params=params, headers=headers, timeout=self.timeout,
+            allow_redirects=False, stream=True,
+        )
+        outbound.read_body(
+            response, method="GET", registry=self.name, operation=operation,
+            limit=self.max_token_bytes, what="token endpoint answers",
+        )
         if response.status_code >= 500:
             raise _TransientError(f"token endpoint answered {response.status_code}")
         if response.status_code != 200:

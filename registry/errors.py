@@ -102,6 +102,30 @@ class RegistryRequestRejected(RegistryError):
     default_message = "The registry rejected the request."
 
 
+class RegistryResponseTooLarge(RegistryError):
+    """An answer (manifest, blob, token, listing) above the size Signet reads into memory."""
+
+    code = "FailedOperation.RegistryResponseTooLarge"
+    http_status = 502
+    default_message = "The registry's answer is larger than Signet accepts."
+
+
+class RegistryRedirectRefused(RegistryError):
+    """A redirect Signet does not follow: only blob downloads may be redirected."""
+
+    code = "FailedOperation.RegistryRedirectRefused"
+    http_status = 502
+    default_message = "The registry redirected a request that may not be redirected."
+
+
+class RegistryAddressDenied(RegistryError):
+    """The registry (or its realm or storage) resolves into ``REGISTRY_BACKEND_DENY_NETWORKS``."""
+
+    code = "FailedOperation.RegistryAddressDenied"
+    http_status = 502
+    default_message = "The registry's address is in a network Signet may not connect to."
+
+
 class InvalidReference(ValidationFailed):
     """A repository name, tag or digest that breaks the Distribution grammar.
 

@@ -6,7 +6,6 @@ The signing app builds on these models; it is never imported from here.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from django.core.validators import RegexValidator
@@ -106,7 +105,8 @@ class Instance(models.Model):
     auth_type = models.CharField(max_length=10, choices=AuthType.choices, default=AuthType.NONE)
     username = models.CharField(max_length=128, blank=True, default="")
     # The password or token, AES-256-GCM sealed under the KMS master keyring and bound to
-    # ``registry-instance:<pk>``; or, instead, the name of an environment variable holding it.
+    # ``registry-instance:<pk>@<origin of backend_url>``; or, instead, the name of an
+    # environment variable holding it (``SIGNET_REGISTRY_SECRET_*`` only, registry.secrets).
     sealed_secret = models.BinaryField(null=True, blank=True, editable=False)
     secret_master_key_version = models.PositiveIntegerField(null=True, blank=True, editable=False)
     secret_env = models.CharField(
@@ -145,8 +145,11 @@ class Instance(models.Model):
 
     @property
     def secret_key_id(self) -> str:
-        """The name the sealed secret is bound to (AES-GCM associated data)."""
-        return f"registry-instance:{self.pk}"
+        """What the sealed secret is bound to (AES-GCM associated data): this instance and
+        the origin of its backend URL (``registry.secrets.key_id``)."""
+        from registry.secrets import key_id
+
+        return key_id(pk=self.pk, backend_url=self.backend_url)
 
     @property
     def has_secret(self) -> bool:
@@ -158,33 +161,9 @@ class Instance(models.Model):
 
     def secret(self) -> str:
         """The plaintext password/token. Never log it or put it in a message."""
-        from kms import crypto
-        from kms.services import master_keyring
+        from registry.secrets import read_secret
 
-        if self.secret_env:
-            value = os.environ.get(self.secret_env)
-            if value is None:
-                from registry.services import InstanceMisconfigured
-
-                raise InstanceMisconfigured(
-                    f"Instance {self.name}: environment variable {self.secret_env} is not set."
-                )
-            return value
-        if self.sealed_secret is None:
-            return ""
-        try:
-            plaintext = crypto.open_sealed(
-                bytes(self.sealed_secret), keyring=master_keyring(), key_id=self.secret_key_id,
-                version=self.secret_master_key_version or 0,
-            )
-        except crypto.SealError:
-            from registry.services import InstanceMisconfigured
-
-            raise InstanceMisconfigured(
-                f"Instance {self.name}: the stored registry credential does not open under "
-                "KMS_MASTER_KEY."
-            ) from None
-        return plaintext.decode()
+        return read_secret(self)
 
     def registry_client(self, **options) -> RegistryClient:
         """A client for the registry API with this instance's (decrypted) credentials."""
@@ -195,6 +174,12 @@ class Instance(models.Model):
             username, password = self.username, self.secret()
         elif self.auth_type == AuthType.BEARER:
             token = self.secret()
+        from django.conf import settings
+
+        from registry.network import configured_networks
+
+        options.setdefault("deny_networks", configured_networks())
+        options.setdefault("allowed_realm_origins", settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS)
         return RegistryClient(
             self.backend_url, username=username, password=password, token=token, name=self.name,
             **options,

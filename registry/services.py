@@ -55,8 +55,9 @@ from django.utils.module_loading import import_string
 from audit import context as audit_context
 from audit import services as audit
 from config.errors import DomainError, ValidationFailed
-from kms import crypto
 from kms.services import master_keyring
+from registry import network
+from registry.instance_audit import audit_instance_deleted, audit_instance_updated, snapshot
 from registry.models import (
     DIGEST_PATTERN,
     INDEX_MEDIA_TYPES,
@@ -77,6 +78,13 @@ from registry.models import (
     Repository,
     Tag,
     TagHistory,
+)
+from registry.secrets import (
+    InstanceMisconfigured,  # noqa: F401  (raised by Instance.secret(); callers catch it here)
+    origin_of,
+    same_origin,
+    seal_for,
+    secret_env_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,12 +118,6 @@ class InstanceInUse(DomainError):
     code = "ResourceInUse.Instance"
     http_status = 409
     default_message = "The instance still has namespaces; delete them first."
-
-
-class InstanceMisconfigured(DomainError):
-    code = "InternalError.InstanceMisconfigured"
-    http_status = 500
-    default_message = "The registry instance's credentials cannot be read."
 
 
 class NamespaceExists(DomainError):
@@ -191,11 +193,17 @@ def validate_instance_fields(
     default_domain: str,
     custom_domains: Sequence[str],
     has_stored_secret: bool = False,
+    current_backend_url: str | None = None,
 ) -> None:
     """The rules for an instance, shared by the admin form, the API and the services.
 
     ``secret`` None means "keep the stored one" (``has_stored_secret`` says if there is one).
+    ``current_backend_url``: the URL the stored secret was sealed for, on a change; when
+    ``backend_url`` leaves its origin the stored secret cannot come along.
     """
+    moved = current_backend_url is not None and not same_origin(current_backend_url, backend_url)
+    if moved:
+        has_stored_secret = False
     values: dict[str, Any] = {
         "backend_url": backend_url, "username": username, "secret_env": secret_env,
     }
@@ -211,6 +219,13 @@ def validate_instance_fields(
         errors["backend_url"] = [
             "Put credentials in the authentication fields, not in the URL."
         ]
+    if "backend_url" not in errors:
+        problem = network.backend_url_problem(backend_url)
+        if problem:
+            errors["backend_url"] = [problem]
+    env_problems = secret_env_errors(secret_env) if "secret_env" not in errors else []
+    if env_problems:
+        errors["secret_env"] = env_problems
     if region not in settings.KMS_REGIONS:
         errors["region"] = [
             f"Unknown region {region!r}; choose one of {', '.join(settings.KMS_REGIONS)}."
@@ -226,7 +241,14 @@ def validate_instance_fields(
         if secret and secret_env:
             errors["secret"] = ["Give either a secret or secret_env (an environment variable)."]
         has_secret = bool(secret) or bool(secret_env) or (secret is None and has_stored_secret)
-        if not has_secret:
+        if not has_secret and moved:
+            errors["secret"] = [
+                f"backend_url moves from {origin_of(current_backend_url or '')} to "
+                f"{origin_of(backend_url)}: the stored credential is only ever sent to the "
+                "origin it was given for. Give the secret (or secret_env) again in the "
+                "same change."
+            ]
+        elif not has_secret:
             errors["secret"] = [
                 f"Auth type {auth_type!r} needs a secret (password or token) or secret_env."
             ]
@@ -249,15 +271,7 @@ def validate_instance_fields(
 
 
 def _store_secret(instance: Instance, secret: str) -> None:
-    if secret:
-        sealed, version = crypto.seal(
-            secret.encode(), keyring=master_keyring(), key_id=instance.secret_key_id
-        )
-        instance.sealed_secret = sealed
-        instance.secret_master_key_version = version
-    else:
-        instance.sealed_secret = None
-        instance.secret_master_key_version = None
+    seal_for(instance, secret)
 
 
 def _replace_domains(instance: Instance, domains: Sequence[str]) -> None:
@@ -339,35 +353,48 @@ def update_instance(
     """Change an instance. The name is fixed (the registry's webhook URL contains it).
 
     ``secret`` None keeps the stored secret, ``""`` removes it, anything else replaces it.
-    Switching ``auth_type`` to ``none`` drops the stored credentials.
+    Switching ``auth_type`` to ``none`` drops the stored credentials. Moving
+    ``backend_url`` to another origin (scheme, host, port) drops the stored secret and
+    ``secret_env`` unless the same call gives them again: a credential given for one host
+    is never sent to another (refused with a precise message while the auth type needs one).
+    Audited (``registry.instance.updated``) with the changed fields, never a secret value.
     """
     def pick(value, current):
         return current if value is _UNCHANGED else value
 
-    new_auth = pick(auth_type, instance.auth_type)
-    dropping = new_auth == AuthType.NONE and auth_type is not _UNCHANGED
-    new_username = pick(username, "" if dropping else instance.username)
-    new_secret_env = pick(secret_env, "" if dropping else instance.secret_env)
-    if dropping and secret is None:
-        secret = ""
-    new_domain = pick(default_domain, instance.default_domain).strip().lower()
-    domains = (
-        _normalise_domains(custom_domains) if custom_domains is not None
-        else sorted(instance.domains.values_list("name", flat=True))
-    )
-    new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
-    if secret_env is not _UNCHANGED and secret_env and secret is None:
-        secret = ""  # an environment variable replaces the stored secret
-    if secret and secret_env is _UNCHANGED:
-        new_secret_env = ""  # a stored secret replaces the environment variable
-    validate_instance_fields(
-        region=pick(region, instance.region), backend_url=new_backend, auth_type=new_auth,
-        username=new_username, secret=secret, secret_env=new_secret_env,
-        default_domain=new_domain, custom_domains=domains,
-        has_stored_secret=instance.sealed_secret is not None,
-    )
     with transaction.atomic():
+        # The stored row, not the caller's copy (a ModelForm has already changed that one):
+        # the origin the secret was sealed for is the one in the database.
         instance = Instance.objects.select_for_update().get(pk=instance.pk)
+        new_auth = pick(auth_type, instance.auth_type)
+        dropping = new_auth == AuthType.NONE and auth_type is not _UNCHANGED
+        new_username = pick(username, "" if dropping else instance.username)
+        new_secret_env = pick(secret_env, "" if dropping else instance.secret_env)
+        if dropping and secret is None:
+            secret = ""
+        new_domain = pick(default_domain, instance.default_domain).strip().lower()
+        domains = (
+            _normalise_domains(custom_domains) if custom_domains is not None
+            else sorted(instance.domains.values_list("name", flat=True))
+        )
+        new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
+        if not same_origin(instance.backend_url, new_backend):
+            if secret is None:
+                secret = ""
+            if secret_env is _UNCHANGED:
+                new_secret_env = ""
+        if secret_env is not _UNCHANGED and secret_env and secret is None:
+            secret = ""  # an environment variable replaces the stored secret
+        if secret and secret_env is _UNCHANGED:
+            new_secret_env = ""  # a stored secret replaces the environment variable
+        validate_instance_fields(
+            region=pick(region, instance.region), backend_url=new_backend, auth_type=new_auth,
+            username=new_username, secret=secret, secret_env=new_secret_env,
+            default_domain=new_domain, custom_domains=domains,
+            has_stored_secret=instance.sealed_secret is not None,
+            current_backend_url=instance.backend_url,
+        )
+        before = snapshot(instance)
         instance.region = pick(region, instance.region)
         instance.description = pick(description, instance.description)
         instance.backend_url = new_backend
@@ -379,17 +406,22 @@ def update_instance(
             _store_secret(instance, secret)
         instance.save()
         _replace_domains(instance, domains)
+        audit_instance_updated(instance, before, secret_given=bool(secret))
     logger.info("registry instance updated name=%s", instance.name)
     return instance
 
 
 def delete_instance(*, instance: Instance) -> None:
+    """Delete an instance without namespaces; audited (``registry.instance.deleted``)."""
     with transaction.atomic():
         if instance.namespaces.exists():
             raise InstanceInUse(
                 f"Instance {instance.name} still has {instance.namespaces.count()} namespace(s); "
                 "delete them first.", name=instance.name,
             )
+        # Recorded while the row exists (the event names it by id); a refused delete rolls
+        # the event back with it.
+        audit_instance_deleted(instance)
         try:
             instance.delete()
         except ProtectedError:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
+from audit import redaction
 from audit.models import AuditEvent
 
 
@@ -20,3 +23,11 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "changes", "details",
         ]
         read_only_fields = fields
+
+    def to_representation(self, event: AuditEvent) -> dict[str, Any]:
+        data = super().to_representation(event)
+        request = self.context.get("request")
+        if request is not None:
+            for name in ("changes", "details"):
+                data[name] = redaction.visible(event.object_type, data[name], request.user)
+        return data

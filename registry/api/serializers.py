@@ -33,7 +33,26 @@ def _text(**kwargs: Any) -> StrictCharField:
 # --- instances --------------------------------------------------------------------------
 
 
+# Where and as whom Signet reaches the registry: for those who may change the instance
+# (``show_connection`` in the context), not for readers.
+CONNECTION_FIELDS = ("backend_url", "username", "secret_env")
+
+
+def _connection_field(help_text: str) -> serializers.CharField:
+    # Not read-only: the schema must not list it as always present (readers lack it).
+    return serializers.CharField(
+        required=False, help_text=f"{help_text} Only for those who may change the instance."
+    )
+
+
 class InstanceSerializer(serializers.ModelSerializer):
+    """``backend_url``, ``username`` and ``secret_env`` only with ``show_connection``."""
+
+    backend_url = _connection_field("Where Signet reaches the registry API.")
+    username = _connection_field("The registry user Signet authenticates as.")
+    secret_env = _connection_field(
+        "The SIGNET_REGISTRY_SECRET_* variable holding the credential, if any."
+    )
     has_secret = serializers.BooleanField(read_only=True)
     custom_domains = serializers.SerializerMethodField()
     domain_names = serializers.SerializerMethodField()
@@ -50,6 +69,13 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     def get_custom_domains(self, instance: Instance) -> list[str]:
         return instance.domain_names()[1:]
+
+    def to_representation(self, instance: Instance) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not self.context.get("show_connection", False):
+            for name in CONNECTION_FIELDS:
+                data.pop(name, None)
+        return data
 
     def get_domain_names(self, instance: Instance) -> list[str]:
         return instance.domain_names()

@@ -108,12 +108,17 @@ class InstanceViewSet(viewsets.GenericViewSet):
     def _fresh(self, instance: Instance) -> Instance:
         return self.get_queryset().get(pk=instance.pk)
 
+    def _out(self, instance: Any, **kwargs: Any) -> Any:
+        """Readers see no backend URL, username or secret_env: only instance editors do."""
+        show = self.action == "create" or self.request.user.has_perm("registry.change_instance")
+        return s.InstanceSerializer(instance, context={"show_connection": show}, **kwargs).data
+
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.InstanceSerializer(page, many=True).data)
+        return self.get_paginated_response(self._out(page, many=True))
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.InstanceSerializer(self.get_object()).data)
+        return Response(self._out(self.get_object()))
 
     def create(self, request: Request) -> Response:
         """The response carries the webhook token and the registry config ONCE."""
@@ -124,7 +129,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
             username=data["username"], secret=data["secret"], secret_env=data["secret_env"],
             default_domain=data["default_domain"], custom_domains=data["custom_domains"],
         )
-        body = {**s.InstanceSerializer(self._fresh(instance)).data,
+        body = {**self._out(self._fresh(instance)),
                 **self._with_token(instance, token)}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -132,7 +137,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         instance = self.get_object()
         data = _validated(s.InstanceUpdateSerializer, request, instance)
         instance = services.update_instance(instance=instance, **data)
-        return Response(s.InstanceSerializer(self._fresh(instance)).data)
+        return Response(self._out(self._fresh(instance)))
 
     update = partial_update
 

@@ -614,7 +614,7 @@ def token_registry(registry_server_factory, token_server: TokenServer) -> Regist
 def test_an_anonymous_client_is_refused_by_a_token_registry(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
-    client = RegistryClient(token_registry.url)
+    client = RegistryClient(token_registry.url, allowed_realm_origins=[token_server.origin])
 
     with pytest.raises(RegistryAuthError) as caught:
         client.get_manifest("prod/app", "v1")
@@ -631,7 +631,8 @@ def test_the_token_flow_pushes_and_pulls(
 ) -> None:
     session = CountingSession()
     client = RegistryClient(
-        token_registry.url, username="alice", password="alice-password", session=session
+        token_registry.url, username="alice", password="alice-password", session=session,
+        allowed_realm_origins=[token_server.origin],
     )
 
     digest = push_image(client, "prod/app", "v1")
@@ -658,7 +659,10 @@ def test_the_token_flow_pushes_and_pulls(
 def test_a_cached_token_is_reused_for_the_same_scope(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
-    client = RegistryClient(token_registry.url, username="alice", password="alice-password")
+    client = RegistryClient(
+        token_registry.url, allowed_realm_origins=[token_server.origin],
+        username="alice", password="alice-password"
+    )
     push_image(client, "prod/app", "v1")
     token_server.requests.clear()
 
@@ -676,7 +680,10 @@ def test_a_cached_token_is_reused_for_the_same_scope(
 def test_an_expired_token_is_fetched_again(registry_server_factory, tmp_path) -> None:
     with TokenServer(workdir=tmp_path, users=TOKEN_USERS, expires_in=2) as tokens:
         registry = registry_server_factory(auth=tokens.registry_auth_config())
-        client = RegistryClient(registry.url, username="alice", password="alice-password")
+        client = RegistryClient(
+            registry.url, username="alice", password="alice-password",
+            allowed_realm_origins=[tokens.origin],
+        )
 
         assert client.head_manifest("prod/app", "v1") is None
         assert client.head_manifest("prod/app", "v1") is None
@@ -689,9 +696,15 @@ def test_an_expired_token_is_fetched_again(registry_server_factory, tmp_path) ->
 def test_a_token_without_push_access_cannot_push(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
-    writer = RegistryClient(token_registry.url, username="alice", password="alice-password")
+    writer = RegistryClient(
+        token_registry.url, allowed_realm_origins=[token_server.origin],
+        username="alice", password="alice-password"
+    )
     digest = push_image(writer, "prod/app", "v1")
-    reader = RegistryClient(token_registry.url, username="reader", password="reader-password")
+    reader = RegistryClient(
+        token_registry.url, allowed_realm_origins=[token_server.origin],
+        username="reader", password="reader-password"
+    )
 
     assert reader.get_manifest("prod/app", "v1").digest == digest
     with pytest.raises(RegistryAuthError) as caught:
@@ -706,7 +719,10 @@ def test_a_token_without_push_access_cannot_push(
 def test_wrong_token_credentials_raise_an_auth_error(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
-    client = RegistryClient(token_registry.url, username="alice", password="not-her-password")
+    client = RegistryClient(
+        token_registry.url, allowed_realm_origins=[token_server.origin],
+        username="alice", password="not-her-password"
+    )
 
     with pytest.raises(RegistryAuthError) as caught:
         client.ping()
@@ -722,7 +738,10 @@ def test_a_static_token_issued_by_the_realm_works_on_the_real_registry(
         subject="ci",
         access=[{"type": "repository", "name": "prod/app", "actions": ["pull", "push"]}],
     )
-    client = RegistryClient(token_registry.url, token=token)
+    client = RegistryClient(
+        token_registry.url, allowed_realm_origins=[token_server.origin],
+        token=token
+    )
 
     digest = push_image(client, "prod/app", "v1", seed="static")
 

@@ -103,16 +103,18 @@ def test_the_registry_client_gets_the_decrypted_credentials():
 
 
 def test_a_secret_can_come_from_the_environment(monkeypatch):
-    instance, _ = make_instance(auth_type=AuthType.BEARER, secret_env="SIGNET_TEST_REGISTRY_TOKEN")
+    instance, _ = make_instance(
+        auth_type=AuthType.BEARER, secret_env="SIGNET_REGISTRY_SECRET_TEST_TOKEN"
+    )
     assert instance.sealed_secret is None
 
-    monkeypatch.setenv("SIGNET_TEST_REGISTRY_TOKEN", "from-env")
+    monkeypatch.setenv("SIGNET_REGISTRY_SECRET_TEST_TOKEN", "from-env")
     assert instance.registry_client()._static_token == "from-env"
 
-    monkeypatch.delenv("SIGNET_TEST_REGISTRY_TOKEN")
+    monkeypatch.delenv("SIGNET_REGISTRY_SECRET_TEST_TOKEN")
     with pytest.raises(services.InstanceMisconfigured) as error:
         instance.registry_client()
-    assert "SIGNET_TEST_REGISTRY_TOKEN is not set" in str(error.value)
+    assert "SIGNET_REGISTRY_SECRET_TEST_TOKEN is not set" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -164,9 +166,9 @@ def test_updating_keeps_replaces_or_removes_the_secret():
     services.update_instance(instance=instance, secret="two")
     assert Instance.objects.get().secret() == "two"
 
-    services.update_instance(instance=instance, secret_env="REG_PASSWORD")
+    services.update_instance(instance=instance, secret_env="SIGNET_REGISTRY_SECRET_REG")
     updated = Instance.objects.get()
-    assert (updated.sealed_secret, updated.secret_env) == (None, "REG_PASSWORD")
+    assert (updated.sealed_secret, updated.secret_env) == (None, "SIGNET_REGISTRY_SECRET_REG")
 
     services.update_instance(instance=instance, auth_type=AuthType.NONE)
     cleared = Instance.objects.get()

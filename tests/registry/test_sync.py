@@ -168,11 +168,15 @@ def test_it_fails_for_an_invalid_namespace_option(filled):
 
 
 def test_it_syncs_through_token_auth_with_the_stored_credentials(
-    registry_server_factory, tmp_path
+    registry_server_factory, tmp_path, settings
 ):
     with TokenServer(workdir=tmp_path, users={"robot": "s3cret-pw"}) as tokens:
+        settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = [tokens.origin]  # a plain-http realm
         server = registry_server_factory(auth=tokens.registry_auth_config())
-        with RegistryClient(server.url, username="robot", password="s3cret-pw") as client:
+        with RegistryClient(
+            server.url, username="robot", password="s3cret-pw",
+            allowed_realm_origins=[tokens.origin],
+        ) as client:
             digest = push_image(client, "prod/secured", "v1", seed="secured")
         make_instance(
             "prod", backend_url=server.url, auth_type=AuthType.BASIC, username="robot",

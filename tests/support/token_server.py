@@ -136,6 +136,11 @@ class TokenServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/token"
 
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:<port>``: a plain-http realm clients must be told to allow."""
+        return self.realm.removesuffix("/token")
+
     def registry_auth_config(self) -> dict[str, Any]:
         """The registry's ``auth:`` section pointing at this endpoint."""
         return {
