@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from registry.client import RegistryClient, sha256_digest
-from registry.errors import RegistryDigestMismatch, RegistryNotFound
+from registry.errors import RegistryDigestMismatch, RegistryNotFound, RegistryResponseTooLarge
 from registry.models import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 from registry.services import Reference, parse_index_children
 from signing.errors import ManifestNotVerified, ManifestUnknown
@@ -44,7 +44,7 @@ def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subje
             f"The registry does not hold {where}; nothing was signed.",
             repository=repository, digest=digest,
         ) from None
-    except RegistryDigestMismatch as exc:
+    except (RegistryDigestMismatch, RegistryResponseTooLarge) as exc:
         raise ManifestNotVerified(
             f"{where}: {exc.message}; nothing was signed.", repository=repository, digest=digest
         ) from None

@@ -30,7 +30,7 @@ from registry.errors import (
 )
 from registry.models import Instance
 from tests.registry.conftest import make_instance
-from tests.registry.test_client import Reply, SeenRequest, StubRegistry
+from tests.support.stub_registry import Reply, SeenRequest, StubRegistry
 from tests.support.token_server import TokenServer
 
 DIGEST = "sha256:" + "a" * 64

@@ -256,6 +256,26 @@ def test_a_manifest_that_is_not_an_image_is_not_signed(policy, instance):
     assert [r.method for r in stub.requests] == ["GET"]
 
 
+def test_a_manifest_too_large_to_verify_is_not_signed(policy, instance):
+    body = b'{"schemaVersion":2,"padding":"' + b"x" * (5 * 1024 * 1024) + b'"}'
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def handler(request: SeenRequest) -> Reply:
+        if request.method == "GET" and request.path.endswith(f"/manifests/{digest}"):
+            return Reply(200, body, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": digest})
+        return Reply(404, b"")
+
+    with StubRegistry(handler) as stub:
+        point_instance_at(instance, stub.url)
+        registry_services.record_events(
+            instance=instance, envelope=envelope(push_event(REPOSITORY, digest, tag="v1"))
+        )
+
+    row = row_for(digest)
+    assert (row.status, row.failure_code) == (SignatureStatus.FAILED, "ManifestInvalid")
+    assert [r.method for r in stub.requests] == ["GET"]
+
+
 # --- the same rule for every way of asking ----------------------------------------------------
 
 
