@@ -6,6 +6,7 @@ the process at start with a message naming the variable.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import environ
@@ -46,6 +47,57 @@ ALLOWED_HOSTS = _setting(
     required_in_production=True,
 )
 CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
+
+
+# --- HTTPS ---------------------------------------------------------------------------
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A strict boolean: a typo must not quietly turn a security setting off."""
+    value = _setting(name, env.str, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(f"{name} is malformed: use 1/0, true/false, not {value!r}.")
+    return value in _TRUE
+
+
+# With DEBUG off the session and CSRF cookies travel over HTTPS only; a plain-HTTP
+# loopback setup turns them off explicitly (SESSION_COOKIE_SECURE=0, CSRF_COOKIE_SECURE=0).
+SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _flag("CSRF_COOKIE_SECURE", not DEBUG)
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """``"X-Forwarded-Proto,https"``: the header a TLS-terminating proxy sets, and its value
+    for HTTPS requests. Unset: the request's own scheme counts (no proxy)."""
+    value = _setting("SECURE_PROXY_SSL_HEADER", env.str, "").strip()
+    if not value:
+        return None
+    header, _, expected = (part.strip() for part in value.partition(","))
+    meta = header.upper().replace("-", "_")
+    if not meta.startswith("HTTP_"):
+        meta = f"HTTP_{meta}"
+    if not (re.fullmatch(r"HTTP_[A-Z0-9_]+", meta) and expected and "," not in expected):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER is malformed: expected '<header>,<value>' "
+            f"(e.g. X-Forwarded-Proto,https), not {value!r}."
+        )
+    return meta, expected
+
+
+# Set it only behind a proxy that overwrites the header on every request: a client could
+# otherwise claim HTTPS. Then request.is_secure() is true for proxied HTTPS requests, and
+# every absolute URL Signet builds (the webhook URL and `notifications:` block shown for an
+# instance) starts with https://.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+SECURE_SSL_REDIRECT = _flag("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = _setting("SECURE_HSTS_SECONDS", env.int, 0)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("SECURE_HSTS_SECONDS must not be negative.")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _flag("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "config.apps.SignetAdminConfig",  # django.contrib.admin with our admin.site
