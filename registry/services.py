@@ -422,6 +422,22 @@ def authenticate_webhook(*, instance: Instance, token: str | None) -> bool:
     return hmac.compare_digest(hash_webhook_token(token), instance.webhook_token_hash)
 
 
+def authenticated_webhook_instance(*, name: str, token: str | None) -> Instance | None:
+    """The instance ``name`` if ``token`` is its webhook token; None for a wrong token and
+    for an unknown instance alike (a hash is compared either way)."""
+    instance = Instance.objects.filter(name=name).first() if isinstance(name, str) else None
+    stored = instance.webhook_token_hash if instance is not None else _NO_INSTANCE_HASH
+    if not token or not isinstance(token, str):
+        return None
+    if not hmac.compare_digest(hash_webhook_token(token), stored) or instance is None:
+        return None
+    return instance
+
+
+# Compared against when the instance does not exist; no token hashes to it in practice.
+_NO_INSTANCE_HASH = "0" * 64
+
+
 def reseal_instance_secrets() -> int:
     """Re-seal stored registry credentials under the current master key (after a rotation)."""
     keyring = master_keyring()
