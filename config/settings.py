@@ -7,6 +7,7 @@ the process at start with a message naming the variable.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -115,6 +116,7 @@ INSTALLED_APPS = [
     "signing",
     "audit",
     "accounts",
+    "axes",  # admin sign-in limits (accounts/login_limits.py)
 ]
 
 MIDDLEWARE = [
@@ -127,12 +129,17 @@ MIDDLEWARE = [
     "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out sign-in into the lock-out page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
 # Sub-accounts' per-instance roles (accounts.InstanceMembership) answer has_perm after the
 # plain Django permissions.
+# AxesStandaloneBackend comes first: it refuses a locked-out sign-in before any password
+# is checked (it authenticates nobody itself).
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "accounts.backends.MembershipBackend",
 ]
@@ -263,6 +270,36 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Admin sign-in limits (django-axes, see accounts/login_limits.py) -----------------
+# After SIGNET_LOGIN_FAILURE_LIMIT failed sign-ins for one user name, or from one address,
+# that name or address is locked out for SIGNET_LOGIN_LOCKOUT_MINUTES (429 with a page
+# saying so). 0 turns the limit off. Attempts are counted in the database, so every
+# process shares them.
+SIGNET_LOGIN_FAILURE_LIMIT = _setting("SIGNET_LOGIN_FAILURE_LIMIT", env.int, 5)
+SIGNET_LOGIN_LOCKOUT_MINUTES = _setting("SIGNET_LOGIN_LOCKOUT_MINUTES", env.int, 15)
+if SIGNET_LOGIN_FAILURE_LIMIT < 0:
+    raise ImproperlyConfigured("SIGNET_LOGIN_FAILURE_LIMIT must not be negative (0: off).")
+if SIGNET_LOGIN_LOCKOUT_MINUTES < 1:
+    raise ImproperlyConfigured("SIGNET_LOGIN_LOCKOUT_MINUTES must be at least 1.")
+AXES_ENABLED = SIGNET_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(SIGNET_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=SIGNET_LOGIN_LOCKOUT_MINUTES)
+# Two independent counters: one per user name (guessing one account's password from many
+# addresses) and one per address (trying many accounts from one place).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not wipe the counters: with one valid account of their own, an attacker
+# could otherwise reset their address's counter between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+# A lock-out ends on time even while someone keeps trying.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The address the audit log records (same proxy rule, AUDIT_TRUST_X_FORWARDED_FOR).
+AXES_CLIENT_IP_CALLABLE = "audit.client_address.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.login_limits.lockout_response"
+# No admin pages of its own (lift a lock-out with manage.py axes_reset_username /
+# axes_reset_ip), and no log of every successful sign-in.
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
 
 # --- KMS ---------------------------------------------------------------------
 # KMS_MASTER_KEY is a keyring: "VERSION:BASE64KEY[,VERSION:BASE64KEY...]". The
