@@ -219,6 +219,7 @@ class InstanceForm(forms.ModelForm):
                 default_domain=(data.get("default_domain") or "").strip().lower(),
                 custom_domains=[d.lower() for d in self.domain_list() if d],
                 has_stored_secret=self.instance.sealed_secret is not None,
+                instance_id=self.instance.pk,
             )
         except ValidationFailed as exc:
             _apply_domain_error(self, exc)

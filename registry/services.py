@@ -118,6 +118,14 @@ class InstanceMisconfigured(DomainError):
     default_message = "The registry instance's credentials cannot be read."
 
 
+class DomainNameTaken(ValidationFailed):
+    """Another instance already answers to the domain name (image verification finds the
+    instance by domain). The other instance is not named: the caller may not see it."""
+
+    code = "ResourceInUse.DomainName"
+    http_status = 409
+
+
 class NamespaceExists(DomainError):
     code = "ResourceInUse.NamespaceExists"
     http_status = 409
@@ -191,10 +199,12 @@ def validate_instance_fields(
     default_domain: str,
     custom_domains: Sequence[str],
     has_stored_secret: bool = False,
+    instance_id: int | None = None,
 ) -> None:
     """The rules for an instance, shared by the admin form, the API and the services.
 
     ``secret`` None means "keep the stored one" (``has_stored_secret`` says if there is one).
+    ``instance_id``: the instance being changed (its own domain names are not "taken").
     """
     values: dict[str, Any] = {
         "backend_url": backend_url, "username": username, "secret_env": secret_env,
@@ -246,6 +256,28 @@ def validate_instance_fields(
                 f"{domain} is already the default domain."
             )
     _raise_if(errors)
+    _raise_if_domains_taken(default_domain, custom_domains, instance_id=instance_id)
+
+
+def _raise_if_domains_taken(
+    default_domain: str, custom_domains: Sequence[str], *, instance_id: int | None
+) -> None:
+    taken = set(
+        InstanceDomain.objects.filter(name__in=[default_domain, *custom_domains])
+        .exclude(instance_id=instance_id)
+        .values_list("name", flat=True)
+    )
+    if not taken:
+        return
+    errors: dict[str, list[str]] = {}
+    message = "{} is already a domain name of another registry instance."
+    if default_domain in taken:
+        errors["default_domain"] = [message.format(default_domain)]
+    for domain in custom_domains:
+        if domain in taken:
+            errors.setdefault("custom_domains", []).append(message.format(domain))
+    first = next(iter(errors.values()))[0]
+    raise DomainNameTaken(first, fields=errors)
 
 
 def _store_secret(instance: Instance, secret: str) -> None:
@@ -261,11 +293,32 @@ def _store_secret(instance: Instance, secret: str) -> None:
 
 
 def _replace_domains(instance: Instance, domains: Sequence[str]) -> None:
-    instance.domains.exclude(name__in=domains).delete()
-    existing = set(instance.domains.values_list("name", flat=True))
-    InstanceDomain.objects.bulk_create(
-        [InstanceDomain(instance=instance, name=name) for name in domains if name not in existing]
-    )
+    """Make the instance's domain rows its default domain plus ``domains`` (custom).
+
+    The unique name constraint settles a race with another instance claiming the same
+    name: the loser gets DomainNameTaken and its whole change rolls back.
+    """
+    wanted = {instance.default_domain: True, **{name: False for name in domains}}
+    try:
+        with transaction.atomic():
+            instance.domains.exclude(name__in=wanted).delete()
+            existing = dict(instance.domains.values_list("name", "is_default"))
+            for name, is_default in existing.items():
+                if wanted[name] != is_default:
+                    # Free the default flag first: one default row per instance.
+                    instance.domains.filter(name=name).update(is_default=False)
+            for name, is_default in wanted.items():
+                if name in existing and existing[name] == is_default:
+                    continue
+                if name in existing:
+                    instance.domains.filter(name=name).update(is_default=is_default)
+                else:
+                    InstanceDomain.objects.create(
+                        instance=instance, name=name, is_default=is_default
+                    )
+    except IntegrityError:
+        _raise_if_domains_taken(instance.default_domain, domains, instance_id=instance.pk)
+        raise
 
 
 def create_instance(
@@ -286,13 +339,14 @@ def create_instance(
     default_domain = (default_domain or "").strip().lower()
     domains = _normalise_domains(custom_domains)
     backend_url = (backend_url or "").strip().rstrip("/")
+    # First: re-creating an instance would otherwise be refused for its own domain names.
+    if isinstance(name, str) and Instance.objects.filter(name=name).exists():
+        raise InstanceExists(f"A registry instance named {name!r} already exists.", name=name)
     validate_instance_fields(
         name=name, region=region, backend_url=backend_url, auth_type=auth_type,
         username=username, secret=secret, secret_env=secret_env,
         default_domain=default_domain, custom_domains=domains,
     )
-    if Instance.objects.filter(name=name).exists():
-        raise InstanceExists(f"A registry instance named {name!r} already exists.", name=name)
     token, token_hash = _new_webhook_token()
     instance = Instance(
         name=name, region=region, description=description, backend_url=backend_url,
@@ -353,7 +407,7 @@ def update_instance(
     new_domain = pick(default_domain, instance.default_domain).strip().lower()
     domains = (
         _normalise_domains(custom_domains) if custom_domains is not None
-        else sorted(instance.domains.values_list("name", flat=True))
+        else sorted(instance.domains.filter(is_default=False).values_list("name", flat=True))
     )
     new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
     if secret_env is not _UNCHANGED and secret_env and secret is None:
@@ -364,7 +418,7 @@ def update_instance(
         region=pick(region, instance.region), backend_url=new_backend, auth_type=new_auth,
         username=new_username, secret=secret, secret_env=new_secret_env,
         default_domain=new_domain, custom_domains=domains,
-        has_stored_secret=instance.sealed_secret is not None,
+        has_stored_secret=instance.sealed_secret is not None, instance_id=instance.pk,
     )
     with transaction.atomic():
         instance = Instance.objects.select_for_update().get(pk=instance.pk)
