@@ -298,20 +298,21 @@ def _replace_domains(instance: Instance, domains: Sequence[str]) -> None:
     The unique name constraint settles a race with another instance claiming the same
     name: the loser gets DomainNameTaken and its whole change rolls back.
     """
-    wanted = {instance.default_domain: True, **{name: False for name in domains}}
+    wanted = {instance.default_domain: True, **dict.fromkeys(domains, False)}
+    rows = instance.domains
     try:
         with transaction.atomic():
-            instance.domains.exclude(name__in=wanted).delete()
-            existing = dict(instance.domains.values_list("name", "is_default"))
-            for name, is_default in existing.items():
-                if wanted[name] != is_default:
-                    # Free the default flag first: one default row per instance.
-                    instance.domains.filter(name=name).update(is_default=False)
+            rows.exclude(name__in=wanted).delete()
+            # Clear a moved default flag first: one default row per instance.
+            rows.filter(is_default=True).exclude(name=instance.default_domain).update(
+                is_default=False
+            )
+            existing = set(rows.values_list("name", flat=True))
             for name, is_default in wanted.items():
-                if name in existing and existing[name] == is_default:
-                    continue
                 if name in existing:
-                    instance.domains.filter(name=name).update(is_default=is_default)
+                    rows.filter(name=name).exclude(is_default=is_default).update(
+                        is_default=is_default
+                    )
                 else:
                     InstanceDomain.objects.create(
                         instance=instance, name=name, is_default=is_default
