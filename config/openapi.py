@@ -149,7 +149,8 @@ def _webhook_operation() -> dict[str, Any]:
             "The endpoint a registry's `notifications.endpoints` entry posts to. It does not "
             "take user tokens or sessions: the registry authenticates with the instance's "
             "webhook token (`Authorization: Bearer <token>`, returned when the instance is "
-            "created or its token rotated). Checks, in order: 404 unknown instance, 401 token, "
+            "created or its token rotated). Checks, in order: 401 token (an unknown instance "
+            "answers the same 401, so names cannot be probed), "
             "415 content type, 413 body size (`REGISTRY_WEBHOOK_MAX_BODY_BYTES`), 400 JSON and "
             "envelope. Redelivered events are counted in `duplicates`."
         ),

@@ -7,6 +7,7 @@ the process at start with a message naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,57 @@ ALLOWED_HOSTS = _setting(
 )
 CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
 
+
+# --- HTTPS ---------------------------------------------------------------------------
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A strict boolean: a typo must not quietly turn a security setting off."""
+    value = _setting(name, env.str, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(f"{name} is malformed: use 1/0, true/false, not {value!r}.")
+    return value in _TRUE
+
+
+# With DEBUG off the session and CSRF cookies travel over HTTPS only; a plain-HTTP
+# loopback setup turns them off explicitly (SESSION_COOKIE_SECURE=0, CSRF_COOKIE_SECURE=0).
+SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _flag("CSRF_COOKIE_SECURE", not DEBUG)
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """``"X-Forwarded-Proto,https"``: the header a TLS-terminating proxy sets, and its value
+    for HTTPS requests. Unset: the request's own scheme counts (no proxy)."""
+    value = _setting("SECURE_PROXY_SSL_HEADER", env.str, "").strip()
+    if not value:
+        return None
+    header, _, expected = (part.strip() for part in value.partition(","))
+    meta = header.upper().replace("-", "_")
+    if not meta.startswith("HTTP_"):
+        meta = f"HTTP_{meta}"
+    if not (re.fullmatch(r"HTTP_[A-Z0-9_]+", meta) and expected and "," not in expected):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER is malformed: expected '<header>,<value>' "
+            f"(e.g. X-Forwarded-Proto,https), not {value!r}."
+        )
+    return meta, expected
+
+
+# Set it only behind a proxy that overwrites the header on every request: a client could
+# otherwise claim HTTPS. Then request.is_secure() is true for proxied HTTPS requests, and
+# every absolute URL Signet builds (the webhook URL and `notifications:` block shown for an
+# instance) starts with https://.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+SECURE_SSL_REDIRECT = _flag("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = _setting("SECURE_HSTS_SECONDS", env.int, 0)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("SECURE_HSTS_SECONDS must not be negative.")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _flag("SECURE_HSTS_PRELOAD", False)
+
 INSTALLED_APPS = [
     "config.apps.SignetAdminConfig",  # django.contrib.admin with our admin.site
     "django.contrib.auth",
@@ -66,6 +118,7 @@ INSTALLED_APPS = [
     "audit",
     "accounts",
     "apitokens",
+    "axes",  # admin sign-in limits (accounts/login_limits.py)
 ]
 
 MIDDLEWARE = [
@@ -78,12 +131,17 @@ MIDDLEWARE = [
     "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out sign-in into the lock-out page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
 # Sub-accounts' per-instance roles (accounts.InstanceMembership) answer has_perm after the
 # plain Django permissions.
+# AxesStandaloneBackend comes first: it refuses a locked-out sign-in before any password
+# is checked (it authenticates nobody itself).
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "accounts.backends.MembershipBackend",
 ]
@@ -193,7 +251,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounded ?limit= (at most 1000) and ?offset=: out-of-range values answer 400.
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.BoundedLimitOffsetPagination",
+    # JSON nested too deeply answers 400 (not a RecursionError); forms as DRF's defaults.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -231,6 +296,36 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Admin sign-in limits (django-axes, see accounts/login_limits.py) -----------------
+# After SIGNET_LOGIN_FAILURE_LIMIT failed sign-ins for one user name, or from one address,
+# that name or address is locked out for SIGNET_LOGIN_LOCKOUT_MINUTES (429 with a page
+# saying so). 0 turns the limit off. Attempts are counted in the database, so every
+# process shares them.
+SIGNET_LOGIN_FAILURE_LIMIT = _setting("SIGNET_LOGIN_FAILURE_LIMIT", env.int, 5)
+SIGNET_LOGIN_LOCKOUT_MINUTES = _setting("SIGNET_LOGIN_LOCKOUT_MINUTES", env.int, 15)
+if SIGNET_LOGIN_FAILURE_LIMIT < 0:
+    raise ImproperlyConfigured("SIGNET_LOGIN_FAILURE_LIMIT must not be negative (0: off).")
+if SIGNET_LOGIN_LOCKOUT_MINUTES < 1:
+    raise ImproperlyConfigured("SIGNET_LOGIN_LOCKOUT_MINUTES must be at least 1.")
+AXES_ENABLED = SIGNET_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(SIGNET_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=SIGNET_LOGIN_LOCKOUT_MINUTES)
+# Two independent counters: one per user name (guessing one account's password from many
+# addresses) and one per address (trying many accounts from one place).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not wipe the counters: with one valid account of their own, an attacker
+# could otherwise reset their address's counter between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+# A lock-out ends on time even while someone keeps trying.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The address the audit log records (same proxy rule, AUDIT_TRUST_X_FORWARDED_FOR).
+AXES_CLIENT_IP_CALLABLE = "audit.context.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.login_limits.lockout_response"
+# No admin pages of its own (lift a lock-out with manage.py axes_reset_username /
+# axes_reset_ip), and no log of every successful sign-in.
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
 
 # --- KMS ---------------------------------------------------------------------
 # KMS_MASTER_KEY is a keyring: "VERSION:BASE64KEY[,VERSION:BASE64KEY...]". The

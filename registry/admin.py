@@ -222,6 +222,7 @@ class InstanceForm(forms.ModelForm):
                 # Still the stored URL here: the form copies its data onto the instance
                 # only after clean().
                 current_backend_url=self.instance.backend_url if self.instance.pk else None,
+                instance_id=self.instance.pk,
             )
         except ValidationFailed as exc:
             _apply_domain_error(self, exc)

@@ -25,7 +25,9 @@ def snapshot(instance: Instance) -> dict[str, Any]:
         "env_variable": instance.secret_env,
         "stored_auth": instance.sealed_secret is not None,
         "default_domain": instance.default_domain,
-        "custom_domains": sorted(instance.domains.values_list("name", flat=True)),
+        "custom_domains": sorted(
+            instance.domains.filter(is_default=False).values_list("name", flat=True)
+        ),
     }
 
 

@@ -157,7 +157,8 @@ class Instance(models.Model):
 
     def domain_names(self) -> list[str]:
         """The default domain first, then the custom ones (uses a prefetch when present)."""
-        return [self.default_domain, *sorted(domain.name for domain in self.domains.all())]
+        custom = (domain.name for domain in self.domains.all() if not domain.is_default)
+        return [self.default_domain, *sorted(custom)]
 
     def secret(self) -> str:
         """The plaintext password/token. Never log it or put it in a message."""
@@ -187,16 +188,24 @@ class Instance(models.Model):
 
 
 class InstanceDomain(models.Model):
-    """A custom domain name users pull an instance's images by."""
+    """A domain name users pull an instance's images by: every one of them, the default
+    (``is_default``, the same as ``Instance.default_domain``) and the custom ones.
+
+    Verification finds the instance by the image's domain, so a name belongs to one
+    instance only: the unique constraint covers default and custom names alike.
+    """
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="domains")
     name = models.CharField(max_length=261, validators=[domain_validator])
+    is_default = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["name"], name="registry_domain_name_unique"),
             models.UniqueConstraint(
-                fields=["instance", "name"], name="registry_instance_domain_unique"
+                fields=["instance"], condition=Q(is_default=True),
+                name="registry_instance_one_default_domain",
             ),
         ]
 

@@ -120,6 +120,14 @@ class InstanceInUse(DomainError):
     default_message = "The instance still has namespaces; delete them first."
 
 
+class DomainNameTaken(ValidationFailed):
+    """Another instance already answers to the domain name (image verification finds the
+    instance by domain). The other instance is not named: the caller may not see it."""
+
+    code = "ResourceInUse.DomainName"
+    http_status = 409
+
+
 class NamespaceExists(DomainError):
     code = "ResourceInUse.NamespaceExists"
     http_status = 409
@@ -194,12 +202,14 @@ def validate_instance_fields(
     custom_domains: Sequence[str],
     has_stored_secret: bool = False,
     current_backend_url: str | None = None,
+    instance_id: int | None = None,
 ) -> None:
     """The rules for an instance, shared by the admin form, the API and the services.
 
     ``secret`` None means "keep the stored one" (``has_stored_secret`` says if there is one).
     ``current_backend_url``: the URL the stored secret was sealed for, on a change; when
     ``backend_url`` leaves its origin the stored secret cannot come along.
+    ``instance_id``: the instance being changed (its own domain names are not "taken").
     """
     moved = current_backend_url is not None and not same_origin(current_backend_url, backend_url)
     if moved:
@@ -268,6 +278,28 @@ def validate_instance_fields(
                 f"{domain} is already the default domain."
             )
     _raise_if(errors)
+    _raise_if_domains_taken(default_domain, custom_domains, instance_id=instance_id)
+
+
+def _raise_if_domains_taken(
+    default_domain: str, custom_domains: Sequence[str], *, instance_id: int | None
+) -> None:
+    taken = set(
+        InstanceDomain.objects.filter(name__in=[default_domain, *custom_domains])
+        .exclude(instance_id=instance_id)
+        .values_list("name", flat=True)
+    )
+    if not taken:
+        return
+    errors: dict[str, list[str]] = {}
+    message = "{} is already a domain name of another registry instance."
+    if default_domain in taken:
+        errors["default_domain"] = [message.format(default_domain)]
+    for domain in custom_domains:
+        if domain in taken:
+            errors.setdefault("custom_domains", []).append(message.format(domain))
+    first = next(iter(errors.values()))[0]
+    raise DomainNameTaken(first, fields=errors)
 
 
 def _store_secret(instance: Instance, secret: str) -> None:
@@ -275,11 +307,33 @@ def _store_secret(instance: Instance, secret: str) -> None:
 
 
 def _replace_domains(instance: Instance, domains: Sequence[str]) -> None:
-    instance.domains.exclude(name__in=domains).delete()
-    existing = set(instance.domains.values_list("name", flat=True))
-    InstanceDomain.objects.bulk_create(
-        [InstanceDomain(instance=instance, name=name) for name in domains if name not in existing]
-    )
+    """Make the instance's domain rows its default domain plus ``domains`` (custom).
+
+    The unique name constraint settles a race with another instance claiming the same
+    name: the loser gets DomainNameTaken and its whole change rolls back.
+    """
+    wanted = {instance.default_domain: True, **dict.fromkeys(domains, False)}
+    rows = instance.domains
+    try:
+        with transaction.atomic():
+            rows.exclude(name__in=wanted).delete()
+            # Clear a moved default flag first: one default row per instance.
+            rows.filter(is_default=True).exclude(name=instance.default_domain).update(
+                is_default=False
+            )
+            existing = set(rows.values_list("name", flat=True))
+            for name, is_default in wanted.items():
+                if name in existing:
+                    rows.filter(name=name).exclude(is_default=is_default).update(
+                        is_default=is_default
+                    )
+                else:
+                    InstanceDomain.objects.create(
+                        instance=instance, name=name, is_default=is_default
+                    )
+    except IntegrityError:
+        _raise_if_domains_taken(instance.default_domain, domains, instance_id=instance.pk)
+        raise
 
 
 def create_instance(
@@ -300,13 +354,14 @@ def create_instance(
     default_domain = (default_domain or "").strip().lower()
     domains = _normalise_domains(custom_domains)
     backend_url = (backend_url or "").strip().rstrip("/")
+    # First: re-creating an instance would otherwise be refused for its own domain names.
+    if isinstance(name, str) and Instance.objects.filter(name=name).exists():
+        raise InstanceExists(f"A registry instance named {name!r} already exists.", name=name)
     validate_instance_fields(
         name=name, region=region, backend_url=backend_url, auth_type=auth_type,
         username=username, secret=secret, secret_env=secret_env,
         default_domain=default_domain, custom_domains=domains,
     )
-    if Instance.objects.filter(name=name).exists():
-        raise InstanceExists(f"A registry instance named {name!r} already exists.", name=name)
     token, token_hash = _new_webhook_token()
     instance = Instance(
         name=name, region=region, description=description, backend_url=backend_url,
@@ -375,7 +430,7 @@ def update_instance(
         new_domain = pick(default_domain, instance.default_domain).strip().lower()
         domains = (
             _normalise_domains(custom_domains) if custom_domains is not None
-            else sorted(instance.domains.values_list("name", flat=True))
+            else sorted(instance.domains.filter(is_default=False).values_list("name", flat=True))
         )
         new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
         if not same_origin(instance.backend_url, new_backend):
@@ -392,7 +447,7 @@ def update_instance(
             username=new_username, secret=secret, secret_env=new_secret_env,
             default_domain=new_domain, custom_domains=domains,
             has_stored_secret=instance.sealed_secret is not None,
-            current_backend_url=instance.backend_url,
+            current_backend_url=instance.backend_url, instance_id=instance.pk,
         )
         before = snapshot(instance)
         instance.region = pick(region, instance.region)
@@ -452,6 +507,22 @@ def authenticate_webhook(*, instance: Instance, token: str | None) -> bool:
     if not token or not isinstance(token, str):
         return False
     return hmac.compare_digest(hash_webhook_token(token), instance.webhook_token_hash)
+
+
+def authenticated_webhook_instance(*, name: str, token: str | None) -> Instance | None:
+    """The instance ``name`` if ``token`` is its webhook token; None for a wrong token and
+    for an unknown instance alike (a hash is compared either way)."""
+    instance = Instance.objects.filter(name=name).first() if isinstance(name, str) else None
+    stored = instance.webhook_token_hash if instance is not None else _NO_INSTANCE_HASH
+    if not token or not isinstance(token, str):
+        return None
+    if not hmac.compare_digest(hash_webhook_token(token), stored) or instance is None:
+        return None
+    return instance
+
+
+# Compared against when the instance does not exist; no token hashes to it in practice.
+_NO_INSTANCE_HASH = "0" * 64
 
 
 def reseal_instance_secrets() -> int:

@@ -41,6 +41,12 @@ def _id_query(name: str) -> OpenApiParameter:
 _SEARCH = _query("search", "Only those whose name contains this text.")
 
 
+def _no_store(response: Response) -> Response:
+    """An answer carrying a token: no browser or proxy may keep a copy."""
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def _read_only(model: str) -> dict[str, str]:
     perm = f"registry.view_{model}"
     return {"list": perm, "retrieve": perm, "metadata": perm}
@@ -131,7 +137,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         )
         body = {**self._out(self._fresh(instance)),
                 **self._with_token(instance, token)}
-        return Response(body, status=status.HTTP_201_CREATED)
+        return _no_store(Response(body, status=status.HTTP_201_CREATED))
 
     def partial_update(self, request: Request, pk: str) -> Response:
         instance = self.get_object()
@@ -150,7 +156,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         """A new token (the old one stops working); returned once with the config block."""
         instance = self.get_object()
         token = services.rotate_webhook_token(instance=instance)
-        return Response(self._with_token(instance, token))
+        return _no_store(Response(self._with_token(instance, token)))
 
 
 @extend_schema_view(

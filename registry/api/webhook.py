@@ -2,9 +2,10 @@
 
 A plain Django view (no session, no CSRF, no DRF authentication): the registry
 authenticates with the instance's webhook token as ``Authorization: Bearer <token>``.
-Checks run in this order: 405 method, 404 unknown instance, 401 token, 415 content type,
-413 body size (Content-Length, then the bytes really read), 400 JSON and envelope. The
-request only touches the database: no registry or KMS call, so it answers fast.
+Checks run in this order: 405 method, 401 token (an unknown instance answers like a wrong
+token, so instance names cannot be probed), 415 content type, 413 body size
+(Content-Length, then the bytes really read), 400 JSON and envelope. The request only
+touches the database: no registry or KMS call, so it answers fast.
 """
 
 from __future__ import annotations
@@ -43,17 +44,15 @@ def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
         response = _error(405, "UnsupportedOperation", "Only POST is allowed here.")
         response["Allow"] = "POST"
         return response
-    try:
-        instance = services.get_instance(name=instance_name)
-    except services.InstanceNotFound as exc:
-        return _error(exc.http_status, exc.code, exc.message)
-
     token = _bearer_token(request)
     if token is None:
         return _error(401, "AuthFailure", "Send the instance's webhook token as "
                       "'Authorization: Bearer <token>'.")
-    if not services.authenticate_webhook(instance=instance, token=token):
-        logger.warning("registry webhook: wrong token for instance %s", instance.name)
+    # An unknown instance answers exactly like a wrong token: the webhook must not tell
+    # whoever probes it which instance names exist.
+    instance = services.authenticated_webhook_instance(name=instance_name, token=token)
+    if instance is None:
+        logger.warning("registry webhook: wrong token or unknown instance %.60r", instance_name)
         return _error(401, "AuthFailure", "The webhook token is not valid for this instance.")
 
     content_type = request.content_type or ""

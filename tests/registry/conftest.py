@@ -43,7 +43,10 @@ def db_snapshot() -> dict[str, list[dict[str, Any]]]:
 
 def make_instance(name: str = "prod", **fields: Any) -> tuple[Instance, str]:
     fields.setdefault("backend_url", "http://127.0.0.1:9")
-    fields.setdefault("default_domain", "registry.example.com")
+    # Domain names are unique across instances: "prod" keeps the plain one.
+    fields.setdefault(
+        "default_domain", "registry.example.com" if name == "prod" else f"{name}.example.com"
+    )
     return services.create_instance(name=name, **fields)
 
 

@@ -222,7 +222,7 @@ def test_the_migration_reseals_existing_secrets_for_their_origin(protected):
     )
     with pytest.raises(InstanceMisconfigured):  # no fallback to the old binding at read time
         Instance.objects.get(pk=protected.pk).secret()
-    migration = importlib.import_module("registry.migrations.0002_seal_secrets_to_origin")
+    migration = importlib.import_module("registry.migrations.0004_seal_secrets_to_origin")
 
     migration.forwards(django_apps, None)
 

@@ -347,11 +347,21 @@ def test_it_answers_401_for_another_instances_token(post_events, other_token, un
     _error(response, 401, "AuthFailure")
 
 
-def test_it_answers_404_for_an_unknown_instance(post_events, unchanged):
-    response = post_events(ev.sample_push(), instance_name="nope")
+def test_an_unknown_instance_answers_exactly_like_a_wrong_token(
+    post_events, webhook_token, unchanged
+):
+    """Instance names cannot be enumerated: same status, body and header either way."""
+    unknown = post_events(ev.sample_push(), instance_name="nope", token=webhook_token)
+    wrong = post_events(ev.sample_push(), token="wrong-token")
+    unknown_without_token = post_events(ev.sample_push(), instance_name="nope", token=None)
+    known_without_token = post_events(ev.sample_push(), token=None)
 
-    body = _error(response, 404, "ResourceNotFound.Instance")
-    assert "nope" in body["message"]
+    assert _error(unknown, 401, "AuthFailure") == _error(wrong, 401, "AuthFailure")
+    assert unknown["WWW-Authenticate"] == wrong["WWW-Authenticate"]
+    assert "nope" not in unknown.content.decode()
+    assert _error(unknown_without_token, 401, "AuthFailure") == _error(
+        known_without_token, 401, "AuthFailure"
+    )
 
 
 def test_it_answers_400_for_malformed_json(post_events, unchanged):

@@ -81,7 +81,7 @@ def instance(registry_server) -> Instance:
 def offline_instance(db) -> Instance:
     """An instance whose registry is never contacted (page and query tests)."""
     created, _token = registry_services.create_instance(
-        name="offline", backend_url="http://127.0.0.1:9", default_domain=DOMAIN,
+        name="offline", backend_url="http://127.0.0.1:9", default_domain=f"offline.{DOMAIN}",
     )
     return created
 

@@ -101,6 +101,6 @@ def backwards(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("registry", "0001_initial")]
+    dependencies = [("registry", "0003_domain_names_unique")]
 
     operations = [migrations.RunPython(forwards, backwards, elidable=False)]
