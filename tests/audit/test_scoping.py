@@ -32,8 +32,10 @@ EVENTS = "/api/v1/audit/events/"
 
 
 def _create(name: str) -> Instance:
+    # Domain names are unique across instances: "prod" (either incarnation) has DOMAIN.
+    domain = DOMAIN if name == "prod" else f"{name}.{DOMAIN}"
     instance, _token = registry_services.create_instance(
-        name=name, backend_url=f"http://127.0.0.1:{free_port()}", default_domain=DOMAIN
+        name=name, backend_url=f"http://127.0.0.1:{free_port()}", default_domain=domain
     )
     return instance
 
@@ -59,6 +61,10 @@ def recreated():
     old_id = old.pk
     registry_services.delete_instance(instance=old)
     assert not Instance.objects.filter(pk=old_id).exists()
+    # The deletion is the old instance's last event (recorded while the row still existed).
+    old_events = list(AuditEvent.objects.filter(instance_name="prod").order_by("id"))
+    assert old_events[-1].action == "registry.instance.deleted"
+    assert {event.instance_id for event in old_events} == {old_id}
 
     new = _create("prod")
     team = registry_services.create_namespace(instance=new, name="team")
@@ -105,7 +111,8 @@ def test_the_events_store_which_instance_of_the_name_they_concern(recreated):
     assert recreated["old_id"] != recreated["new"].pk
     # Both keep the name for display; the deleted instance's events are all still there.
     assert {event.instance_name for event in recreated["old_events"]} == {"prod"}
-    assert AuditEvent.objects.filter(instance_id=recreated["old_id"]).count() == 3
+    # created, token rotated, policy created, deleted
+    assert AuditEvent.objects.filter(instance_id=recreated["old_id"]).count() == 4
 
 
 def test_a_narrowed_member_of_the_re_created_instance_reads_only_its_namespaces_new_events(
