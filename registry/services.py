@@ -1356,6 +1356,18 @@ def sync_instance(
     return result
 
 
+def resync_repository(*, instance: Instance, repository: str, client=None) -> SyncResult:
+    """Import one repository's tags and manifests again from the registry, e.g. after a
+    delete event the registry did not confirm removed Signet's records of a present image.
+    Push handlers are called with ``source="sync"`` (nothing is signed by this)."""
+    result = SyncResult(repositories=1)
+    client = client or instance.registry_client()
+    remote = _remote_tags(client, instance, repository, 100, result)
+    if remote:
+        _record_remote(instance, repository, remote, result)
+    return result
+
+
 # --- reading ----------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from kms import services as kms_services
 from kms.clients import get_kms_client
 from kms.errors import KeyInUse, KeyNotFound
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage
+from registry import services as registry_services
 from registry.models import Instance, Manifest, Namespace, Tag
 from registry.reconcile import reconcile_manifest
 from signing import artifacts
@@ -377,7 +378,8 @@ def _after_commit_cleanups(ids: Sequence[int]) -> None:
 
 def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
     """A delete event only claims the image is gone: ask the registry before its signature
-    goes. An image still there keeps its ``.sig`` (a forged or stale event)."""
+    goes. An image still there keeps its ``.sig`` (a forged or stale event), and Signet's
+    records of it, which the event removed, are restored from the registry."""
     if client.head_manifest(cleanup.repository, cleanup.manifest_digest) is None:
         return False
     logger.warning(
@@ -391,11 +393,38 @@ def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
         namespace_name=cleanup.repository.split("/", 1)[0],
         details={
             "reason": "the registry still holds the image a delete event named; its "
-            "signature stays (run sync_registry to restore Signet's records of it)",
+            "signature stays and Signet's records of it are restored from the registry",
             "repository": cleanup.repository, "digest": cleanup.manifest_digest,
         },
     )
+    _restore_records(client, cleanup)
     return True
+
+
+def _restore_records(client, cleanup: ArtifactCleanup) -> None:
+    """Re-import the repository and put the image's signature rows back (the registry
+    holds the image, so the worker signs it again: the same key's layer is replaced, not
+    added), so that a policy deletion later still finds and removes its ``.sig``."""
+    registry_services.resync_repository(
+        instance=cleanup.instance, repository=cleanup.repository, client=client
+    )
+    manifest = (
+        Manifest.objects.select_related("repository")
+        .filter(
+            repository__namespace__instance=cleanup.instance,
+            repository__name=cleanup.repository, digest=cleanup.manifest_digest,
+        )
+        .first()
+    )
+    policy = manifest and SigningPolicy.objects.filter(
+        namespace_id=manifest.repository.namespace_id, disabled=False
+    ).first()
+    if manifest is None or policy is None:
+        return
+    pairs = [(policy, m) for m in manifests_with_children([manifest])]
+    with transaction.atomic():
+        ids = _ensure_pending(pairs, trigger=Trigger.PUSH, actor=None)
+    sign_signatures(ids)
 
 
 def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, int]:
@@ -461,7 +490,7 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
     for tag in tags:
         by_id.setdefault(tag.manifest_id, tag.manifest)
     # An index's children are not taken from the event's references: the worker signs
-    # them once it has fetched the index itself from the registry (_sign_children).
+    # them once it has fetched the index itself from the registry (_pending_children).
     if not by_id:
         return
     namespace_ids = {m.repository.namespace_id for m in by_id.values()}
@@ -563,8 +592,11 @@ def _ensure_pending(
                 Signature.objects.filter(pk__in=chunk_ids).update(
                     trigger=trigger, triggered_by=actor, next_attempt_at=None
                 )
-                # A new request (a push, a person) earns a row given up its tries again.
-                Signature.objects.filter(given_up(), pk__in=chunk_ids).update(attempts=0)
+                if trigger != Trigger.PUSH:
+                    # A person asking again earns a row given up its tries again; a push
+                    # event does not (whoever holds the webhook token could otherwise
+                    # keep Signet fetching a digest the registry never held).
+                    Signature.objects.filter(given_up(), pk__in=chunk_ids).update(attempts=0)
             ids.extend(chunk_ids)
     return ids
 
@@ -1005,8 +1037,10 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
 def retry_now(*, signatures: Iterable[Signature]) -> SignOutcome:
     """Admin/API "retry": sign the given failed or pending rows at once."""
     ids = [s.pk for s in signatures]
-    # Due now, so the scheduled retry takes over whatever this request does not finish.
+    # Due now, so the scheduled retry takes over whatever this request does not finish; a
+    # row given up earns its tries again (else the scheduled retry would skip it).
     Signature.objects.filter(pk__in=ids).update(next_attempt_at=timezone.now())
+    Signature.objects.filter(given_up(), pk__in=ids).update(attempts=0)
     limit = settings.SIGNING_SYNC_LIMIT
     outcome = sign_signatures(ids[:limit])
     if ids[limit:]:

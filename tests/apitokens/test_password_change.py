@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -20,6 +20,11 @@ pytestmark = pytest.mark.django_db
 
 KEYS = "/api/v1/kms/keys/"
 NEW_PASSWORD = "a-brand-new-Passphrase-91"
+
+
+def sign_in_request():
+    """What a sign-in carries: the admin-login limits (django-axes) count by its address."""
+    return RequestFactory().post("/admin/login/")
 
 
 def works(token: str) -> bool:
@@ -118,7 +123,9 @@ def test_saving_a_user_without_a_new_password_keeps_its_tokens(holder):
 
     user.first_name = "Renamed"
     user.save()
-    assert signed_in.login(username="holder", password="pw-for-tests-only")  # last_login
+    assert signed_in.login(
+        request=sign_in_request(), username="holder", password="pw-for-tests-only"
+    )  # last_login
 
     assert all(works(token) for token in tokens)
     assert ApiToken.objects.filter(user=user).count() == 2
@@ -135,7 +142,9 @@ def test_djangos_hasher_upgrade_at_sign_in_keeps_the_users_tokens(settings):
         password=make_password("old-hasher-pw", hasher="md5"))
     token = make_token(user)
 
-    assert Client().login(username="upgraded", password="old-hasher-pw")
+    assert Client().login(
+        request=sign_in_request(), username="upgraded", password="old-hasher-pw"
+    )
 
     user.refresh_from_db()
     assert user.password.startswith("pbkdf2_sha256$")  # rehashed on sign-in

@@ -126,10 +126,16 @@ def test_a_digest_that_stays_unknown_is_given_up_after_the_bounded_attempts(
     assert (row.status, row.failure_code) == (SignatureStatus.FAILED, "ManifestUnknown")
     assert row.next_attempt_at is None  # given up: failed and visible, not retried
     assert sig_manifest(registry, REPOSITORY, digest) is None
-    # A person asking again gets one more try (and the same answer).
+    # A forged push of the same digest again does not earn it more tries ...
+    deliver(client, instance, webhook_token, push_event(REPOSITORY, digest, tag="v2"))
+    assert row_for(digest).attempts == 4
+    assert row_for(digest).next_attempt_at is None
+    # ... a person asking again does (and gets the same answer, with a next try scheduled).
     outcome = services.retry_now(signatures=[row])
     assert (outcome.signed, outcome.failed) == (0, 1)
-    assert row_for(digest).attempts == 4
+    row = row_for(digest)
+    assert (row.attempts, row.failure_code) == (1, "ManifestUnknown")
+    assert row.next_attempt_at is not None
 
 
 def test_a_push_event_naming_another_repositorys_image_is_not_signed(
@@ -348,18 +354,38 @@ def test_a_resign_of_an_image_gone_from_the_registry_keeps_the_old_signature(
 
 
 def test_a_forged_delete_event_for_a_present_image_keeps_its_signature(
-    client, policy, instance, webhook_token, registry, push_image_event
+    client, policy, instance, webhook_token, registry, push_image_event, key
 ):
     pushed = push_image_event(tag="v1")
     assert len(sig_layers(registry, REPOSITORY, pushed.digest)) == 1
 
     deliver(client, instance, webhook_token, delete_event(REPOSITORY, pushed.digest))
 
-    assert len(sig_layers(registry, REPOSITORY, pushed.digest)) == 1
+    [layer] = sig_layers(registry, REPOSITORY, pushed.digest)
+    assert verifies_with(key.public_key_pem, layer.payload, layer.signature_b64)
     assert not ArtifactCleanup.objects.exists()  # settled, not left to retry forever
     kept = AuditEvent.objects.get(action="signing.artifact.kept")
     assert kept.object_repr == f"{REPOSITORY}@{pushed.digest}"
     assert kept.instance_name == instance.name
+    # Signet's records agree with the registry again: the tag, the image, its signature.
+    assert Tag.objects.get(repository__name=REPOSITORY, name="v1").manifest.digest == (
+        pushed.digest
+    )
+    assert row_for(pushed.digest).status == SignatureStatus.SIGNED
+
+
+def test_a_policy_deleted_after_a_forged_delete_still_removes_the_signature(
+    client, policy, instance, webhook_token, registry, push_image_event
+):
+    """Deleting the policy revokes trust in its signatures: a forged delete earlier must
+    not have made Signet forget the .sig it would need to remove."""
+    pushed = push_image_event(tag="v1")
+    deliver(client, instance, webhook_token, delete_event(REPOSITORY, pushed.digest))
+    assert len(sig_layers(registry, REPOSITORY, pushed.digest)) == 1
+
+    services.delete_policy(policy=policy)
+
+    assert sig_manifest(registry, REPOSITORY, pushed.digest) is None
 
 
 def test_a_real_delete_removes_the_signature(
