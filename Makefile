@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml requirements/dev.txt | $(BIN)/python
 
 ## make lock: re-resolve requirements/*.txt from pyproject.toml (pinned, with hashes)
 lock: | $(BIN)/python
-	$(BIN)/pip install -q 'uv>=0.5'
+	$(BIN)/pip install -q 'uv==0.13.9'
 	$(BIN)/uv pip compile -q --upgrade --generate-hashes --python-version 3.11 \
 		--extra postgres -o requirements/run.txt pyproject.toml
 	$(BIN)/uv pip compile -q --upgrade --generate-hashes --python-version 3.11 \

@@ -5,8 +5,9 @@ a membership on: a membership on the whole instance sees all of that instance's 
 one narrowed to namespaces only the events whose ``namespace_name`` is one of them
 (instance-wide and multi-namespace events are hidden from it, so it never learns of
 objects outside its namespaces). Events of no instance (KMS administration) and access
-administration (``accounts.*``: memberships, tokens) are for superusers only, like the
-admin pages that manage them. Anonymous and inactive users read nothing.
+administration (``accounts.*``: memberships) are for superusers only, like the admin
+pages that manage them; API token events (``apitokens.*``) name no instance, so they are
+superusers' too. Anonymous and inactive users read nothing.
 
 Events belong to an instance by its id (``AuditEvent.instance_id``), not its name: an
 instance deleted and later created again under the same name is another instance, and

@@ -237,7 +237,7 @@ def _token_ttl(name: str, default: str) -> timedelta | None:
 
 
 # API tokens (django-rest-knox keeps only their SHA-512 hash). A new token lives this long;
-# "never" makes tokens that do not expire (see accounts.tokens).
+# "never" makes tokens that do not expire (see apitokens).
 API_TOKEN_TTL = _token_ttl("API_TOKEN_TTL", "30")
 REST_KNOX = {
     "TOKEN_TTL": API_TOKEN_TTL,
