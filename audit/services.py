@@ -64,6 +64,8 @@ KNOWN_ACTIONS: tuple[str, ...] = (
     "signing.signature.failed",
     # a delete event named an image the registry still holds: its .sig was not removed
     "signing.artifact.kept",
+    # recheck_signatures --remove: a signed image the registry does not hold
+    "signing.signature.revoked",
     "apitokens.token.created",  # details: user, prefix, expires, via (api or command)
     "apitokens.token.revoked",  # details: user, prefix, reason, expired
 )

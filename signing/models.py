@@ -134,6 +134,8 @@ class CleanupReason(models.TextChoices):
     POLICY_DELETED = "policy-deleted"
     IMAGE_DELETED = "image-deleted"
     KEY_REPLACED = "key-replaced"
+    # A signed image the registry does not hold (recheck_signatures --remove).
+    NOT_IN_REGISTRY = "not-in-registry"
 
 
 class ArtifactCleanup(models.Model):

@@ -9,6 +9,7 @@ not hash to their digest), a scripted one on loopback plays it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import timedelta
@@ -21,11 +22,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from kms import services as kms_services
+from kms.models import AuthorizedService
 from registry import services as registry_services
 from registry.client import OCI_INDEX, OCI_MANIFEST
 from registry.models import Manifest, ManifestReference, Tag
-from signing import services
+from signing import artifacts, services
 from signing.models import ArtifactCleanup, Signature, SignatureStatus
+from signing.payload import SignatureLayer, build_payload, signing_annotations
 from tests.factories import make_key, make_user
 from tests.signing.conftest import (
     EVENTS_TYPE,
@@ -399,3 +403,66 @@ def test_a_real_delete_removes_the_signature(
     assert sig_manifest(registry, REPOSITORY, pushed.digest) is None
     assert not ArtifactCleanup.objects.exists()
     assert not AuditEvent.objects.filter(action="signing.artifact.kept").exists()
+
+
+# --- signatures published before Signet checked the registry ---------------------------------
+
+
+def publish_the_old_way(registry, policy, key, digest: str, tag: str) -> Signature:
+    """What a forged push event got before this check: a signed row and a .sig layer for a
+    digest the registry never held."""
+    registry_services.record_events(
+        instance=policy.namespace.instance,
+        envelope=envelope(push_event(REPOSITORY, digest, tag=tag)),
+    )
+    row = row_for(digest)  # failed now (ManifestUnknown); make it what the old code left
+    reference = f"{policy.domain}/{REPOSITORY}"
+    payload = build_payload(docker_reference=reference, manifest_digest=digest)
+    signature_b64 = base64.b64encode(
+        kms_services.sign(key_id=str(key.key_id), message=payload,
+                          algorithm="RSA_PKCS1_SHA_256",
+                          on_behalf_of=AuthorizedService.REGISTRY_SIGNING)
+    ).decode()
+    layer = SignatureLayer(
+        payload=payload, signature_b64=signature_b64,
+        annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
+    )
+    sig_digest = artifacts.publish(registry, REPOSITORY, digest, layer)
+    Signature.objects.filter(pk=row.pk).update(
+        status=SignatureStatus.SIGNED, failure_code="", failure_reason="", key_id=key.key_id,
+        key_fingerprint=key.public_key_fingerprint, docker_reference=reference,
+        payload=payload, signature_value=signature_b64, sig_manifest_digest=sig_digest,
+        signed_at=timezone.now(),
+    )
+    return row_for(digest)
+
+
+def test_recheck_finds_and_revokes_signatures_of_images_the_registry_does_not_hold(
+    policy, key, instance, registry, push_image_event
+):
+    real = push_image_event(tag="v1")
+    forged = never_pushed_digest("signed-before-the-upgrade")
+    publish_the_old_way(registry, policy, key, forged, "v2")
+    assert len(sig_layers(registry, REPOSITORY, forged)) == 1
+
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 signed image"):
+        call_command("recheck_signatures", "--instance", instance.name, stdout=out, stderr=err)
+    assert f"not held: {REPOSITORY}@{forged}: ManifestUnknown" in err.getvalue()
+    assert "Checked 2 signed image(s): 1 held by the registry, 1 not held" in out.getvalue()
+    assert len(sig_layers(registry, REPOSITORY, forged)) == 1  # a report changes nothing
+
+    call_command("recheck_signatures", "--instance", instance.name, "--remove",
+                 stdout=out, stderr=err)
+
+    assert sig_manifest(registry, REPOSITORY, forged) is None
+    row = row_for(forged)
+    assert (row.status, row.failure_code, row.sig_manifest_digest) == (
+        SignatureStatus.FAILED, "ManifestUnknown", ""
+    )
+    services.retry_signatures(now=timezone.now() + LATER)
+    assert row_for(forged).attempts == row.attempts  # given up: not retried on its own
+    revoked = AuditEvent.objects.get(action="signing.signature.revoked")
+    assert revoked.object_repr == f"{REPOSITORY}@{forged}"
+    assert row_for(real.digest).status == SignatureStatus.SIGNED
+    assert len(sig_layers(registry, REPOSITORY, real.digest)) == 1
