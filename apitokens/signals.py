@@ -1,4 +1,5 @@
-"""A changed password revokes the user's API tokens.
+"""A changed password revokes the user's API tokens; so does deleting the user (the
+cascade would take them without a word in the audit log).
 
 Every way of changing a password ends in saving the user with a new hash in
 ``password``: the admin's password forms, ``manage.py changepassword``,
@@ -22,7 +23,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, identify_hasher, is_password_usable
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_save, pre_delete, pre_save
 
 from apitokens import services
 
@@ -69,8 +70,14 @@ def revoke_after_password_change(sender: Any, instance: Any, created: bool = Fal
         services.revoke_user_tokens(instance, reason="password changed")
 
 
+def revoke_before_user_deletion(sender: Any, instance: Any, **kwargs: Any) -> None:
+    services.revoke_user_tokens(instance, reason="user deleted")
+
+
 def connect() -> None:
     user_model = get_user_model()
+    pre_delete.connect(revoke_before_user_deletion, sender=user_model,
+                       dispatch_uid="apitokens.revoke_before_user_deletion")
     pre_save.connect(note_password_change, sender=user_model,
                      dispatch_uid="apitokens.note_password_change")
     post_save.connect(revoke_after_password_change, sender=user_model,

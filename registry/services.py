@@ -52,6 +52,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from accounts.models import InstanceMembership
+from accounts.services import revoke_membership
 from audit import context as audit_context
 from audit import services as audit
 from config.errors import DomainError, ValidationFailed
@@ -475,8 +477,13 @@ def delete_instance(*, instance: Instance) -> None:
                 "delete them first.", name=instance.name,
             )
         # Recorded while the row exists (the event names it by id); a refused delete rolls
-        # the event back with it.
+        # the events back with it. Memberships go through the service, so their end is
+        # audited too (the cascade would remove them silently).
         audit_instance_deleted(instance)
+        for membership in InstanceMembership.objects.select_related("user", "instance").filter(
+            instance=instance
+        ):
+            revoke_membership(membership=membership)
         try:
             instance.delete()
         except ProtectedError:
