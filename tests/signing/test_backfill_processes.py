@@ -304,6 +304,7 @@ def test_two_backfills_of_the_same_scope_both_succeed_and_sign_each_image_once(
     signed_by = [
         int(run.stdout.splitlines()[-1].split(": ", 1)[1].split(" signed")[0]) for run in runs
     ]
+    print(f"(b) signed by each backfill: {signed_by}")
     assert sum(signed_by) == IMAGES, signed_by  # each image counted by the one that signed it
     assert_signed_once(synced, list(Manifest.objects.select_related("repository")))
     assert_no_pending_row_is_published(synced)
