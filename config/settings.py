@@ -168,8 +168,11 @@ except (ImproperlyConfigured, ValueError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let the dev server, the registry webhook and
-    # management commands share the embedded database without "database is locked".
+    # WAL: readers never block the writer, nor it them. Writers still take turns (one
+    # write lock per file), waiting up to the busy timeout. That wait is skipped for a
+    # connection still holding a read snapshot older than the last commit: its write
+    # fails at once with "database is locked", so long-running code reads in complete
+    # pages between its writes and never keeps a cursor (.iterator()) open across them.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         # IMMEDIATE: a transaction takes the write lock when it starts, so two writers
         # queue on the busy timeout instead of one failing with "database is locked".

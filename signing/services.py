@@ -427,6 +427,16 @@ def _restore_records(client, cleanup: ArtifactCleanup) -> None:
     sign_signatures(ids)
 
 
+def _paged(queryset: QuerySet, size: int) -> Iterable[Any]:
+    """The rows by primary key, one complete read per page. Not ``.iterator()``: on SQLite
+    its open statement keeps a read snapshot, and the first write after another
+    connection commits fails at once with "database is locked"."""
+    last = 0
+    while page := list(queryset.filter(pk__gt=last).order_by("pk")[:size]):
+        yield from page
+        last = page[-1].pk
+
+
 def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, int]:
     """Carry out queued artifact removals; returns (done, failed)."""
     now = now or timezone.now()
@@ -437,7 +447,7 @@ def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, in
         queryset = queryset.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     done = failed = 0
     clients: dict[int, Any] = {}
-    for cleanup in queryset.iterator(chunk_size=200):
+    for cleanup in _paged(queryset, 200):
         try:
             client = clients.get(cleanup.instance_id) or cleanup.instance.registry_client()
             clients[cleanup.instance_id] = client

@@ -305,6 +305,10 @@ def test_a_namespace_without_policy_is_only_counted_as_skipped(instance, key, re
             ["--instance", "prod", "--batch-size", "0"],
             "argument --batch-size: must be a positive integer, not '0'",
         ),
+        (
+            ["--instance", "prod", "--wait", "forever"],
+            "argument --wait: must be a number of seconds from 0 to 3600, not 'forever'",
+        ),
     ],
 )
 def test_it_refuses_a_bad_scope_with_a_precise_message(images, args, message):

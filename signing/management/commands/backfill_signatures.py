@@ -5,31 +5,29 @@
 
 Covers every tagged manifest in scope and the children of tagged image indexes. Images
 already signed with their policy's current key are counted, not signed again, so a
-second run does only what is left. Manifest ids are streamed from the database
-(``.iterator()``) and signed in batches through ``signing.services.request_signing``,
-all synchronously, so memory stays flat over any number of tags. Exit status 1 when
-any image failed to sign (``retry_signatures`` or another run picks them up).
+second run does only what is left. The work is ``signing.backfill``: manifests paged by
+primary key, each page read and signed in short transactions (memory stays flat, and
+nothing holds the database while it signs), so other backfills, the webhook and the
+retry job may run meanwhile. Exit status 0 when everything in scope ends signed, by this
+run or another worker; 1 when any image is left unsigned (``retry_signatures`` or
+another run picks them up).
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from argparse import ArgumentTypeError
-from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q, QuerySet
 
 from audit.context import command_actor
 from config.errors import DomainError
 from config.ids import is_id
-from registry.models import Instance, Manifest, Namespace
-from signing import services
-from signing.models import Signature, SigningPolicy, Trigger
+from registry.models import Instance, Namespace
+from signing import backfill, services
 
-DEFAULT_BATCH_SIZE = 200
+DEFAULT_BATCH_SIZE = backfill.DEFAULT_BATCH_SIZE
 SHOWN_FAILURES = 20
 
 
@@ -43,9 +41,14 @@ def _positive(value: str) -> int:
     return number
 
 
-def _batches(ids: Iterator[int], size: int) -> Iterator[list[int]]:
-    while batch := list(itertools.islice(ids, size)):
-        yield batch
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 3600:
+        raise ArgumentTypeError(f"must be a number of seconds from 0 to 3600, not {value!r}")
+    return number
 
 
 class Command(BaseCommand):
@@ -70,6 +73,13 @@ class Command(BaseCommand):
             type=_positive,
             default=DEFAULT_BATCH_SIZE,
             help=f"Images signed per batch (default {DEFAULT_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--wait",
+            type=_seconds,
+            default=backfill.DEFAULT_WAIT_SECONDS,
+            help="At the end, seconds to wait for images another worker is still signing "
+            f"(default {backfill.DEFAULT_WAIT_SECONDS:.0f}).",
         )
 
     # -- scope ---------------------------------------------------------------------------------
@@ -117,110 +127,55 @@ class Command(BaseCommand):
         instance = self._instance(options["instance"])
         namespace: str | None = options["namespace"]
         repository: str | None = options["repository"]
-        batch_size: int = options["batch_size"]
         self._check_scope(instance, namespace, repository)
 
-        tags = services.tags_in_scope(
-            instance=instance, namespace=namespace, repository=repository
-        ).order_by()
-        tagged = Manifest.objects.filter(pk__in=tags.values("manifest_id"))
-        covered = Manifest.objects.filter(
-            Q(pk__in=tagged.values("pk"))
-            | Q(parent_references__parent__in=tagged.filter(child_references__isnull=False))
-        )
-        policy_namespaces = SigningPolicy.objects.filter(namespace__instance=instance).values(
-            "namespace_id"
-        )
-        in_policy = covered.filter(repository__namespace_id__in=policy_namespaces)
-        total = in_policy.values("pk").distinct().count()
-        skipped = covered.exclude(repository__namespace_id__in=policy_namespaces)
-        skipped_count = skipped.values("pk").distinct().count()
-        skipped_namespaces = sorted(
-            set(skipped.values_list("repository__namespace__name", flat=True).distinct())
-        )
-        scope = f"instance {instance.name}" + (f", namespace {namespace}" if namespace else "") + (
-            f", repository {repository}" if repository else ""
-        )
+        scope = backfill.plan(instance=instance, namespace=namespace, repository=repository)
+        described = f"instance {instance.name}" + (
+            f", namespace {namespace}" if namespace else ""
+        ) + (f", repository {repository}" if repository else "")
         self.stdout.write(
-            f"Backfill {scope}: {total} image(s) covered by a signing policy, "
-            f"{skipped_count} skipped (no policy"
-            + (f": {', '.join(skipped_namespaces)}" if skipped_namespaces else "")
+            f"Backfill {described}: {scope.total} image(s) covered by a signing policy, "
+            f"{scope.skipped} skipped (no policy"
+            + (f": {', '.join(scope.skipped_namespaces)}" if scope.skipped_namespaces else "")
             + ")."
         )
         if options["dry_run"]:
-            self._dry_run(in_policy, total, skipped_count)
+            already = backfill.already_signed(scope)
+            self.stdout.write(
+                f"Dry run: {scope.total - already} would be signed, {already} already signed, "
+                f"{scope.skipped} skipped (no policy). Nothing was changed."
+            )
             return
 
-        # Children of indexes are signed with their index, so they are not streamed twice.
-        children = Manifest.objects.filter(
-            parent_references__parent__in=tagged.filter(child_references__isnull=False)
-        )
-        stream = (
-            tagged.filter(repository__namespace_id__in=policy_namespaces)
-            .exclude(pk__in=children.values("pk"))
-            .order_by("pk")
-            .values_list("pk", flat=True)
-            .iterator(chunk_size=batch_size)
-        )
-        totals = {"signed": 0, "already_signed": 0, "failed": 0, "busy": 0, "done": 0}
-        failures: list[str] = []
         started = time.monotonic()
-        for number, ids in enumerate(_batches(stream, batch_size), start=1):
-            self._sign_batch(ids, totals, failures)
-            elapsed = max(time.monotonic() - started, 1e-9)
-            self.stdout.write(
-                f"batch {number}: {totals['done']}/{total} images "
-                f"({totals['signed']} signed, {totals['already_signed']} already signed, "
-                f"{totals['failed']} failed) {totals['signed'] / elapsed:.1f} signed/s"
-            )
-        elapsed = time.monotonic() - started
-        self.stdout.write(
-            f"Done in {elapsed:.1f}s: {totals['signed']} signed, "
-            f"{totals['already_signed']} already signed, {totals['failed']} failed, "
-            f"{skipped_count} skipped (no policy)"
-            + (f", {totals['busy']} being signed by another worker" if totals["busy"] else "")
-            + "."
-        )
-        if totals["failed"]:
-            for line in failures[:SHOWN_FAILURES]:
-                self.stderr.write(f"failed: {line}")
-            if len(failures) > SHOWN_FAILURES:
-                self.stderr.write(f"... and {len(failures) - SHOWN_FAILURES} more.")
-            raise CommandError(
-                f"{totals['failed']} image(s) failed to sign; they are retried by "
-                "`manage.py retry_signatures`, or run this command again."
-            )
-
-    def _sign_batch(self, ids: list[int], totals: dict[str, int], failures: list[str]) -> None:
-        manifests = list(Manifest.objects.filter(pk__in=ids).select_related("repository"))
-        batch = services.manifests_with_children(manifests)
         try:
-            result = services.request_signing(
-                manifests=batch,
-                trigger=Trigger.BACKFILL,
-                actor=None,
-                synchronous_limit=len(batch),
+            result = backfill.backfill(
+                scope,
+                batch_size=options["batch_size"],
+                wait_seconds=options["wait"],
+                progress=self.stdout.write,
             )
         except DomainError as exc:
             raise CommandError(f"Signing stopped: {exc.message}") from exc
-        totals["signed"] += result.outcome.signed
-        totals["failed"] += result.outcome.failed
-        totals["busy"] += result.outcome.skipped
-        totals["already_signed"] += result.already_signed
-        totals["done"] += result.requested - result.no_policy
-        failures.extend(result.outcome.failures)
-
-    def _dry_run(self, in_policy: QuerySet[Manifest], total: int, skipped: int) -> None:
-        # Signed, with the policy's current key and for its current domain: what
-        # request_signing leaves alone (the rest would be signed or re-signed).
-        already = (
-            Signature.objects.filter(manifest__in=in_policy.values("pk"))
-            .exclude(services.needs_signing())
-            .values("manifest_id")
-            .distinct()
-            .count()
-        )
+        elapsed = time.monotonic() - started
         self.stdout.write(
-            f"Dry run: {total - already} would be signed, {already} already signed, "
-            f"{skipped} skipped (no policy). Nothing was changed."
+            f"Done in {elapsed:.1f}s: {result.signed} signed, "
+            f"{result.already_signed} already signed, {result.failed} failed, "
+            f"{scope.skipped} skipped (no policy)"
+            + (f", {result.busy} taken by another worker" if result.busy else "")
+            + (
+                f", {result.still_held} still being signed by another worker"
+                if result.still_held
+                else ""
+            )
+            + "."
         )
+        if result.failed:
+            for line in result.failures[:SHOWN_FAILURES]:
+                self.stderr.write(f"failed: {line}")
+            if result.failed > SHOWN_FAILURES:
+                self.stderr.write(f"... and {result.failed - SHOWN_FAILURES} more.")
+            raise CommandError(
+                f"{result.failed} image(s) failed to sign; they are retried by "
+                "`manage.py retry_signatures`, or run this command again."
+            )
