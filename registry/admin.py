@@ -177,7 +177,8 @@ class InstanceForm(forms.ModelForm):
         ]
         help_texts = {
             "secret_env": "Instead of a stored secret: the name of an environment variable "
-            "holding it.",
+            "SIGNET_REGISTRY_SECRET_<NAME> holding it. It is only sent to the origin the "
+            "operator declares in SIGNET_REGISTRY_ORIGIN_<NAME>.",
             "default_domain": "The domain name users pull by, like registry.example.com.",
         }
 

@@ -9,13 +9,23 @@ Two sources, never both (a database constraint says so):
   can never send the stored password to the new host;
 - an environment variable, and only one whose name starts with ``SECRET_ENV_PREFIX``:
   ``KMS_MASTER_KEY``, ``SECRET_KEY``, ``DATABASE_URL`` and the rest of the process
-  environment are out of reach of whoever may edit an instance. The prefix is checked
-  when an instance is saved and again each time the variable is read, so a row written
-  before this rule (or by hand) cannot leak either.
+  environment are out of reach of whoever may edit an instance. Such a variable is bound
+  to one origin too, and by whoever sets the process environment (the operator), not by
+  an instance field: ``SIGNET_REGISTRY_SECRET_<NAME>`` is only ever sent to the origin in
+  ``SIGNET_REGISTRY_ORIGIN_<NAME>``. Otherwise an editor could name the variable again
+  while moving ``backend_url``, or name another instance's variable, and have it sent
+  anywhere (its name is no secret).
+
+Prefix and binding are checked when an instance is saved (a precise error for the editor)
+and again each time the credential is read, so a row written before these rules, or by
+hand, or an operator who later rebinds the variable cannot send it elsewhere. What fails
+at read time goes to the log in full; the exception (which readers may see, in a
+signature's failure reason or an API answer) names neither variables nor origins.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -27,15 +37,24 @@ from kms.services import master_keyring
 if TYPE_CHECKING:
     from registry.models import Instance
 
-# Fixed, not a setting: a setting could be widened back to the whole environment.
+logger = logging.getLogger(__name__)
+
+# Fixed, not settings: a setting could be widened back to the whole environment.
 SECRET_ENV_PREFIX = "SIGNET_REGISTRY_SECRET_"
+# Not a secret, and never usable as one: it does not start with SECRET_ENV_PREFIX.
+ORIGIN_ENV_PREFIX = "SIGNET_REGISTRY_ORIGIN_"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class InstanceMisconfigured(DomainError):
-    code = "InternalError.InstanceMisconfigured"
-    http_status = 500
-    default_message = "The registry instance's credentials cannot be read."
+    """The instance's credential cannot be used: Signet's configuration, which the caller
+    cannot fix (502, like a credential the registry refuses), not a crash."""
+
+    code = "FailedOperation.InstanceMisconfigured"
+    http_status = 502
+    default_message = (
+        "The instance's registry credential cannot be used: ask an instance editor."
+    )
 
 
 def secret_env_errors(name: str) -> list[str]:
@@ -44,6 +63,58 @@ def secret_env_errors(name: str) -> list[str]:
         return [
             f"Only environment variables named {SECRET_ENV_PREFIX}<NAME> may hold a registry "
             "credential; other variables of Signet's environment cannot be used."
+        ]
+    return []
+
+
+def companion_of(name: str) -> str:
+    """``SIGNET_REGISTRY_ORIGIN_<NAME>`` for ``SIGNET_REGISTRY_SECRET_<NAME>``."""
+    return ORIGIN_ENV_PREFIX + name.removeprefix(SECRET_ENV_PREFIX)
+
+
+def _declared_origin(value: str) -> str | None:
+    """The normalised origin a companion variable declares; None unless it is a bare
+    ``http(s)://host[:port]`` (a trailing ``/`` is allowed)."""
+    text = value.strip()
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return None
+    if (
+        parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname
+        or parts.username is not None or parts.password is not None
+        or parts.path not in ("", "/") or "?" in text or "#" in text
+    ):
+        return None
+    return origin_of(text)
+
+
+def secret_env_binding_errors(name: str, backend_url: str) -> list[str]:
+    """Why the credential in variable ``name`` may not be sent to ``backend_url`` ([] when
+    the operator bound it to that origin). Never contains a value of the environment
+    other than the companion's own name."""
+    companion = companion_of(name)
+    target = origin_of(backend_url)
+    declared = os.environ.get(companion, "")
+    if not declared.strip():
+        return [
+            f"{companion} is not set: {name} is only sent to the registry origin the "
+            f"operator declares for it. Set {companion}={target} in Signet's environment "
+            "(next to the secret) to allow this origin."
+        ]
+    bound = _declared_origin(declared)
+    if bound is None:
+        return [
+            f"{companion} is not an origin: it must be scheme://host[:port] (http or "
+            "https), with no path, query or credentials."
+        ]
+    if bound != target:
+        return [
+            f"{name} is bound to another origin than {target} by {companion}: the credential "
+            "is only ever sent to the origin declared there. Point backend_url at that "
+            "origin, name a variable bound to this one, or have the operator (who sets "
+            f"Signet's environment) declare it with {companion}={target}."
         ]
     return []
 
@@ -75,7 +146,7 @@ def key_id(*, pk: int, backend_url: str) -> str:
 
 
 def legacy_key_id(pk: int) -> str:
-    """The binding used before secrets were tied to an origin (migration 0002 re-seals)."""
+    """The binding used before secrets were tied to an origin (migration 0004 re-seals)."""
     return f"registry-instance:{pk}"
 
 
@@ -94,20 +165,28 @@ def seal_for(instance: Instance, secret: str) -> None:
         instance.secret_master_key_version = None
 
 
+def _refuse(instance: Instance, cause: str) -> InstanceMisconfigured:
+    # The cause names variables and origins, which readers may not see (backend_url is
+    # editor-only): it goes to the log; the exception only says whom to ask.
+    logger.warning("registry instance %s: its credential is not used: %s", instance.name, cause)
+    return InstanceMisconfigured(
+        f"Instance {instance.name}: the instance's registry credential cannot be used: ask "
+        "an instance editor (Signet's log names the cause)."
+    )
+
+
 def read_secret(instance: Instance) -> str:
     """The plaintext password or token ("" when there is none). Never log it."""
     if instance.secret_env:
-        if secret_env_errors(instance.secret_env):
-            raise InstanceMisconfigured(
-                f"Instance {instance.name}: secret_env {instance.secret_env} is refused: only "
-                f"variables named {SECRET_ENV_PREFIX}<NAME> may hold a registry credential."
-            )
-        value = os.environ.get(instance.secret_env)
+        name = instance.secret_env
+        problems = secret_env_errors(name) or secret_env_binding_errors(
+            name, instance.backend_url
+        )
+        if problems:
+            raise _refuse(instance, f"secret_env {name}: {problems[0]}")
+        value = os.environ.get(name)
         if value is None:
-            raise InstanceMisconfigured(
-                f"Instance {instance.name}: environment variable {instance.secret_env} is not "
-                "set."
-            )
+            raise _refuse(instance, f"environment variable {name} is not set.")
         return value
     if instance.sealed_secret is None:
         return ""
@@ -118,9 +197,10 @@ def read_secret(instance: Instance) -> str:
             version=instance.secret_master_key_version or 0,
         )
     except crypto.SealError:
-        raise InstanceMisconfigured(
-            f"Instance {instance.name}: the stored registry credential does not open under "
-            "KMS_MASTER_KEY for this backend URL (it opens only for the origin it was "
-            "stored with; enter it again)."
+        raise _refuse(
+            instance,
+            "the stored credential does not open under KMS_MASTER_KEY for the backend "
+            f"origin {origin_of(instance.backend_url)} (it opens only for the origin it was "
+            "stored with, under the master key it was sealed with; enter it again).",
         ) from None
     return plaintext.decode()

@@ -86,6 +86,7 @@ from registry.secrets import (
     origin_of,
     same_origin,
     seal_for,
+    secret_env_binding_errors,
     secret_env_errors,
 )
 
@@ -231,11 +232,19 @@ def validate_instance_fields(
         errors["backend_url"] = [
             "Put credentials in the authentication fields, not in the URL."
         ]
+    elif "backend_url" not in errors and ("?" in backend_url or "#" in backend_url):
+        # The client appends /v2/... to the URL: a query or fragment would swallow that path.
+        errors["backend_url"] = [
+            "Give the registry's base URL without a query string (?...) or fragment (#...), "
+            "like https://registry.example.com."
+        ]
     if "backend_url" not in errors:
         problem = network.backend_url_problem(backend_url)
         if problem:
             errors["backend_url"] = [problem]
     env_problems = secret_env_errors(secret_env) if "secret_env" not in errors else []
+    if not env_problems and secret_env and "backend_url" not in errors:
+        env_problems = secret_env_binding_errors(secret_env, backend_url)
     if env_problems:
         errors["secret_env"] = env_problems
     if region not in settings.KMS_REGIONS:

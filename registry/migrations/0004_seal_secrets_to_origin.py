@@ -58,7 +58,7 @@ def _reseal(apps, schema_editor, source, target) -> None:
         keyring = crypto.MasterKeyring.parse(settings.KMS_MASTER_KEY)
     except crypto.MasterKeyringError as exc:
         raise RuntimeError(
-            "registry.0002 re-seals the stored registry credentials and needs KMS_MASTER_KEY "
+            "registry.0004 re-seals the stored registry credentials and needs KMS_MASTER_KEY "
             f"(the same one the service runs with): {exc}"
         ) from None
     for instance in stored.iterator():
@@ -82,7 +82,7 @@ def _reseal(apps, schema_editor, source, target) -> None:
             # upgrade would not help. The instance keeps reporting InstanceMisconfigured
             # until its credential is entered again.
             logger.warning(
-                "registry.0002: the stored credential of instance %s does not open under "
+                "registry.0004: the stored credential of instance %s does not open under "
                 "KMS_MASTER_KEY; left as it was (enter it again)", instance.name,
             )
             continue

@@ -54,6 +54,8 @@ def _reader(instance: Instance, **fields):
 def protected(monkeypatch) -> Instance:
     for name in PROCESS_VARIABLES:  # present, as in a production process
         monkeypatch.setenv(name, os.environ.get(name) or f"value-of-{name}")
+    # The operator binds SIGNET_REGISTRY_SECRET_PROD to the instance's origin.
+    monkeypatch.setenv("SIGNET_REGISTRY_ORIGIN_PROD", "http://127.0.0.1:5000")
     instance, _ = make_instance(
         auth_type=AuthType.BEARER, secret=STORED, backend_url="http://127.0.0.1:5000"
     )
@@ -104,7 +106,7 @@ def test_it_refuses_a_process_variable_on_create():
     assert not Instance.objects.exists()
 
 
-def test_a_stored_secret_env_outside_the_prefix_is_refused_when_read(protected):
+def test_a_stored_secret_env_outside_the_prefix_is_refused_when_read(protected, caplog):
     # A row written before the rule (or by hand) still cannot read the master key.
     Instance.objects.filter(pk=protected.pk).update(
         sealed_secret=None, secret_master_key_version=None, secret_env="KMS_MASTER_KEY"
@@ -114,8 +116,10 @@ def test_a_stored_secret_env_outside_the_prefix_is_refused_when_read(protected):
     with pytest.raises(InstanceMisconfigured) as error:
         instance.registry_client()
 
-    assert "SIGNET_REGISTRY_SECRET_" in str(error.value)
-    assert os.environ["KMS_MASTER_KEY"] not in str(error.value)
+    assert "ask an instance editor" in str(error.value)
+    assert "KMS_MASTER_KEY" not in str(error.value)  # readers may see the message
+    assert "SIGNET_REGISTRY_SECRET_<NAME>" in caplog.text  # the log names the cause
+    assert os.environ["KMS_MASTER_KEY"] not in str(error.value) + caplog.text
 
 
 def test_a_variable_with_the_prefix_is_read(protected, monkeypatch):
