@@ -49,7 +49,7 @@ def _about(row: ApiToken, **details: Any) -> dict[str, Any]:
 def _expiry(lifetime: timedelta | None, not_after: datetime | None) -> datetime | None:
     """The earlier of "now + lifetime" and ``not_after`` (``None`` on either side: no limit
     from that side)."""
-    ends = [end for end in (not_after,) if end is not None]
+    ends = [] if not_after is None else [not_after]
     if lifetime is not None:
         ends.append(timezone.now() + lifetime)
     return min(ends, default=None)
