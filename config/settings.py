@@ -70,6 +70,15 @@ def _flag(name: str, default: bool) -> bool:
 SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = _flag("CSRF_COOKIE_SECURE", not DEBUG)
 
+# Sessions stay in the database, but its table holds only a hash of each session key (the
+# cookie value), so a dump or backup of it lets nobody sign in (see config/sessions.py).
+SESSION_ENGINE = "config.sessions"
+# How long an admin sign-in lasts, in seconds (default 12 hours, not Django's two weeks):
+# a stolen cookie is worth less the sooner it expires.
+SESSION_COOKIE_AGE = _setting("SESSION_COOKIE_AGE", env.int, 12 * 60 * 60)
+if SESSION_COOKIE_AGE < 60:
+    raise ImproperlyConfigured("SESSION_COOKIE_AGE must be at least 60 (seconds).")
+
 
 def _proxy_ssl_header() -> tuple[str, str] | None:
     """``"X-Forwarded-Proto,https"``: the header a TLS-terminating proxy sets, and its value

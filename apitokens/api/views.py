@@ -1,6 +1,10 @@
 """``POST /api/v1/auth/token/`` gives the caller a new API token, shown once, and revokes
 the ones it had (a rotation); ``DELETE`` revokes them. Authenticated by session or token.
 
+A rotation never extends a token's life: asked with a token, the new token expires no
+later than that token (a leaked token cannot renew itself forever); asked from a
+signed-in session (someone who knows the password), it gets the full API_TOKEN_TTL.
+
 Answers carrying a token say ``Cache-Control: no-store``: no proxy or browser cache may
 keep them.
 """
@@ -24,6 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apitokens import services
+from apitokens.models import ApiToken
 
 ISSUED = inline_serializer(
     "ApiToken",
@@ -34,8 +39,8 @@ ISSUED = inline_serializer(
             help_text="The token's first characters, as the admin and the audit log show it."
         ),
         "expires": serializers.DateTimeField(
-            allow_null=True, help_text="When the token stops working (null: never; see "
-            "API_TOKEN_TTL)."
+            allow_null=True, help_text="When the token stops working (null: never): after "
+            "API_TOKEN_TTL, and never later than the token that asked for it."
         ),
     },
 )
@@ -61,9 +66,16 @@ class TokenView(APIView):
     )
     def post(self, request: Request) -> Response:
         """A new token for the caller (every previous one stops working); shown once.
-        It expires after API_TOKEN_TTL days (`expires`)."""
+
+        It expires after API_TOKEN_TTL days (`expires`), except that a rotation never
+        extends a token's life: called with `Authorization: Token`, the new token expires
+        no later than the calling token (a token that never expires sets no limit of its
+        own, so its replacement gets API_TOKEN_TTL). Called from a signed-in session, the
+        new token gets the full API_TOKEN_TTL."""
         user: Any = request.user
-        issued = services.rotate_token(user)
+        # Session authentication leaves ``request.auth`` None: no calling token to cap by.
+        caller = request.auth if isinstance(request.auth, ApiToken) else None
+        issued = services.rotate_token(user, caller=caller)
         return no_store(Response(
             {
                 "token": issued.token,
