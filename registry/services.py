@@ -1372,6 +1372,27 @@ def sync_instance(
     return result
 
 
+def record_manifest(
+    *, instance: Instance, repository: str, digest: str, media_type: str, size: int | None
+) -> Manifest:
+    """Record one manifest the caller has just fetched (and verified) from the registry,
+    with its repository and namespace if Signet had forgotten them; push handlers are
+    called with ``source="sync"`` (nothing is signed by this)."""
+    with transaction.atomic():
+        recorder = _Recorder(instance=instance, source="sync", result=RecordResult())
+        record = recorder.repository(repository, create=True)
+        if record is None:
+            raise ValidationFailed(
+                f"{repository} is not inside a valid namespace.",
+                fields={"repository": ["is not inside a valid namespace."]},
+            )
+        manifest = recorder.manifest(
+            record, digest=digest, media_type=media_type, size=size, at=timezone.now()
+        )
+        recorder.flush_push_handlers()
+    return manifest
+
+
 def resync_repository(*, instance: Instance, repository: str, client=None) -> SyncResult:
     """Import one repository's tags and manifests again from the registry, e.g. after a
     delete event the registry did not confirm removed Signet's records of a present image.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -32,6 +33,9 @@ class RecheckResult:
     held: int = 0
     not_held: list[str] = field(default_factory=list)  # "repository@digest: code"
     removed: int = 0
+    # Held, but not what the signer would sign now (e.g. too large, another media type):
+    # reported, never revoked by this command.
+    unverified: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -49,7 +53,7 @@ def recheck_signatures(
     answers."""
     result = RecheckResult()
     say = progress or (lambda message: None)
-    client = instance.registry_client()
+    client = instance.registry_client()  # InstanceMisconfigured: the caller reports it
     signed = Signature.objects.filter(
         policy__namespace__instance=instance, status=SignatureStatus.SIGNED
     )
@@ -69,10 +73,16 @@ def recheck_signatures(
             result.checked += 1
             try:
                 fetch_subject(client, repository, digest)
-            except (ManifestUnknown, ManifestNotVerified) as exc:
+            except ManifestUnknown as exc:
+                # Asked twice: a registry may answer 404 for a moment while it writes.
+                if client.head_manifest(repository, digest) is not None:
+                    result.held += 1
+                    continue
                 result.not_held.append(f"{repository}@{digest}: {exc.code}")
                 if remove and _revoke(instance, pk, exc):
                     result.removed += 1
+            except ManifestNotVerified as exc:
+                result.unverified.append(f"{repository}@{digest}: {exc.message}")
             except DomainError as exc:
                 result.errors.append(f"{repository}@{digest}: {exc.message}")
             else:
@@ -83,10 +93,13 @@ def recheck_signatures(
 def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
     """Fail the row and queue the removal of its key's layer; False if it changed meanwhile."""
     with transaction.atomic():
+        now = timezone.now()
         signature = (
-            Signature.objects.select_for_update()
+            Signature.objects.select_for_update(of=("self",))
             .select_related("manifest__repository", "policy__namespace")
             .filter(pk=signature_id, status=SignatureStatus.SIGNED)
+            # A row a worker holds is being signed again right now: leave it to the worker.
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .first()
         )
         if signature is None:
@@ -105,7 +118,7 @@ def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
             # Given up: the scheduled retry leaves it alone until someone asks again.
             attempts=settings.SIGNING_MANIFEST_CHECK_ATTEMPTS,
             next_attempt_at=None,
-            updated_at=timezone.now(),
+            updated_at=now,
         )
         audit.record(
             "signing.signature.revoked", obj=signature,

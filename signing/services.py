@@ -22,7 +22,6 @@ from kms import services as kms_services
 from kms.clients import get_kms_client
 from kms.errors import KeyInUse, KeyNotFound
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage
-from registry import services as registry_services
 from registry.models import Instance, Manifest, Namespace, Tag
 from registry.reconcile import reconcile_manifest
 from signing import artifacts
@@ -44,6 +43,7 @@ from signing.models import (
 )
 from signing.naming import policy_name_problem
 from signing.payload import SignatureLayer, build_payload, signing_annotations
+from signing.restore import restore_records
 from signing.subjects import Subject, fetch_subject
 
 logger = logging.getLogger(__name__)
@@ -379,7 +379,8 @@ def _after_commit_cleanups(ids: Sequence[int]) -> None:
 def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
     """A delete event only claims the image is gone: ask the registry before its signature
     goes. An image still there keeps its ``.sig`` (a forged or stale event), and Signet's
-    records of it, which the event removed, are restored from the registry."""
+    records of it, which the event removed, are restored from the registry
+    (``signing.restore``)."""
     if client.head_manifest(cleanup.repository, cleanup.manifest_digest) is None:
         return False
     logger.warning(
@@ -393,38 +394,16 @@ def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
         namespace_name=cleanup.repository.split("/", 1)[0],
         details={
             "reason": "the registry still holds the image a delete event named; its "
-            "signature stays and Signet's records of it are restored from the registry",
+            "signature stays, and Signet's records of the image, its tags and its "
+            "signature are restored from the registry",
             "repository": cleanup.repository, "digest": cleanup.manifest_digest,
         },
     )
-    _restore_records(client, cleanup)
+    restore_records(
+        client, instance=cleanup.instance, repository=cleanup.repository,
+        digest=cleanup.manifest_digest,
+    )
     return True
-
-
-def _restore_records(client, cleanup: ArtifactCleanup) -> None:
-    """Re-import the repository and put the image's signature rows back (the registry
-    holds the image, so the worker signs it again: the same key's layer is replaced, not
-    added), so that a policy deletion later still finds and removes its ``.sig``."""
-    registry_services.resync_repository(
-        instance=cleanup.instance, repository=cleanup.repository, client=client
-    )
-    manifest = (
-        Manifest.objects.select_related("repository")
-        .filter(
-            repository__namespace__instance=cleanup.instance,
-            repository__name=cleanup.repository, digest=cleanup.manifest_digest,
-        )
-        .first()
-    )
-    policy = manifest and SigningPolicy.objects.filter(
-        namespace_id=manifest.repository.namespace_id, disabled=False
-    ).first()
-    if manifest is None or policy is None:
-        return
-    pairs = [(policy, m) for m in manifests_with_children([manifest])]
-    with transaction.atomic():
-        ids = _ensure_pending(pairs, trigger=Trigger.PUSH, actor=None)
-    sign_signatures(ids)
 
 
 def _paged(queryset: QuerySet, size: int) -> Iterable[Any]:
@@ -604,8 +583,8 @@ def _ensure_pending(
                 )
                 if trigger != Trigger.PUSH:
                     # A person asking again earns a row given up its tries again; a push
-                    # event does not (whoever holds the webhook token could otherwise
-                    # keep Signet fetching a digest the registry never held).
+                    # event for the same row does not (it gets the one try it triggers),
+                    # so repeated forged pushes cost one fetch each, never a new series.
                     Signature.objects.filter(given_up(), pk__in=chunk_ids).update(attempts=0)
             ids.extend(chunk_ids)
     return ids

@@ -26,14 +26,6 @@ def make_instance(name: str):
     return instance
 
 
-def actions(prefix: str) -> list[str]:
-    return list(
-        AuditEvent.objects.filter(action__startswith=prefix)
-        .order_by("id")
-        .values_list("action", flat=True)
-    )
-
-
 def test_deleting_an_instance_revokes_its_memberships_with_an_event_each():
     prod = make_instance("prod")
     alice, bob = make_user("alice"), make_user("bob")
@@ -48,7 +40,8 @@ def test_deleting_an_instance_revokes_its_memberships_with_an_event_each():
     assert [event.details["user"] for event in revoked] == ["alice", "bob"]
     assert {event.instance_id for event in revoked} == {prod_id}
     # The instance's own deletion comes first, then what it took with it.
-    assert actions("registry.instance.deleted") == ["registry.instance.deleted"]
+    deleted = AuditEvent.objects.get(action="registry.instance.deleted")
+    assert all(deleted.pk < event.pk for event in revoked)
 
 
 def test_deleting_a_user_in_the_admin_revokes_its_memberships_and_tokens(client):

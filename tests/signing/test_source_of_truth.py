@@ -28,7 +28,7 @@ from registry import services as registry_services
 from registry.client import OCI_INDEX, OCI_MANIFEST
 from registry.models import Manifest, ManifestReference, Tag
 from signing import artifacts, services
-from signing.models import ArtifactCleanup, Signature, SignatureStatus
+from signing.models import ArtifactCleanup, Signature, SignatureStatus, SigningPolicy
 from signing.payload import SignatureLayer, build_payload, signing_annotations
 from tests.factories import make_key, make_user
 from tests.signing.conftest import (
@@ -449,7 +449,9 @@ def test_recheck_finds_and_revokes_signatures_of_images_the_registry_does_not_ho
     with pytest.raises(CommandError, match="1 signed image"):
         call_command("recheck_signatures", "--instance", instance.name, stdout=out, stderr=err)
     assert f"not held: {REPOSITORY}@{forged}: ManifestUnknown" in err.getvalue()
-    assert "Checked 2 signed image(s): 1 held by the registry, 1 not held" in out.getvalue()
+    assert "Checked 2 signed image(s): 1 held by the registry, 1 not held, 0 revoked" in (
+        out.getvalue()
+    )
     assert len(sig_layers(registry, REPOSITORY, forged)) == 1  # a report changes nothing
 
     call_command("recheck_signatures", "--instance", instance.name, "--remove",
@@ -466,3 +468,76 @@ def test_recheck_finds_and_revokes_signatures_of_images_the_registry_does_not_ho
     assert revoked.object_repr == f"{REPOSITORY}@{forged}"
     assert row_for(real.digest).status == SignatureStatus.SIGNED
     assert len(sig_layers(registry, REPOSITORY, real.digest)) == 1
+
+
+def assert_restored_and_revocable(registry, policy, digest: str, fingerprint: str) -> None:
+    """Signet's signature row is back, names the .sig the registry holds, and deleting the
+    policy (revoking trust) still removes that signature."""
+    row = row_for(digest)
+    assert (row.status, row.key_fingerprint) == (SignatureStatus.SIGNED, fingerprint)
+    assert row.sig_manifest_digest == sig_manifest(registry, REPOSITORY, digest).digest
+    services.delete_policy(policy=SigningPolicy.objects.get(pk=policy.pk))
+    assert sig_manifest(registry, REPOSITORY, digest) is None
+
+
+def test_a_forged_delete_of_an_untagged_image_restores_its_records(
+    client, policy, instance, webhook_token, registry, push_image_event, key
+):
+    old = push_image_event(tag="v1", seed="old")
+    push_image_event(tag="v1", seed="new")  # the tag moves on; the old image stays, untagged
+    assert not Tag.objects.filter(manifest__digest=old.digest).exists()
+
+    deliver(client, instance, webhook_token, delete_event(REPOSITORY, old.digest))
+
+    assert Manifest.objects.filter(digest=old.digest).exists()
+    assert_restored_and_revocable(registry, policy, old.digest, key.public_key_fingerprint)
+
+
+@pytest.mark.parametrize("what", ["policy disabled", "key disabled"])
+def test_a_forged_delete_restores_the_record_without_signing_again(
+    what, client, policy, instance, webhook_token, registry, push_image_event, key
+):
+    pushed = push_image_event(tag="v1")
+    before = sig_manifest(registry, REPOSITORY, pushed.digest).digest
+    if what == "policy disabled":
+        services.update_policy(policy=policy, disabled=True)
+    else:
+        kms_services.disable_key(key_id=str(key.key_id))
+
+    deliver(client, instance, webhook_token, delete_event(REPOSITORY, pushed.digest))
+
+    # The same artifact: restored from the registry, not signed again.
+    assert sig_manifest(registry, REPOSITORY, pushed.digest).digest == before
+    assert_restored_and_revocable(registry, policy, pushed.digest, key.public_key_fingerprint)
+
+
+def test_a_forged_delete_after_a_key_change_restores_the_old_keys_record(
+    client, policy, instance, webhook_token, registry, push_image_event, key
+):
+    pushed = push_image_event(tag="v1")
+    services.update_policy(policy=policy, key=make_key("next-key"))  # not re-signed yet
+
+    deliver(client, instance, webhook_token, delete_event(REPOSITORY, pushed.digest))
+
+    assert_restored_and_revocable(registry, policy, pushed.digest, key.public_key_fingerprint)
+
+
+def test_a_planted_layer_is_not_taken_for_signets_signature(
+    client, policy, instance, webhook_token, registry, push_image_event, key
+):
+    """Someone with push rights replaces the .sig with a layer claiming Signet's key: a
+    forged delete must not make Signet record it as its own."""
+    pushed = push_image_event(tag="v1")
+    planted = SignatureLayer(
+        payload=build_payload(
+            docker_reference=f"{policy.domain}/{REPOSITORY}", manifest_digest=pushed.digest
+        ),
+        signature_b64=base64.b64encode(b"\0" * 256).decode(),
+        annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
+    )
+    artifacts.publish(registry, REPOSITORY, pushed.digest, planted)
+
+    deliver(client, instance, webhook_token, delete_event(REPOSITORY, pushed.digest))
+
+    assert not Signature.objects.filter(manifest__digest=pushed.digest).exists()
+    assert Manifest.objects.filter(digest=pushed.digest).exists()

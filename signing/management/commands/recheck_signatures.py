@@ -14,6 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.context import command_actor
+from config.errors import DomainError
 from config.ids import is_id
 from registry.models import Instance, Namespace
 from signing.recheck import recheck_signatures
@@ -49,15 +50,21 @@ class Command(BaseCommand):
         namespace = options["namespace"]
         if namespace and not Namespace.objects.filter(instance=instance, name=namespace).exists():
             raise CommandError(f"Instance {instance.name} has no namespace {namespace!r}.")
-        result = recheck_signatures(
-            instance=instance, namespace=namespace, remove=options["remove"],
-            progress=self.stdout.write,
-        )
+        try:
+            result = recheck_signatures(
+                instance=instance, namespace=namespace, remove=options["remove"],
+                progress=self.stdout.write,
+            )
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
         self.stdout.write(
             f"Checked {result.checked} signed image(s): {result.held} held by the registry, "
             f"{len(result.not_held)} not held, {result.removed} revoked, "
+            f"{len(result.unverified)} held but not verifiable (reported only), "
             f"{len(result.errors)} could not be checked."
         )
+        for line in result.unverified[:SHOWN]:
+            self.stderr.write(f"not verifiable: {line}")
         for line in result.not_held[:SHOWN]:
             self.stderr.write(f"not held: {line}")
         for line in result.errors[:SHOWN]:
