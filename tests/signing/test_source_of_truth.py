@@ -223,13 +223,13 @@ def test_a_media_type_the_event_gets_wrong_is_corrected_from_the_registry(
 # --- a registry whose answer cannot be trusted -------------------------------------------------
 
 
-def test_bytes_that_do_not_hash_to_the_digest_are_not_signed(policy, instance):
-    digest = never_pushed_digest("substituted")
-    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode()
+def sign_through_a_registry_that_serves(instance, digest: str, body: bytes, headers):
+    """Record a push of ``digest`` while the instance's registry answers its manifest GET
+    with ``body`` and ``headers`` (404 for anything else); the row and what was asked."""
 
     def handler(request: SeenRequest) -> Reply:
         if request.method == "GET" and request.path.endswith(f"/manifests/{digest}"):
-            return Reply(200, body, {"Content-Type": OCI_MANIFEST})
+            return Reply(200, body, headers)
         return Reply(404, b"")
 
     with StubRegistry(handler) as stub:
@@ -237,11 +237,20 @@ def test_bytes_that_do_not_hash_to_the_digest_are_not_signed(policy, instance):
         registry_services.record_events(
             instance=instance, envelope=envelope(push_event(REPOSITORY, digest, tag="v1"))
         )
+    return row_for(digest), [request.method for request in stub.requests]
 
-    row = row_for(digest)
+
+def test_bytes_that_do_not_hash_to_the_digest_are_not_signed(policy, instance):
+    digest = never_pushed_digest("substituted")
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode()
+
+    row, asked = sign_through_a_registry_that_serves(
+        instance, digest, body, {"Content-Type": OCI_MANIFEST}
+    )
+
     assert (row.status, row.failure_code) == (SignatureStatus.FAILED, "ManifestInvalid")
     assert "digest mismatch" in row.failure_reason
-    assert [r.method for r in stub.requests] == ["GET"]  # nothing uploaded, nothing put
+    assert asked == ["GET"]  # nothing uploaded, nothing put
 
 
 def test_a_manifest_that_is_not_an_image_is_not_signed(policy, instance):
@@ -249,41 +258,25 @@ def test_a_manifest_that_is_not_an_image_is_not_signed(policy, instance):
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     config_type = "application/vnd.oci.image.config.v1+json"
 
-    def handler(request: SeenRequest) -> Reply:
-        if request.method == "GET" and request.path.endswith(f"/manifests/{digest}"):
-            return Reply(200, body, {"Content-Type": config_type, "Docker-Content-Digest": digest})
-        return Reply(404, b"")
+    row, asked = sign_through_a_registry_that_serves(
+        instance, digest, body, {"Content-Type": config_type, "Docker-Content-Digest": digest}
+    )
 
-    with StubRegistry(handler) as stub:
-        point_instance_at(instance, stub.url)
-        registry_services.record_events(
-            instance=instance, envelope=envelope(push_event(REPOSITORY, digest, tag="v1"))
-        )
-
-    row = row_for(digest)
     assert (row.status, row.failure_code) == (SignatureStatus.FAILED, "ManifestInvalid")
     assert f"is {config_type}, not an image manifest or index" in row.failure_reason
-    assert [r.method for r in stub.requests] == ["GET"]
+    assert asked == ["GET"]
 
 
 def test_a_manifest_too_large_to_verify_is_not_signed(policy, instance):
     body = b'{"schemaVersion":2,"padding":"' + b"x" * (5 * 1024 * 1024) + b'"}'
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
 
-    def handler(request: SeenRequest) -> Reply:
-        if request.method == "GET" and request.path.endswith(f"/manifests/{digest}"):
-            return Reply(200, body, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": digest})
-        return Reply(404, b"")
+    row, asked = sign_through_a_registry_that_serves(
+        instance, digest, body, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": digest}
+    )
 
-    with StubRegistry(handler) as stub:
-        point_instance_at(instance, stub.url)
-        registry_services.record_events(
-            instance=instance, envelope=envelope(push_event(REPOSITORY, digest, tag="v1"))
-        )
-
-    row = row_for(digest)
     assert (row.status, row.failure_code) == (SignatureStatus.FAILED, "ManifestInvalid")
-    assert [r.method for r in stub.requests] == ["GET"]
+    assert asked == ["GET"]
 
 
 # --- the same rule for every way of asking ----------------------------------------------------
