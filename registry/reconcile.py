@@ -25,12 +25,18 @@ def reconcile_manifest(
     an index whose children it lacks); references the fetched index does not list are
     dropped. Returns the child manifests, in the index's order.
     """
+    recorded_as_index = manifest.media_type in INDEX_MEDIA_TYPES
+    if media_type not in INDEX_MEDIA_TYPES and not recorded_as_index and (
+        (manifest.media_type, manifest.size) == (media_type, size)
+    ):
+        return []  # the common case: the record already agrees, nothing to write
     with transaction.atomic():
         if (manifest.media_type, manifest.size) != (media_type, size):
             Manifest.objects.filter(pk=manifest.pk).update(media_type=media_type, size=size)
             manifest.media_type, manifest.size = media_type, size
         if media_type not in INDEX_MEDIA_TYPES:
-            ManifestReference.objects.filter(parent=manifest).delete()
+            if recorded_as_index:  # only an index has references to drop
+                ManifestReference.objects.filter(parent=manifest).delete()
             return []
         wanted = {child.digest: child for child in children}
         ManifestReference.objects.filter(parent=manifest).exclude(
