@@ -16,6 +16,7 @@ from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import InstanceMembership
+from config.admin_site import SuperuserOnlyAdmin
 
 
 class InstanceMembershipForm(forms.ModelForm):
@@ -46,7 +47,7 @@ class InstanceMembershipForm(forms.ModelForm):
 
 
 @admin.register(InstanceMembership)
-class InstanceMembershipAdmin(admin.ModelAdmin):
+class InstanceMembershipAdmin(SuperuserOnlyAdmin):
     form = InstanceMembershipForm
     list_display = ["user", "instance", "role", "namespace_list", "granted_by", "granted_at"]
     list_filter = ["role", "instance"]
@@ -56,23 +57,6 @@ class InstanceMembershipAdmin(admin.ModelAdmin):
     fields = ["user", "instance", "role", "all_namespaces", "namespaces", "granted_by",
               "granted_at"]
 
-    def _superuser(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._superuser(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._superuser(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
 
     @admin.display(description="namespaces")
     def namespace_list(self, obj: InstanceMembership) -> str:

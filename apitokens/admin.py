@@ -19,6 +19,7 @@ from knox.models import AuthToken
 
 from apitokens import services
 from apitokens.models import ApiToken
+from config.admin_site import SuperuserOnlyAdmin
 
 # knox registers an admin of its own, listing digests; this one replaces it.
 if admin.site.is_registered(AuthToken):
@@ -42,7 +43,7 @@ class ExpiredFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(SuperuserOnlyAdmin):
     list_display = ["prefix_shown", "user", "created", "expires", "state"]
     list_filter = [ExpiredFilter]
     search_fields = ["user__username"]
@@ -50,23 +51,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = ["prefix_shown", "user", "created", "expires", "state"]
     readonly_fields = fields
 
-    def _superuser(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._superuser(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
-
+    # A token is shown once, at creation (API or create_api_token); never made or
+    # changed here.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
         return super().get_queryset(request).select_related("user")

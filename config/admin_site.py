@@ -25,6 +25,29 @@ class PermissionBeforeLookupMixin:
         return super().history_view(request, object_id, extra_context)  # type: ignore[misc]
 
 
+class SuperuserOnlyAdmin(admin.ModelAdmin):
+    """Pages only active superusers see and use (access administration: memberships,
+    API tokens), whatever model permissions a staff user holds."""
+
+    def is_superuser(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.is_superuser(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.is_superuser(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.is_superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.is_superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.is_superuser(request)
+
+
 class SignetAdminSite(admin.AdminSite):
     site_header = "Signet administration"
     site_title = "Signet"

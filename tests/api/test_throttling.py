@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -14,6 +11,7 @@ from django.conf import settings
 from signing.models import Signature
 from tests.api.conftest import auth
 from tests.factories import make_key
+from tests.support.settings_process import print_setting
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -94,16 +92,8 @@ def test_each_user_has_its_own_counter(client, admin_token, viewer_token, set_th
     assert _post(client, "/api/v1/signing/verify/", viewer_token, {"image": "x"}).status_code == 400
 
 
-def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
-    code = "from django.conf import settings; print(settings.THROTTLE_RATES)"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _settings_in_subprocess(**env: str):
+    return print_setting("settings.THROTTLE_RATES", **env)
 
 
 def test_the_rates_come_from_the_environment():

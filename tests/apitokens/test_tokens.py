@@ -5,9 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from rest_framework.test import APIClient
 from apitokens.models import ApiToken
 from audit.models import AuditEvent
 from tests.factories import make_token, make_user
+from tests.support.settings_process import print_setting
 
 pytestmark = pytest.mark.django_db
 
@@ -129,16 +127,8 @@ def test_API_TOKEN_TTL_never_makes_tokens_that_do_not_expire(settings):
     assert token_api(response.json()["token"]).get(KEYS).status_code == 200
 
 
-def _settings_in_subprocess(**env: str) -> subprocess.CompletedProcess:
-    code = "from django.conf import settings; print(repr(settings.API_TOKEN_TTL))"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _settings_in_subprocess(**env: str):
+    return print_setting("repr(settings.API_TOKEN_TTL)", **env)
 
 
 @pytest.mark.parametrize(
