@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
-
-from django.conf import settings
 
 from signing.models import Signature
 from tests.api.conftest import auth
 from tests.factories import make_key
 from tests.support.settings_process import print_setting
-
-ROOT = Path(settings.BASE_DIR)
 
 
 def _post(client, url: str, token: str, body: dict | None = None):

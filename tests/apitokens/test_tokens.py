@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -20,7 +19,6 @@ from tests.support.settings_process import print_setting
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN_URL = "/api/v1/auth/token/"
 KEYS = "/api/v1/kms/keys/"
 
