@@ -764,8 +764,8 @@ def _sign_one(signature_id: int, *, kms_client=None, registry_clients=None):
 
 def given_up() -> Q:
     """Rows no longer retried on their own: the registry kept answering that it does not
-    hold (or cannot prove) the image. They stay failed and visible until someone asks
-    again (retry, sign, a new push)."""
+    hold (or cannot prove) the image. They stay failed and visible until a person asks
+    again (retry, sign: the tries start over); a new push gets the one try it triggers."""
     return Q(
         failure_code__in=UNVERIFIED_CODES,
         attempts__gte=settings.SIGNING_MANIFEST_CHECK_ATTEMPTS,
