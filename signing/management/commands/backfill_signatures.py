@@ -23,9 +23,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.context import command_actor
 from config.errors import DomainError
-from config.ids import is_id
 from registry.models import Instance, Namespace
 from signing import backfill, services
+from signing.management.arguments import instance_argument
 
 DEFAULT_BATCH_SIZE = backfill.DEFAULT_BATCH_SIZE
 SHOWN_FAILURES = 20
@@ -84,19 +84,6 @@ class Command(BaseCommand):
 
     # -- scope ---------------------------------------------------------------------------------
 
-    def _instance(self, ref: str) -> Instance:
-        instance = (
-            Instance.objects.filter(pk=int(ref)).first()
-            if is_id(ref)
-            else Instance.objects.filter(name=ref).first()
-        )
-        if instance is None:
-            names = ", ".join(Instance.objects.order_by("name").values_list("name", flat=True)[:20])
-            raise CommandError(
-                f"No registry instance {ref!r}. Known instances: {names or '(none)'}."
-            )
-        return instance
-
     def _check_scope(self, instance: Instance, namespace: str | None, repository: str | None):
         if namespace is not None and not Namespace.objects.filter(
             instance=instance, name=namespace
@@ -124,7 +111,7 @@ class Command(BaseCommand):
 
     @command_actor("manage.py backfill_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
-        instance = self._instance(options["instance"])
+        instance = instance_argument(options["instance"])
         namespace: str | None = options["namespace"]
         repository: str | None = options["repository"]
         self._check_scope(instance, namespace, repository)

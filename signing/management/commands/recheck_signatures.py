@@ -15,8 +15,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.context import command_actor
 from config.errors import DomainError
-from config.ids import is_id
-from registry.models import Instance, Namespace
+from registry.models import Namespace
+from signing.management.arguments import instance_argument
 from signing.recheck import recheck_signatures
 
 SHOWN = 20
@@ -39,14 +39,7 @@ class Command(BaseCommand):
 
     @command_actor("manage.py recheck_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
-        ref = options["instance"]
-        instance = (
-            Instance.objects.filter(pk=int(ref)).first()
-            if is_id(ref)
-            else Instance.objects.filter(name=ref).first()
-        )
-        if instance is None:
-            raise CommandError(f"No registry instance {ref!r}.")
+        instance = instance_argument(options["instance"])
         namespace = options["namespace"]
         if namespace and not Namespace.objects.filter(instance=instance, name=namespace).exists():
             raise CommandError(f"Instance {instance.name} has no namespace {namespace!r}.")
