@@ -27,22 +27,27 @@ class InstanceMembershipForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         # On a change the instance is read-only, so not in the data: the membership's own.
-        instance = data.get("instance") or (
-            self.instance.instance if self.instance.pk else None
-        )
+        instance = data.get("instance") or (self.instance.instance if self.instance.pk else None)
         namespaces = list(data.get("namespaces") or [])
         if data.get("all_namespaces"):
             if namespaces:
-                self.add_error("namespaces", "Untick 'all namespaces' to narrow the membership "
-                               "to these namespaces, or clear them.")
+                self.add_error(
+                    "namespaces",
+                    "Untick 'all namespaces' to narrow the membership "
+                    "to these namespaces, or clear them.",
+                )
         elif not namespaces:
-            self.add_error("namespaces", "Choose the namespaces of a narrowed membership, or "
-                           "tick 'all namespaces'.")
+            self.add_error(
+                "namespaces",
+                "Choose the namespaces of a narrowed membership, or tick 'all namespaces'.",
+            )
         if instance is not None:
             foreign = sorted(ns.name for ns in namespaces if ns.instance_id != instance.pk)
             if foreign:
-                self.add_error("namespaces", f"Not namespaces of instance {instance.name}: "
-                               f"{', '.join(foreign)}.")
+                self.add_error(
+                    "namespaces",
+                    f"Not namespaces of instance {instance.name}: {', '.join(foreign)}.",
+                )
         return data
 
 
@@ -54,9 +59,15 @@ class InstanceMembershipAdmin(SuperuserOnlyAdmin):
     search_fields = ["user__username", "instance__name"]
     filter_horizontal = ["namespaces"]
     readonly_fields = ["granted_by", "granted_at"]
-    fields = ["user", "instance", "role", "all_namespaces", "namespaces", "granted_by",
-              "granted_at"]
-
+    fields = [
+        "user",
+        "instance",
+        "role",
+        "all_namespaces",
+        "namespaces",
+        "granted_by",
+        "granted_at",
+    ]
 
     @admin.display(description="namespaces")
     def namespace_list(self, obj: InstanceMembership) -> str:
@@ -66,7 +77,8 @@ class InstanceMembershipAdmin(SuperuserOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return (
-            super().get_queryset(request)
+            super()
+            .get_queryset(request)
             .select_related("user", "instance", "granted_by")
             .prefetch_related("namespaces")
         )
@@ -75,11 +87,15 @@ class InstanceMembershipAdmin(SuperuserOnlyAdmin):
         fixed = ["user", "instance"] if obj is not None else []
         return [*fixed, "granted_by", "granted_at"]
 
-    def save_model(self, request: HttpRequest, obj: InstanceMembership, form: Any,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: InstanceMembership, form: Any, change: bool
+    ) -> None:
         data = form.cleaned_data
-        values = {"role": data["role"], "all_namespaces": data["all_namespaces"],
-                  "namespaces": list(data["namespaces"])}
+        values = {
+            "role": data["role"],
+            "all_namespaces": data["all_namespaces"],
+            "namespaces": list(data["namespaces"]),
+        }
         if change:
             services.change_membership(membership=obj, actor=request.user, **values)
             return
@@ -89,8 +105,7 @@ class InstanceMembershipAdmin(SuperuserOnlyAdmin):
         obj.pk, obj.granted_by, obj.granted_at = created.pk, created.granted_by, created.granted_at
         obj._state.adding = False
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool
-                     ) -> None:
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # The services set (and audited) the namespaces; ``form.save_m2m`` would set them
         # again behind the audit log's back.
         for formset in formsets:
@@ -99,7 +114,6 @@ class InstanceMembershipAdmin(SuperuserOnlyAdmin):
     def delete_model(self, request: HttpRequest, obj: InstanceMembership) -> None:
         services.revoke_membership(membership=obj, actor=request.user)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[InstanceMembership]
-                        ) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[InstanceMembership]) -> None:
         for membership in queryset.select_related("user", "instance"):
             services.revoke_membership(membership=membership, actor=request.user)

@@ -39,9 +39,7 @@ class Grant:
     instance_created_at: Any = None
 
     def covers(self, namespace_id: int | None) -> bool:
-        return self.all_namespaces or namespace_id is None or (
-            namespace_id in self.namespace_ids
-        )
+        return self.all_namespaces or namespace_id is None or (namespace_id in self.namespace_ids)
 
 
 def grants_of(user: Any) -> list[Grant]:
@@ -136,16 +134,13 @@ class MembershipBackend(BaseBackend):
         assert isinstance(where, tuple)
         instance_id, namespace_id = where
         return any(
-            grant.instance_id == instance_id and grant.covers(namespace_id)
-            and perm in grant.perms
+            grant.instance_id == instance_id and grant.covers(namespace_id) and perm in grant.perms
             for grant in grants
         )
 
     def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
         prefix = f"{app_label}."
-        return any(
-            perm.startswith(prefix) for grant in grants_of(user_obj) for perm in grant.perms
-        )
+        return any(perm.startswith(prefix) for grant in grants_of(user_obj) for perm in grant.perms)
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if obj is not None:

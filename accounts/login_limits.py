@@ -29,9 +29,14 @@ def lockout_response(
     """429, the reason and the wait, in the admin's look (and ``Retry-After``)."""
     minutes = lockout_minutes()
     response = render(
-        request, "accounts/login_locked_out.html",
-        {**admin.site.each_context(request), "minutes": minutes,
-         "failure_limit": settings.AXES_FAILURE_LIMIT, "title": "Sign-in temporarily locked"},
+        request,
+        "accounts/login_locked_out.html",
+        {
+            **admin.site.each_context(request),
+            "minutes": minutes,
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "title": "Sign-in temporarily locked",
+        },
         status=429,
     )
     response["Retry-After"] = str(minutes * 60)

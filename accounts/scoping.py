@@ -76,7 +76,10 @@ def visible_namespaces(user: Any, perm: str | None = None) -> QuerySet:
     from registry.models import Namespace
 
     return scope(
-        Namespace.objects.all(), user, instance_path="instance_id", namespace_path="pk",
+        Namespace.objects.all(),
+        user,
+        instance_path="instance_id",
+        namespace_path="pk",
         perm=perm,
     )
 
@@ -86,7 +89,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "registry.instance": {"instance_path": "pk"},
     "registry.namespace": {"instance_path": "instance_id", "namespace_path": "pk"},
     "registry.repository": {
-        "instance_path": "namespace__instance_id", "namespace_path": "namespace_id",
+        "instance_path": "namespace__instance_id",
+        "namespace_path": "namespace_id",
     },
     "registry.tag": {
         "instance_path": "repository__namespace__instance_id",
@@ -98,7 +102,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "registry.registryevent": {"instance_path": "instance_id"},
     "signing.signingpolicy": {
-        "instance_path": "namespace__instance_id", "namespace_path": "namespace_id",
+        "instance_path": "namespace__instance_id",
+        "namespace_path": "namespace_id",
     },
     "signing.signature": {
         "instance_path": "policy__namespace__instance_id",

@@ -27,8 +27,11 @@ def _state(membership: InstanceMembership) -> dict[str, Any]:
 
 def _about(membership: InstanceMembership) -> dict[str, Any]:
     """The object and instance arguments of a membership's audit event."""
-    return {"obj": membership, "instance": membership.instance,
-            "instance_name": membership.instance.name}
+    return {
+        "obj": membership,
+        "instance": membership.instance,
+        "instance_name": membership.instance.name,
+    }
 
 
 def grant_membership(
@@ -43,12 +46,19 @@ def grant_membership(
     """Give ``user`` ``role`` on ``instance``: every namespace, or only ``namespaces``."""
     with transaction.atomic():
         membership = InstanceMembership.objects.create(
-            user=user, instance=instance, role=role, all_namespaces=all_namespaces,
+            user=user,
+            instance=instance,
+            role=role,
+            all_namespaces=all_namespaces,
             granted_by=granted_by,
         )
         membership.namespaces.set(list(namespaces))
-        audit.record("accounts.membership.granted", **_about(membership), actor=granted_by,
-                     details={"user": user.get_username(), **_state(membership)})
+        audit.record(
+            "accounts.membership.granted",
+            **_about(membership),
+            actor=granted_by,
+            details={"user": user.get_username(), **_state(membership)},
+        )
     forget_grants(user)
     return membership
 
@@ -66,15 +76,21 @@ def change_membership(
     with transaction.atomic():
         locked = (
             InstanceMembership.objects.select_for_update(of=("self",))
-            .select_related("user", "instance").get(pk=membership.pk)
+            .select_related("user", "instance")
+            .get(pk=membership.pk)
         )
         before = _state(locked)
         locked.role, locked.all_namespaces = role, all_namespaces
         locked.save(update_fields=["role", "all_namespaces"])
         locked.namespaces.set(list(namespaces))
         if changes := audit.diff(before, _state(locked)):
-            audit.record("accounts.membership.changed", **_about(locked), actor=actor,
-                         changes=changes, details={"user": locked.user.get_username()})
+            audit.record(
+                "accounts.membership.changed",
+                **_about(locked),
+                actor=actor,
+                changes=changes,
+                details={"user": locked.user.get_username()},
+            )
     forget_grants(membership.user)
     return locked
 
@@ -82,7 +98,11 @@ def change_membership(
 def revoke_membership(*, membership: InstanceMembership, actor: Any = None) -> None:
     with transaction.atomic():
         # Recorded before the row goes, so the event keeps its id and what it granted.
-        audit.record("accounts.membership.revoked", **_about(membership), actor=actor,
-                     details={"user": membership.user.get_username(), **_state(membership)})
+        audit.record(
+            "accounts.membership.revoked",
+            **_about(membership),
+            actor=actor,
+            details={"user": membership.user.get_username(), **_state(membership)},
+        )
         membership.delete()
     forget_grants(membership.user)

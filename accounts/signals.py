@@ -21,5 +21,8 @@ def revoke_before_user_deletion(sender: Any, instance: Any, **kwargs: Any) -> No
 
 
 def connect() -> None:
-    pre_delete.connect(revoke_before_user_deletion, sender=get_user_model(),
-                       dispatch_uid="accounts.revoke_before_user_deletion")
+    pre_delete.connect(
+        revoke_before_user_deletion,
+        sender=get_user_model(),
+        dispatch_uid="accounts.revoke_before_user_deletion",
+    )

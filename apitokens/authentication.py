@@ -65,4 +65,3 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "expire (API_TOKEN_TTL) and are stored hashed."
         )
         return scheme
-

@@ -55,8 +55,13 @@ def _expiry(lifetime: timedelta | None, not_after: datetime | None) -> datetime 
     return min(ends, default=None)
 
 
-def issue_token(user: Any, *, ttl: timedelta | _Default | None = DEFAULT_TTL,
-                not_after: datetime | None = None, via: str = "api") -> IssuedToken:
+def issue_token(
+    user: Any,
+    *,
+    ttl: timedelta | _Default | None = DEFAULT_TTL,
+    not_after: datetime | None = None,
+    via: str = "api",
+) -> IssuedToken:
     """A new token for ``user``, alongside any it already has; it expires after ``ttl``
     but never later than ``not_after`` (when given)."""
     lifetime = settings.API_TOKEN_TTL if isinstance(ttl, _Default) else ttl
@@ -68,8 +73,9 @@ def issue_token(user: Any, *, ttl: timedelta | _Default | None = DEFAULT_TTL,
         if expiry is not None:  # knox's manager only takes a lifetime, not a date
             ApiToken.objects.filter(pk=row.pk).update(expiry=expiry)
         row = ApiToken.objects.select_related("user").get(pk=row.pk)
-        audit.record("apitokens.token.created",
-                     **_about(row, expires=row.expiry or "never", via=via))
+        audit.record(
+            "apitokens.token.created", **_about(row, expires=row.expiry or "never", via=via)
+        )
     return IssuedToken(token=token, row=row)
 
 
@@ -83,8 +89,9 @@ def revoke(rows: Any, *, reason: str) -> int:
             .filter(pk__in=[getattr(r, "pk", r) for r in rows])
             .order_by("created")
         ):
-            audit.record("apitokens.token.revoked",
-                         **_about(row, reason=reason, expired=row.expired))
+            audit.record(
+                "apitokens.token.revoked", **_about(row, reason=reason, expired=row.expired)
+            )
             row.delete()
             revoked += 1
     return revoked
@@ -92,8 +99,7 @@ def revoke(rows: Any, *, reason: str) -> int:
 
 def revoke_user_tokens(user: Any, *, reason: str) -> int:
     """Revoke every token of ``user``; how many there were."""
-    return revoke(ApiToken.objects.filter(user=user).values_list("pk", flat=True),
-                  reason=reason)
+    return revoke(ApiToken.objects.filter(user=user).values_list("pk", flat=True), reason=reason)
 
 
 def rotate_token(user: Any, *, caller: ApiToken | None = None) -> IssuedToken:

@@ -47,8 +47,9 @@ def _is_hasher_upgrade(user: Any, update_fields: Any, stored: str) -> bool:
     )
 
 
-def note_password_change(sender: Any, instance: Any, raw: bool = False,
-                         update_fields: Any = None, **kwargs: Any) -> None:
+def note_password_change(
+    sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any
+) -> None:
     setattr(instance, _CHANGED, False)
     if raw or instance.pk is None or instance._state.adding:
         return
@@ -56,15 +57,18 @@ def note_password_change(sender: Any, instance: Any, raw: bool = False,
         return  # e.g. the last_login update at each sign-in
     stored = (
         sender._default_manager.using(kwargs.get("using"))
-        .filter(pk=instance.pk).values_list("password", flat=True).first()
+        .filter(pk=instance.pk)
+        .values_list("password", flat=True)
+        .first()
     )
     if stored is None or stored == instance.password:
         return
     setattr(instance, _CHANGED, not _is_hasher_upgrade(instance, update_fields, stored))
 
 
-def revoke_after_password_change(sender: Any, instance: Any, created: bool = False,
-                                 raw: bool = False, **kwargs: Any) -> None:
+def revoke_after_password_change(
+    sender: Any, instance: Any, created: bool = False, raw: bool = False, **kwargs: Any
+) -> None:
     if getattr(instance, _CHANGED, False):
         setattr(instance, _CHANGED, False)
         services.revoke_user_tokens(instance, reason="password changed")
@@ -76,9 +80,16 @@ def revoke_before_user_deletion(sender: Any, instance: Any, **kwargs: Any) -> No
 
 def connect() -> None:
     user_model = get_user_model()
-    pre_delete.connect(revoke_before_user_deletion, sender=user_model,
-                       dispatch_uid="apitokens.revoke_before_user_deletion")
-    pre_save.connect(note_password_change, sender=user_model,
-                     dispatch_uid="apitokens.note_password_change")
-    post_save.connect(revoke_after_password_change, sender=user_model,
-                      dispatch_uid="apitokens.revoke_after_password_change")
+    pre_delete.connect(
+        revoke_before_user_deletion,
+        sender=user_model,
+        dispatch_uid="apitokens.revoke_before_user_deletion",
+    )
+    pre_save.connect(
+        note_password_change, sender=user_model, dispatch_uid="apitokens.note_password_change"
+    )
+    post_save.connect(
+        revoke_after_password_change,
+        sender=user_model,
+        dispatch_uid="apitokens.revoke_after_password_change",
+    )

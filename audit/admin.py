@@ -126,7 +126,8 @@ class ActorFilter(_BoundedFilter):
         user = request.user
         if is_unscoped(user):
             usernames = list(
-                get_user_model().objects.order_by("username")
+                get_user_model()
+                .objects.order_by("username")
                 .values_list("username", flat=True)[:MAX_ACTOR_CHOICES]
             )
         else:
@@ -135,9 +136,20 @@ class ActorFilter(_BoundedFilter):
 
 
 _FIELDS = (
-    "at", "actor_type", "actor", "actor_label", "source_ip", "action", "object_type",
-    "object_id", "object_repr", "instance_name", "instance_id", "namespace_name",
-    "pretty_changes", "pretty_details",
+    "at",
+    "actor_type",
+    "actor",
+    "actor_label",
+    "source_ip",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "instance_name",
+    "instance_id",
+    "namespace_name",
+    "pretty_changes",
+    "pretty_details",
 )
 
 
@@ -158,8 +170,15 @@ _NOBODY = _Nobody()
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
-        "at", "actor_type", "actor_label", "action", "object_type", "object_repr",
-        "instance_name", "namespace_name", "source_ip",
+        "at",
+        "actor_type",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_repr",
+        "instance_name",
+        "namespace_name",
+        "source_ip",
     ]
     # No filter reads the audit table for its choices (see the module docstring);
     # "actor_type" (a choices field) and "at" (today, past 7 days, this month, this year)

@@ -40,8 +40,10 @@ class ActorType(models.TextChoices):
 
 def _only_clears_the_actor(values: dict[str, Any]) -> bool:
     """The update Django's ``SET_NULL`` makes when a user is deleted."""
-    return bool(values) and set(values) <= {"actor", "actor_id"} and all(
-        value is None for value in values.values()
+    return (
+        bool(values)
+        and set(values) <= {"actor", "actor_id"}
+        and all(value is None for value in values.values())
     )
 
 

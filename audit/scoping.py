@@ -41,7 +41,8 @@ def visible_condition(user: Any) -> Q | None:
         of_instance = Q(instance_id=grant.instance_id)
         if grant.instance_created_at is not None:
             of_instance |= Q(
-                instance_id__isnull=True, instance_name=grant.instance_name,
+                instance_id__isnull=True,
+                instance_name=grant.instance_name,
                 at__gte=grant.instance_created_at,
             )
         if not grant.all_namespaces:
@@ -52,9 +53,7 @@ def visible_condition(user: Any) -> Q | None:
     return where
 
 
-def visible_events(
-    user: Any, queryset: QuerySet[AuditEvent] | None = None
-) -> QuerySet[AuditEvent]:
+def visible_events(user: Any, queryset: QuerySet[AuditEvent] | None = None) -> QuerySet[AuditEvent]:
     """``queryset`` (default: every event) limited to the events ``user`` may read."""
     queryset = AuditEvent.objects.all() if queryset is None else queryset
     where = visible_condition(user)

@@ -90,15 +90,32 @@ KNOWN_OBJECT_TYPES: tuple[str, ...] = (
 # A field is dropped when one of the words of its name (split at "_", "-", "." and
 # camelCase) is one of these: "webhook_token", "sealedSecret", "db-password" go;
 # "resealed" and "key_id" stay.
-SECRET_WORDS = frozenset({
-    "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "passphrase",
-    "private", "sealed", "master", "credential", "credentials", "apikey", "pem", "der",
-})
+SECRET_WORDS = frozenset(
+    {
+        "token",
+        "tokens",
+        "secret",
+        "secrets",
+        "password",
+        "passwords",
+        "passwd",
+        "passphrase",
+        "private",
+        "sealed",
+        "master",
+        "credential",
+        "credentials",
+        "apikey",
+        "pem",
+        "der",
+    }
+)
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 REDACTED = "[redacted]"
 _PRIVATE_KEY = re.compile(r"PRIVATE\s+KEY", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@",
-                           re.IGNORECASE)
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@", re.IGNORECASE
+)
 _ACTION = re.compile(ACTION_PATTERN)
 MAX_STRING = 2000
 MAX_ITEMS = 200
@@ -236,4 +253,3 @@ def record(
     )
     event.save()
     return event
-

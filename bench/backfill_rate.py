@@ -75,10 +75,14 @@ def peak_rss_mib() -> float:
 def manifests(count: int) -> tuple[bytes, bytes, list[bytes]]:
     image = build_image(seed="bench")
     base = json.loads(image.manifest)
-    return image.config, image.layer, [
-        canonical_json({**base, "annotations": {"org.signet.bench.n": str(n)}})
-        for n in range(count)
-    ]
+    return (
+        image.config,
+        image.layer,
+        [
+            canonical_json({**base, "annotations": {"org.signet.bench.n": str(n)}})
+            for n in range(count)
+        ],
+    )
 
 
 def push(server: RegistryServer, count: int) -> list[tuple[str, str, int]]:
@@ -184,8 +188,9 @@ def main() -> None:
         )
         started = time.perf_counter()
         record(instance, pushed)
-        print(f"recorded {Tag.objects.count()} tags in Signet in "
-              f"{time.perf_counter() - started:.1f}s")
+        print(
+            f"recorded {Tag.objects.count()} tags in Signet in {time.perf_counter() - started:.1f}s"
+        )
         key = kms_services.create_key(alias="bench-signer")
         kms_services.grant_service_authorization(service=AuthorizedService.REGISTRY_SIGNING)
         namespace = instance.namespaces.get(name="bench")
@@ -205,8 +210,13 @@ def main() -> None:
         started = time.perf_counter()
         with connection.execute_wrapper(counters.query):
             call_command(
-                "backfill_signatures", "--instance", "bench",
-                "--batch-size", str(args.batch_size), stdout=log, stderr=log,
+                "backfill_signatures",
+                "--instance",
+                "bench",
+                "--batch-size",
+                str(args.batch_size),
+                stdout=log,
+                stderr=log,
             )
         elapsed = time.perf_counter() - started
         requests.Session.send = original_send  # type: ignore[method-assign]
@@ -229,10 +239,14 @@ def main() -> None:
     print(f"peak RSS (getrusage)     : {peak_rss_mib():.1f} MiB")
     print(f"RSS before backfill      : {rss_before:.1f} MiB")
     if log.samples:
-        print(f"RSS at first / last batch: {log.samples[0]:.1f} / {log.samples[-1]:.1f} MiB "
-              f"(max {max(log.samples):.1f})")
-    print(f"DB queries per image     : {counters.queries / max(signed, 1):.1f} "
-          f"({counters.queries} in all)")
+        print(
+            f"RSS at first / last batch: {log.samples[0]:.1f} / {log.samples[-1]:.1f} MiB "
+            f"(max {max(log.samples):.1f})"
+        )
+    print(
+        f"DB queries per image     : {counters.queries / max(signed, 1):.1f} "
+        f"({counters.queries} in all)"
+    )
     print(f"registry requests / image: {counters.http / max(signed, 1):.1f}")
     print(f"second run (all signed)  : {again:.1f}s -> {again_log.lines[-1]}")
     print(f"spot verification        : {verified}")

@@ -18,8 +18,9 @@ from django.http import HttpRequest, HttpResponse
 
 
 class PermissionBeforeLookupMixin:
-    def history_view(self, request: HttpRequest, object_id: str,
-                     extra_context: dict | None = None) -> HttpResponse:
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
         if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
             raise PermissionDenied
         return super().history_view(request, object_id, extra_context)  # type: ignore[misc]
@@ -55,8 +56,13 @@ class SignetAdminSite(admin.AdminSite):
     def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
         base = admin_class or admin.ModelAdmin
         if not issubclass(base, PermissionBeforeLookupMixin):
-            base = type(base.__name__, (PermissionBeforeLookupMixin, base), {
-                "__module__": base.__module__, "__qualname__": base.__qualname__,
-                "__doc__": base.__doc__,
-            })
+            base = type(
+                base.__name__,
+                (PermissionBeforeLookupMixin, base),
+                {
+                    "__module__": base.__module__,
+                    "__qualname__": base.__qualname__,
+                    "__doc__": base.__doc__,
+                },
+            )
         super().register(model_or_iterable, base, **options)

@@ -24,8 +24,11 @@ class RejectNulCharactersMiddleware:
                 message = f"Query parameter {name!r} must not contain NUL characters."
                 if request.path.startswith("/api/"):
                     return JsonResponse(
-                        {"code": "InvalidParameter", "message": message,
-                         "fields": {name.replace("\x00", ""): [message]}},
+                        {
+                            "code": "InvalidParameter",
+                            "message": message,
+                            "fields": {name.replace("\x00", ""): [message]},
+                        },
                         status=400,
                     )
                 return HttpResponseBadRequest(message)

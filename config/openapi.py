@@ -127,9 +127,19 @@ _WEBHOOK_ENVELOPE: dict[str, Any] = {
 }
 
 _WEBHOOK_RESULT_FIELDS = (
-    "received", "processed", "ignored", "duplicates", "namespaces_created",
-    "repositories_created", "manifests_created", "manifests_deleted", "tags_created",
-    "tags_moved", "tags_unchanged", "tags_deleted", "handler_errors",
+    "received",
+    "processed",
+    "ignored",
+    "duplicates",
+    "namespaces_created",
+    "repositories_created",
+    "manifests_created",
+    "manifests_deleted",
+    "tags_created",
+    "tags_moved",
+    "tags_unchanged",
+    "tags_deleted",
+    "handler_errors",
 )
 
 _WEBHOOK_RESULT: dict[str, Any] = {
@@ -252,7 +262,5 @@ class DocsView(SpectacularSwaggerView):
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, exceptions.NotAuthenticated):
-            return redirect_to_login(
-                self.request.get_full_path(), login_url=reverse("admin:login")
-            )
+            return redirect_to_login(self.request.get_full_path(), login_url=reverse("admin:login"))
         return super().handle_exception(exc)

@@ -205,7 +205,6 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".local" / "static"
 
 
-
 def _throttle_rate(name: str, default: str) -> str | None:
     """A DRF rate "<count>/<second|minute|hour|day>" (e.g. "120/min"); "off" disables it."""
     value = _setting(name, env.str, default).strip()
@@ -232,7 +231,6 @@ THROTTLE_RATES = {
     "verify": _throttle_rate("SIGNET_THROTTLE_VERIFY", "120/min"),
     "kms-sign": _throttle_rate("SIGNET_THROTTLE_KMS_SIGN", "1200/min"),
 }
-
 
 
 def _token_ttl(name: str, default: str) -> timedelta | None:

@@ -56,7 +56,13 @@ class RegionFilter(admin.SimpleListFilter):
 @admin.register(Key)
 class KeyAdmin(admin.ModelAdmin):
     list_display = [
-        "alias", "key_id", "state", "key_usage", "region", "created_at", "deletion_date",
+        "alias",
+        "key_id",
+        "state",
+        "key_usage",
+        "region",
+        "created_at",
+        "deletion_date",
     ]
     list_filter = ["state", "key_usage", RegionFilter]
     search_fields = ["alias", "key_id"]
@@ -90,8 +96,9 @@ class KeyAdmin(admin.ModelAdmin):
             if name != "description"
         ]
 
-    def get_form(self, request: HttpRequest, obj: Key | None = None, change: bool = False,
-                 **kwargs: Any) -> type:
+    def get_form(
+        self, request: HttpRequest, obj: Key | None = None, change: bool = False, **kwargs: Any
+    ) -> type:
         kwargs["form"] = KeyCreateForm if obj is None else KeyChangeForm
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"user": request.user})
@@ -114,7 +121,10 @@ class KeyAdmin(admin.ModelAdmin):
         return format_html(
             '<pre class="kms-public-key">{}</pre><p><a href="{}" download="{}.pem">'
             "Download {}.pem</a></p>",
-            key.public_key_pem, url, key.alias, key.alias,
+            key.public_key_pem,
+            url,
+            key.alias,
+            key.alias,
         )
 
     def get_urls(self) -> list:
@@ -140,8 +150,13 @@ class KeyAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{key.alias}.pem"'
         return response
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict | None = None) -> HttpResponse:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
         extra_context = dict(extra_context or {})
         extra_context["key_state_operations"] = self._state_operations(request, object_id)
         return super().change_view(request, object_id, form_url, extra_context)
@@ -202,26 +217,35 @@ class KeyAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected keys", permissions=["manage_key_state"])
     def enable_keys(self, request: HttpRequest, queryset: QuerySet[Key]):
         return self._apply_each(
-            request, queryset, lambda key_id: services.enable_key(key_id=key_id),
-            done="enabled", unchanged_state=KeyState.ENABLED,
+            request,
+            queryset,
+            lambda key_id: services.enable_key(key_id=key_id),
+            done="enabled",
+            unchanged_state=KeyState.ENABLED,
         )
 
     @admin.action(description="Disable selected keys", permissions=["manage_key_state"])
     def disable_keys(self, request: HttpRequest, queryset: QuerySet[Key]):
         return self._apply_each(
-            request, queryset, lambda key_id: services.disable_key(key_id=key_id),
-            done="disabled", unchanged_state=KeyState.DISABLED,
+            request,
+            queryset,
+            lambda key_id: services.disable_key(key_id=key_id),
+            done="disabled",
+            unchanged_state=KeyState.DISABLED,
         )
 
     @admin.action(description="Cancel deletion of selected keys", permissions=["manage_key_state"])
     def cancel_deletion(self, request: HttpRequest, queryset: QuerySet[Key]):
         return self._apply_each(
-            request, queryset, lambda key_id: services.cancel_key_deletion(key_id=key_id),
+            request,
+            queryset,
+            lambda key_id: services.cancel_key_deletion(key_id=key_id),
             done="deletion cancelled; the key is Disabled",
         )
 
-    @admin.action(description="Schedule deletion of selected keys…",
-                  permissions=["manage_key_state"])
+    @admin.action(
+        description="Schedule deletion of selected keys…", permissions=["manage_key_state"]
+    )
     def schedule_deletion(self, request: HttpRequest, queryset: QuerySet[Key]):
         """Asks for the pending window on an intermediate page, then schedules each key."""
         if "apply" in request.POST:
@@ -229,7 +253,8 @@ class KeyAdmin(admin.ModelAdmin):
             if form.is_valid():
                 days = form.cleaned_data["pending_window_in_days"]
                 return self._apply_each(
-                    request, queryset,
+                    request,
+                    queryset,
                     lambda key_id: services.schedule_key_deletion(
                         key_id=key_id, pending_window_in_days=days
                     ),
@@ -275,13 +300,25 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
 
     form = ServiceAuthorizationGrantForm
     list_display = [
-        "service", "active", "granted_by", "granted_at", "revoked_by", "revoked_at", "note",
+        "service",
+        "active",
+        "granted_by",
+        "granted_at",
+        "revoked_by",
+        "revoked_at",
+        "note",
     ]
     list_filter = ["service", ActiveFilter]
     list_select_related = ["granted_by", "revoked_by"]
     actions = ["revoke"]
     view_fields = [
-        "service", "active", "note", "granted_by", "granted_at", "revoked_by", "revoked_at",
+        "service",
+        "active",
+        "note",
+        "granted_by",
+        "granted_at",
+        "revoked_by",
+        "revoked_at",
     ]
 
     @admin.display(boolean=True, description="active")
@@ -291,25 +328,34 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ServiceAuthorization | None = None) -> list:
         return ["service", "note"] if obj is None else self.view_fields
 
-    def get_readonly_fields(self, request: HttpRequest,
-                            obj: ServiceAuthorization | None = None) -> list[str]:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ServiceAuthorization | None = None
+    ) -> list[str]:
         return [] if obj is None else self.view_fields
 
-    def get_form(self, request: HttpRequest, obj: ServiceAuthorization | None = None,
-                 change: bool = False, **kwargs: Any) -> type:
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ServiceAuthorization | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"user": request.user})
 
-    def save_model(self, request: HttpRequest, obj: ServiceAuthorization, form: Any,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: ServiceAuthorization, form: Any, change: bool
+    ) -> None:
         """Nothing to do: the form's grant_service_authorization call saved the record."""
 
-    def has_change_permission(self, request: HttpRequest,
-                              obj: ServiceAuthorization | None = None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: ServiceAuthorization | None = None
+    ) -> bool:
         return False  # history: revoke with the action instead
 
-    def has_delete_permission(self, request: HttpRequest,
-                              obj: ServiceAuthorization | None = None) -> bool:
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ServiceAuthorization | None = None
+    ) -> bool:
         return False
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
@@ -320,8 +366,9 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
         for grant in queryset.order_by("service", "granted_at"):
             label = AuthorizedService(grant.service).label
             if not grant.is_active:
-                self.message_user(request, f"{label}: this grant was already revoked.",
-                                  messages.INFO)
+                self.message_user(
+                    request, f"{label}: this grant was already revoked.", messages.INFO
+                )
                 continue
             try:
                 revoked = services.revoke_service_authorization(
@@ -331,8 +378,9 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{label}: {exc.message}", messages.ERROR)
                 continue
             if revoked is None:
-                self.message_user(request, f"{label}: this grant was already revoked.",
-                                  messages.INFO)
+                self.message_user(
+                    request, f"{label}: this grant was already revoked.", messages.INFO
+                )
                 continue
             self.log_change(request, revoked, "Revoked")
             self.message_user(request, f"{label}: authorization revoked.", messages.SUCCESS)

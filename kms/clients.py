@@ -256,16 +256,12 @@ class HttpKmsClient:
         try:
             return quote(str(uuid.UUID(str(key_id))), safe="")
         except (ValueError, TypeError, AttributeError):
-            raise KeyNotFound(
-                f"No key with KeyId {key_id!s} exists.", key_id=str(key_id)
-            ) from None
+            raise KeyNotFound(f"No key with KeyId {key_id!s} exists.", key_id=str(key_id)) from None
 
     def _field(self, body: dict[str, Any], name: str) -> str:
         value = body.get(name)
         if not isinstance(value, str):
-            raise KmsUnavailable(
-                f"KMS at {self._display_url} answered without the field {name!r}."
-            )
+            raise KmsUnavailable(f"KMS at {self._display_url} answered without the field {name!r}.")
         return value
 
     def _protocol_error(self, method: str, path: str, status: int, what: str) -> KmsUnavailable:

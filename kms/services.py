@@ -202,7 +202,9 @@ def create_key(
         with transaction.atomic():
             key.save(force_insert=True)
             audit.record(
-                "kms.key.created", obj=key, actor=created_by,
+                "kms.key.created",
+                obj=key,
+                actor=created_by,
                 details={"alias": alias, "key_usage": key_usage, "region": region},
             )
     except IntegrityError:
@@ -282,7 +284,8 @@ def _transition(
         key.save(update_fields=["state", "updated_at", *fields])
         audit.record(
             _AUDIT_STATE_ACTIONS.get((before["state"], to), "kms.key.state_changed"),
-            obj=key, changes=audit.diff(before, {"state": to, **fields}),
+            obj=key,
+            changes=audit.diff(before, {"state": to, **fields}),
         )
     key_cache.evict(str(key.key_id))
     logger.info("kms key state changed key_id=%s state=%s", key.key_id, to)
@@ -390,7 +393,8 @@ def purge_deleted_keys(
                 )
                 continue
             audit.record(
-                "kms.key.purged", obj=candidate,
+                "kms.key.purged",
+                obj=candidate,
                 details={"alias": candidate.alias, "deletion_date": candidate.deletion_date},
             )
         key_cache.evict(str(candidate.key_id))
@@ -432,8 +436,11 @@ def grant_service_authorization(
                 service=service, granted_by=granted_by, note=note
             )
             audit.record(
-                "kms.service_authorization.granted", obj=grant, object_repr=service,
-                actor=granted_by, details={"service": service, "note": note},
+                "kms.service_authorization.granted",
+                obj=grant,
+                object_repr=service,
+                actor=granted_by,
+                details={"service": service, "note": note},
             )
     except IntegrityError:
         existing = active_service_authorization(service)
@@ -457,8 +464,11 @@ def revoke_service_authorization(*, service: str, revoked_by=None) -> ServiceAut
         grant.revoked_by = revoked_by
         grant.save(update_fields=["revoked_at", "revoked_by"])
         audit.record(
-            "kms.service_authorization.revoked", obj=grant, object_repr=service,
-            actor=revoked_by, details={"service": service},
+            "kms.service_authorization.revoked",
+            obj=grant,
+            object_repr=service,
+            actor=revoked_by,
+            details={"service": service},
         )
     logger.info("kms service authorization revoked service=%s", service)
     return grant
@@ -629,10 +639,16 @@ def rotate_master_key() -> RotationResult:
         resealed += 1
     others = {path: import_string(path)() for path in settings.KMS_MASTER_KEY_ROTATION_HOOKS}
     audit.record(
-        "kms.master_key.rotated", object_type="kms.master_key", object_id=target,
+        "kms.master_key.rotated",
+        object_type="kms.master_key",
+        object_id=target,
         object_repr=f"master key version {target}",
-        details={"target_version": target, "resealed": resealed, "already_current": already,
-                 "hooks": [{"hook": path, "resealed": count} for path, count in others.items()]},
+        details={
+            "target_version": target,
+            "resealed": resealed,
+            "already_current": already,
+            "hooks": [{"hook": path, "resealed": count} for path, count in others.items()],
+        },
     )
     logger.info("kms master key rotated to version %s: %s keys re-sealed", target, resealed)
     return RotationResult(

@@ -34,11 +34,23 @@ def _key_id(key_id: str) -> str:
         return str(key_id)[:100]
 
 
-def _record(operation: str, *, key_id: str, message: bytes, algorithm: str,
-            message_type: str, outcome: str, caller: Any, **details: Any) -> None:
+def _record(
+    operation: str,
+    *,
+    key_id: str,
+    message: bytes,
+    algorithm: str,
+    message_type: str,
+    outcome: str,
+    caller: Any,
+    **details: Any,
+) -> None:
     canonical = _key_id(key_id)
     audit.record(
-        _ACTIONS[operation], object_type="kms.key", object_id=canonical, actor=caller,
+        _ACTIONS[operation],
+        object_type="kms.key",
+        object_id=canonical,
+        actor=caller,
         details={
             "key_id": canonical,
             "algorithm": str(algorithm)[:100],
@@ -61,12 +73,20 @@ def sign(
     caller: Any = None,
 ) -> bytes:
     """``kms.services.sign``, audited (see the module docstring)."""
-    where = {"key_id": key_id, "message": message, "algorithm": algorithm,
-             "message_type": message_type, "caller": caller}
+    where = {
+        "key_id": key_id,
+        "message": message,
+        "algorithm": algorithm,
+        "message_type": message_type,
+        "caller": caller,
+    }
     extra = {"on_behalf_of": on_behalf_of} if on_behalf_of is not None else {}
     try:
         signature = services.sign(
-            key_id=key_id, message=message, algorithm=algorithm, message_type=message_type,
+            key_id=key_id,
+            message=message,
+            algorithm=algorithm,
+            message_type=message_type,
             on_behalf_of=on_behalf_of,
         )
     except DomainError as exc:
@@ -86,11 +106,19 @@ def verify(
     caller: Any = None,
 ) -> bool:
     """``kms.services.verify``, audited (see the module docstring)."""
-    where = {"key_id": key_id, "message": message, "algorithm": algorithm,
-             "message_type": message_type, "caller": caller}
+    where = {
+        "key_id": key_id,
+        "message": message,
+        "algorithm": algorithm,
+        "message_type": message_type,
+        "caller": caller,
+    }
     try:
         valid = services.verify(
-            key_id=key_id, message=message, signature=signature, algorithm=algorithm,
+            key_id=key_id,
+            message=message,
+            signature=signature,
+            algorithm=algorithm,
             message_type=message_type,
         )
     except DomainError as exc:

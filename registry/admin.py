@@ -52,7 +52,10 @@ def digest_html(digest: str) -> str:
     return format_html(
         '<code title="{}">{}</code> <button type="button" class="button" data-copy="{}" '
         'onclick="{}" title="Copy the full digest" style="padding:1px 6px">Copy</button>',
-        digest, short_digest(digest), digest, _COPY_JS,
+        digest,
+        short_digest(digest),
+        digest,
+        _COPY_JS,
     )
 
 
@@ -105,9 +108,7 @@ class NamespaceFilter(admin.SimpleListFilter):
 
 
 def _filters(instance_path: str, namespace_path: str | None = None) -> list[Any]:
-    filters: list[Any] = [
-        type("ByInstance", (InstanceFilter,), {"field_path": instance_path})
-    ]
+    filters: list[Any] = [type("ByInstance", (InstanceFilter,), {"field_path": instance_path})]
     if namespace_path:
         filters.append(type("ByNamespace", (NamespaceFilter,), {"field_path": namespace_path}))
     return filters
@@ -154,26 +155,35 @@ class ReadOnlyAdmin(ScopedAdminMixin, admin.ModelAdmin):
 class InstanceForm(forms.ModelForm):
     region = forms.ChoiceField(choices=())
     backend_url = forms.URLField(
-        max_length=255, assume_scheme="https",
+        max_length=255,
+        assume_scheme="https",
         help_text="Where Signet reaches the registry API (may be an internal address).",
     )
     secret = forms.CharField(
-        required=False, strip=False,
+        required=False,
+        strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Password or token for the registry API. Stored encrypted and never shown "
         "again; leave blank to keep the stored one.",
     )
     clear_secret = forms.BooleanField(required=False, label="Remove the stored secret")
     custom_domains = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Other domain names users pull by, one per line (host[:port]).",
     )
 
     class Meta:
         model = Instance
         fields = [
-            "name", "region", "description", "backend_url", "auth_type", "username",
-            "secret_env", "default_domain",
+            "name",
+            "region",
+            "description",
+            "backend_url",
+            "auth_type",
+            "username",
+            "secret_env",
+            "default_domain",
         ]
         help_texts = {
             "secret_env": "Instead of a stored secret: the name of an environment variable "
@@ -191,9 +201,7 @@ class InstanceForm(forms.ModelForm):
             self.fields["region"].initial = settings.KMS_DEFAULT_REGION
             del self.fields["clear_secret"]
         else:
-            self.fields["custom_domains"].initial = "\n".join(
-                self.instance.domain_names()[1:]
-            )
+            self.fields["custom_domains"].initial = "\n".join(self.instance.domain_names()[1:])
 
     def domain_list(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data.get("custom_domains", "").splitlines()]
@@ -213,8 +221,10 @@ class InstanceForm(forms.ModelForm):
         try:
             services.validate_instance_fields(
                 name=data.get("name") if not self.instance.pk else None,
-                region=data.get("region", ""), backend_url=data.get("backend_url", ""),
-                auth_type=data.get("auth_type", ""), username=data.get("username", ""),
+                region=data.get("region", ""),
+                backend_url=data.get("backend_url", ""),
+                auth_type=data.get("auth_type", ""),
+                username=data.get("username", ""),
                 secret=self.secret_change() if self.instance.pk else data.get("secret", ""),
                 secret_env=data.get("secret_env", ""),
                 default_domain=(data.get("default_domain") or "").strip().lower(),
@@ -231,17 +241,29 @@ class InstanceForm(forms.ModelForm):
 
 
 # Shown to those who may change the instance only (readers see none of them).
-_EDITOR_ONLY_FIELDS = frozenset({
-    "backend_url", "username", "secret", "clear_secret", "secret_env",
-})
+_EDITOR_ONLY_FIELDS = frozenset(
+    {
+        "backend_url",
+        "username",
+        "secret",
+        "clear_secret",
+        "secret_env",
+    }
+)
 
 
 @admin.register(Instance)
 class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     form = InstanceForm
     list_display = [
-        "name", "region", "backend_url", "default_domain", "auth_type", "credentials",
-        "namespace_count", "created_at",
+        "name",
+        "region",
+        "backend_url",
+        "default_domain",
+        "auth_type",
+        "credentials",
+        "namespace_count",
+        "created_at",
     ]
     list_filter = ["region", "auth_type"]
     search_fields = ["name", "default_domain", "backend_url"]
@@ -249,8 +271,10 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     actions = ["rotate_webhook_token_action"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Instance]:
-        return super().get_queryset(request).annotate(
-            _namespace_count=Count("namespaces", distinct=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_namespace_count=Count("namespaces", distinct=True))
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -263,8 +287,17 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = (
-            "name", "region", "description", "backend_url", "auth_type", "username", "secret",
-            "clear_secret", "secret_env", "default_domain", "custom_domains",
+            "name",
+            "region",
+            "description",
+            "backend_url",
+            "auth_type",
+            "username",
+            "secret",
+            "clear_secret",
+            "secret_env",
+            "default_domain",
+            "custom_domains",
         )
         if obj is None:
             return tuple(f for f in fields if f != "clear_secret")
@@ -277,7 +310,8 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
             return list(self.list_display)
         return [
             "reader_credentials" if name == "credentials" else name
-            for name in self.list_display if name not in _EDITOR_ONLY_FIELDS
+            for name in self.list_display
+            if name not in _EDITOR_ONLY_FIELDS
         ]
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
@@ -315,19 +349,30 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
         domains = form.domain_list()
         if change:
             services.update_instance(
-                instance=obj, region=data["region"], description=data["description"],
-                backend_url=data["backend_url"], auth_type=data["auth_type"],
-                username=data["username"], secret=form.secret_change(),
-                secret_env=data["secret_env"], default_domain=data["default_domain"],
+                instance=obj,
+                region=data["region"],
+                description=data["description"],
+                backend_url=data["backend_url"],
+                auth_type=data["auth_type"],
+                username=data["username"],
+                secret=form.secret_change(),
+                secret_env=data["secret_env"],
+                default_domain=data["default_domain"],
                 custom_domains=domains,
             )
             obj.refresh_from_db()
             return
         created, token = services.create_instance(
-            name=data["name"], region=data["region"], description=data["description"],
-            backend_url=data["backend_url"], auth_type=data["auth_type"],
-            username=data["username"], secret=data["secret"], secret_env=data["secret_env"],
-            default_domain=data["default_domain"], custom_domains=domains,
+            name=data["name"],
+            region=data["region"],
+            description=data["description"],
+            backend_url=data["backend_url"],
+            auth_type=data["auth_type"],
+            username=data["username"],
+            secret=data["secret"],
+            secret_env=data["secret_env"],
+            default_domain=data["default_domain"],
+            custom_domains=domains,
         )
         for model_field in Instance._meta.concrete_fields:
             setattr(obj, model_field.attname, getattr(created, model_field.attname))
@@ -365,9 +410,7 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
                 instance=instance, token=token, webhook_url=url
             ),
         }
-        response = TemplateResponse(
-            request, "admin/registry/instance/webhook_token.html", context
-        )
+        response = TemplateResponse(request, "admin/registry/instance/webhook_token.html", context)
         response["Cache-Control"] = "no-store"
         return response
 
@@ -397,7 +440,8 @@ class InstanceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     def rotate_webhook_token_action(self, request: HttpRequest, queryset: QuerySet[Instance]):
         if queryset.count() != 1:
             self.message_user(
-                request, "Select exactly one instance: its new token is shown once.",
+                request,
+                "Select exactly one instance: its new token is shown once.",
                 messages.WARNING,
             )
             return None
@@ -421,8 +465,10 @@ class NamespaceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
     fields = ["instance", "name", "description", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Namespace]:
-        return super().get_queryset(request).annotate(
-            _repository_count=Count("repositories", distinct=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_repository_count=Count("repositories", distinct=True))
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -499,14 +545,24 @@ class TagHistoryInline(admin.TabularInline):
 @admin.register(Tag)
 class TagAdmin(ReadOnlyAdmin):
     list_display = [
-        "repository_name", "name", "digest_short", "media_type", "pushed_at", "updated_at",
+        "repository_name",
+        "name",
+        "digest_short",
+        "media_type",
+        "pushed_at",
+        "updated_at",
     ]
     list_display_links = ["repository_name", "name"]
     list_filter = _filters("repository__namespace__instance_id", "repository__namespace_id")
     list_select_related = ["repository__namespace__instance", "manifest"]
     search_fields = ["repository__name", "name"]
     fields = readonly_fields = (
-        "repository_name", "name", "digest_short", "media_type", "pushed_at", "updated_at",
+        "repository_name",
+        "name",
+        "digest_short",
+        "media_type",
+        "pushed_at",
+        "updated_at",
     )
     inlines = [TagHistoryInline]
     date_hierarchy = None
@@ -543,8 +599,14 @@ class ManifestReferenceInline(admin.TabularInline):
 
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
-    list_display = ["repository_name", "digest_short", "media_type", "size", "tag_count",
-                    "pushed_at"]
+    list_display = [
+        "repository_name",
+        "digest_short",
+        "media_type",
+        "size",
+        "tag_count",
+        "pushed_at",
+    ]
     list_display_links = ["repository_name"]
     list_filter = [
         *_filters("repository__namespace__instance_id", "repository__namespace_id"),
@@ -553,7 +615,11 @@ class ManifestAdmin(ReadOnlyAdmin):
     list_select_related = ["repository__namespace__instance"]
     search_fields = ["repository__name", "digest"]
     fields = readonly_fields = (
-        "repository_name", "digest_short", "media_type", "size", "pushed_at",
+        "repository_name",
+        "digest_short",
+        "media_type",
+        "size",
+        "pushed_at",
     )
     inlines = [ManifestReferenceInline]
 
@@ -576,7 +642,13 @@ class ManifestAdmin(ReadOnlyAdmin):
 @admin.register(RegistryEvent)
 class RegistryEventAdmin(ReadOnlyAdmin):
     list_display = [
-        "received_at", "instance", "action", "repository", "tag", "digest_short", "status",
+        "received_at",
+        "instance",
+        "action",
+        "repository",
+        "tag",
+        "digest_short",
+        "status",
         "reason",
     ]
     list_filter = [*_filters("instance_id"), "action", "status"]

@@ -712,8 +712,14 @@ class RegistryClient:
                 time.sleep(delay)
             try:
                 response = self._send(
-                    method, url, operation=operation, access=access, headers=headers, data=data,
-                    follow_redirects=follow_redirects, limit=limit,
+                    method,
+                    url,
+                    operation=operation,
+                    access=access,
+                    headers=headers,
+                    data=data,
+                    follow_redirects=follow_redirects,
+                    limit=limit,
                 )
             except BackendAddressDenied as exc:
                 raise RegistryAddressDenied(
@@ -860,12 +866,21 @@ class RegistryClient:
     ) -> requests.Response:
         """One HTTP exchange, never following a redirect, the body read up to the limit."""
         response = self.session.request(
-            method, url, headers=dict(headers), data=data, timeout=self.timeout,
-            allow_redirects=False, stream=True,
+            method,
+            url,
+            headers=dict(headers),
+            data=data,
+            timeout=self.timeout,
+            allow_redirects=False,
+            stream=True,
         )
         max_bytes, what = limit
         outbound.read_body(
-            response, method=method, registry=self.name, operation=operation, limit=max_bytes,
+            response,
+            method=method,
+            registry=self.name,
+            operation=operation,
+            limit=max_bytes,
             what=what,
         )
         return response
@@ -920,12 +935,20 @@ class RegistryClient:
             params.append(("account", str(self.username)))
             headers["Authorization"] = self._basic_header()
         response = self.session.get(
-            realm, params=params, headers=headers, timeout=self.timeout,
-            allow_redirects=False, stream=True,
+            realm,
+            params=params,
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+            stream=True,
         )
         outbound.read_body(
-            response, method="GET", registry=self.name, operation=operation,
-            limit=self.max_token_bytes, what="token endpoint answers",
+            response,
+            method="GET",
+            registry=self.name,
+            operation=operation,
+            limit=self.max_token_bytes,
+            what="token endpoint answers",
         )
         if response.status_code >= 500:
             raise _TransientError(f"token endpoint answered {response.status_code}")

@@ -39,8 +39,11 @@ def audit_instance_updated(
     changes = audit.diff(before, snapshot(instance))
     if changes or secret_given:
         audit.record(
-            "registry.instance.updated", obj=instance, instance_name=instance.name,
-            changes=changes, details={"auth_replaced": secret_given},
+            "registry.instance.updated",
+            obj=instance,
+            instance_name=instance.name,
+            changes=changes,
+            details={"auth_replaced": secret_given},
         )
 
 
@@ -48,6 +51,8 @@ def audit_instance_deleted(instance: Instance) -> None:
     """Record ``registry.instance.deleted`` with the settings the instance had (call before
     deleting the row, inside the deleting transaction)."""
     audit.record(
-        "registry.instance.deleted", obj=instance, instance_name=instance.name,
+        "registry.instance.deleted",
+        obj=instance,
+        instance_name=instance.name,
         changes={field: [value, None] for field, value in snapshot(instance).items()},
     )

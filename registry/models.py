@@ -66,24 +66,30 @@ instance_name_validator = RegexValidator(
     code="invalid_instance_name",
 )
 domain_validator = RegexValidator(
-    DOMAIN_PATTERN, "Enter a host name with an optional port, like registry.example.com:5000.",
+    DOMAIN_PATTERN,
+    "Enter a host name with an optional port, like registry.example.com:5000.",
     code="invalid_domain",
 )
 env_name_validator = RegexValidator(
-    ENV_NAME_PATTERN, "Enter an environment variable name (letters, digits, '_').",
+    ENV_NAME_PATTERN,
+    "Enter an environment variable name (letters, digits, '_').",
     code="invalid_env_name",
 )
 
-MANIFEST_MEDIA_TYPES = frozenset({
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-})
-INDEX_MEDIA_TYPES = frozenset({
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-})
+MANIFEST_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }
+)
+INDEX_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
 
 
 class AuthType(models.TextChoices):
@@ -182,7 +188,11 @@ class Instance(models.Model):
         options.setdefault("deny_networks", configured_networks())
         options.setdefault("allowed_realm_origins", settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS)
         return RegistryClient(
-            self.backend_url, username=username, password=password, token=token, name=self.name,
+            self.backend_url,
+            username=username,
+            password=password,
+            token=token,
+            name=self.name,
             **options,
         )
 
@@ -204,7 +214,8 @@ class InstanceDomain(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["name"], name="registry_domain_name_unique"),
             models.UniqueConstraint(
-                fields=["instance"], condition=Q(is_default=True),
+                fields=["instance"],
+                condition=Q(is_default=True),
                 name="registry_instance_one_default_domain",
             ),
         ]
@@ -275,8 +286,12 @@ class Manifest(models.Model):
     # Child manifests of an image index. A reference is kept by digest, so an index may be
     # recorded before its children; ``child`` is linked when (and while) the child is known.
     children = models.ManyToManyField(
-        "self", through="ManifestReference", through_fields=("parent", "child"),
-        symmetrical=False, related_name="parents", blank=True,
+        "self",
+        through="ManifestReference",
+        through_fields=("parent", "child"),
+        symmetrical=False,
+        related_name="parents",
+        blank=True,
     )
 
     class Meta:
@@ -310,11 +325,12 @@ class Manifest(models.Model):
 class ManifestReference(models.Model):
     """An image index's entry for one child manifest (same repository)."""
 
-    parent = models.ForeignKey(
-        Manifest, on_delete=models.CASCADE, related_name="child_references"
-    )
+    parent = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="child_references")
     child = models.ForeignKey(
-        Manifest, on_delete=models.SET_NULL, null=True, blank=True,
+        Manifest,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="parent_references",
     )
     child_digest = models.CharField(max_length=DIGEST_LENGTH, validators=[digest_validator])

@@ -79,8 +79,10 @@ def denied_by(address: str, networks: Sequence[Network]) -> Network | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         candidates.append(ip.ipv4_mapped)
     for network in networks:
-        if any(candidate.version == network.version and candidate in network
-               for candidate in candidates):
+        if any(
+            candidate.version == network.version and candidate in network
+            for candidate in candidates
+        ):
             return network
     return None
 

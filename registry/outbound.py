@@ -43,7 +43,12 @@ def shown_origin(url: str) -> str:
 
 
 def read_body(
-    response: requests.Response, *, method: str, registry: str, operation: str, limit: int,
+    response: requests.Response,
+    *,
+    method: str,
+    registry: str,
+    operation: str,
+    limit: int,
     what: str,
 ) -> None:
     """Load a streamed body into ``response.content``, refusing more than ``limit`` bytes

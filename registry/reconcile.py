@@ -26,8 +26,10 @@ def reconcile_manifest(
     dropped. Returns the child manifests, in the index's order.
     """
     recorded_as_index = manifest.media_type in INDEX_MEDIA_TYPES
-    if media_type not in INDEX_MEDIA_TYPES and not recorded_as_index and (
-        (manifest.media_type, manifest.size) == (media_type, size)
+    if (
+        media_type not in INDEX_MEDIA_TYPES
+        and not recorded_as_index
+        and ((manifest.media_type, manifest.size) == (media_type, size))
     ):
         return []  # the common case: the record already agrees, nothing to write
     with transaction.atomic():
@@ -46,8 +48,11 @@ def reconcile_manifest(
         Manifest.objects.bulk_create(
             [
                 Manifest(
-                    repository_id=manifest.repository_id, digest=child.digest,
-                    media_type=child.media_type, size=child.size, pushed_at=manifest.pushed_at,
+                    repository_id=manifest.repository_id,
+                    digest=child.digest,
+                    media_type=child.media_type,
+                    size=child.size,
+                    pushed_at=manifest.pushed_at,
                 )
                 for child in wanted.values()
                 if child.media_type in signable
@@ -63,9 +68,12 @@ def reconcile_manifest(
         ManifestReference.objects.bulk_create(
             [
                 ManifestReference(
-                    parent=manifest, child=recorded.get(child.digest),
-                    child_digest=child.digest, media_type=child.media_type,
-                    size=child.size, platform=child.platform,
+                    parent=manifest,
+                    child=recorded.get(child.digest),
+                    child_digest=child.digest,
+                    media_type=child.media_type,
+                    size=child.size,
+                    platform=child.platform,
                 )
                 for child in wanted.values()
             ],

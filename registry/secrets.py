@@ -52,9 +52,7 @@ class InstanceMisconfigured(DomainError):
 
     code = "FailedOperation.InstanceMisconfigured"
     http_status = 502
-    default_message = (
-        "The instance's registry credential cannot be used: ask an instance editor."
-    )
+    default_message = "The instance's registry credential cannot be used: ask an instance editor."
 
 
 def secret_env_errors(name: str) -> list[str]:
@@ -82,9 +80,13 @@ def _declared_origin(value: str) -> str | None:
     except ValueError:
         return None
     if (
-        parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname
-        or parts.username is not None or parts.password is not None
-        or parts.path not in ("", "/") or "?" in text or "#" in text
+        parts.scheme.lower() not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path not in ("", "/")
+        or "?" in text
+        or "#" in text
     ):
         return None
     return origin_of(text)
@@ -155,7 +157,8 @@ def seal_for(instance: Instance, secret: str) -> None:
     ``""`` removes the stored secret."""
     if secret:
         sealed, version = crypto.seal(
-            secret.encode(), keyring=master_keyring(),
+            secret.encode(),
+            keyring=master_keyring(),
             key_id=key_id(pk=instance.pk, backend_url=instance.backend_url),
         )
         instance.sealed_secret = sealed
@@ -179,9 +182,7 @@ def read_secret(instance: Instance) -> str:
     """The plaintext password or token ("" when there is none). Never log it."""
     if instance.secret_env:
         name = instance.secret_env
-        problems = secret_env_errors(name) or secret_env_binding_errors(
-            name, instance.backend_url
-        )
+        problems = secret_env_errors(name) or secret_env_binding_errors(name, instance.backend_url)
         if problems:
             raise _refuse(instance, f"secret_env {name}: {problems[0]}")
         value = os.environ.get(name)
@@ -192,7 +193,8 @@ def read_secret(instance: Instance) -> str:
         return ""
     try:
         plaintext = crypto.open_sealed(
-            bytes(instance.sealed_secret), keyring=master_keyring(),
+            bytes(instance.sealed_secret),
+            keyring=master_keyring(),
             key_id=key_id(pk=instance.pk, backend_url=instance.backend_url),
             version=instance.secret_master_key_version or 0,
         )

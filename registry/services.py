@@ -218,7 +218,9 @@ def validate_instance_fields(
     if moved:
         has_stored_secret = False
     values: dict[str, Any] = {
-        "backend_url": backend_url, "username": username, "secret_env": secret_env,
+        "backend_url": backend_url,
+        "username": username,
+        "secret_env": secret_env,
     }
     if name is not None:
         values["name"] = name
@@ -229,9 +231,7 @@ def validate_instance_fields(
         urlsplit(backend_url).username or urlsplit(backend_url).password
     ):
         # A URL is shown in lists, logs and errors: credentials belong in the sealed secret.
-        errors["backend_url"] = [
-            "Put credentials in the authentication fields, not in the URL."
-        ]
+        errors["backend_url"] = ["Put credentials in the authentication fields, not in the URL."]
     elif "backend_url" not in errors and ("?" in backend_url or "#" in backend_url):
         # The client appends /v2/... to the URL: a query or fragment would swallow that path.
         errors["backend_url"] = [
@@ -369,15 +369,27 @@ def create_instance(
     if isinstance(name, str) and Instance.objects.filter(name=name).exists():
         raise InstanceExists(f"A registry instance named {name!r} already exists.", name=name)
     validate_instance_fields(
-        name=name, region=region, backend_url=backend_url, auth_type=auth_type,
-        username=username, secret=secret, secret_env=secret_env,
-        default_domain=default_domain, custom_domains=domains,
+        name=name,
+        region=region,
+        backend_url=backend_url,
+        auth_type=auth_type,
+        username=username,
+        secret=secret,
+        secret_env=secret_env,
+        default_domain=default_domain,
+        custom_domains=domains,
     )
     token, token_hash = _new_webhook_token()
     instance = Instance(
-        name=name, region=region, description=description, backend_url=backend_url,
-        auth_type=auth_type, username=username, secret_env=secret_env,
-        default_domain=default_domain, webhook_token_hash=token_hash,
+        name=name,
+        region=region,
+        description=description,
+        backend_url=backend_url,
+        auth_type=auth_type,
+        username=username,
+        secret_env=secret_env,
+        default_domain=default_domain,
+        webhook_token_hash=token_hash,
     )
     try:
         with transaction.atomic():
@@ -387,10 +399,17 @@ def create_instance(
                 instance.save(update_fields=["sealed_secret", "secret_master_key_version"])
             _replace_domains(instance, domains)
             audit.record(
-                "registry.instance.created", obj=instance, instance_name=name,
-                details={"region": region, "backend_url": backend_url, "auth_type": auth_type,
-                         "username": username, "default_domain": default_domain,
-                         "custom_domains": domains},
+                "registry.instance.created",
+                obj=instance,
+                instance_name=name,
+                details={
+                    "region": region,
+                    "backend_url": backend_url,
+                    "auth_type": auth_type,
+                    "username": username,
+                    "default_domain": default_domain,
+                    "custom_domains": domains,
+                },
             )
     except IntegrityError:
         raise InstanceExists(
@@ -425,6 +444,7 @@ def update_instance(
     is never sent to another (refused with a precise message while the auth type needs one).
     Audited (``registry.instance.updated``) with the changed fields, never a secret value.
     """
+
     def pick(value, current):
         return current if value is _UNCHANGED else value
 
@@ -440,7 +460,8 @@ def update_instance(
             secret = ""
         new_domain = pick(default_domain, instance.default_domain).strip().lower()
         domains = (
-            _normalise_domains(custom_domains) if custom_domains is not None
+            _normalise_domains(custom_domains)
+            if custom_domains is not None
             else sorted(instance.domains.filter(is_default=False).values_list("name", flat=True))
         )
         new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
@@ -454,11 +475,17 @@ def update_instance(
         if secret and secret_env is _UNCHANGED:
             new_secret_env = ""  # a stored secret replaces the environment variable
         validate_instance_fields(
-            region=pick(region, instance.region), backend_url=new_backend, auth_type=new_auth,
-            username=new_username, secret=secret, secret_env=new_secret_env,
-            default_domain=new_domain, custom_domains=domains,
+            region=pick(region, instance.region),
+            backend_url=new_backend,
+            auth_type=new_auth,
+            username=new_username,
+            secret=secret,
+            secret_env=new_secret_env,
+            default_domain=new_domain,
+            custom_domains=domains,
             has_stored_secret=instance.sealed_secret is not None,
-            current_backend_url=instance.backend_url, instance_id=instance.pk,
+            current_backend_url=instance.backend_url,
+            instance_id=instance.pk,
         )
         before = snapshot(instance)
         instance.region = pick(region, instance.region)
@@ -483,7 +510,8 @@ def delete_instance(*, instance: Instance) -> None:
         if instance.namespaces.exists():
             raise InstanceInUse(
                 f"Instance {instance.name} still has {instance.namespaces.count()} namespace(s); "
-                "delete them first.", name=instance.name,
+                "delete them first.",
+                name=instance.name,
             )
         # Recorded while the row exists (the event names it by id); a refused delete rolls
         # the events back with it. Memberships go through the service, so their end is
@@ -507,7 +535,8 @@ def rotate_webhook_token(*, instance: Instance) -> str:
     """A new webhook token; the old one stops working at once. Returned once, stored hashed."""
     token, token_hash = _new_webhook_token()
     Instance.objects.filter(pk=instance.pk).update(
-        webhook_token_hash=token_hash, webhook_token_rotated_at=timezone.now(),
+        webhook_token_hash=token_hash,
+        webhook_token_rotated_at=timezone.now(),
         updated_at=timezone.now(),
     )
     audit.record(
@@ -667,8 +696,12 @@ def create_namespace(*, instance: Instance, name: str, description: str = "") ->
 
 def _audit_namespace_created(namespace: Namespace, *, details: dict[str, Any]) -> None:
     audit.record(
-        "registry.namespace.created", obj=namespace, instance=namespace.instance,
-        instance_name=namespace.instance.name, namespace_name=namespace.name, details=details,
+        "registry.namespace.created",
+        obj=namespace,
+        instance=namespace.instance,
+        instance_name=namespace.instance.name,
+        namespace_name=namespace.name,
+        details=details,
     )
 
 
@@ -689,13 +722,19 @@ def delete_namespace(*, namespace: Namespace) -> None:
         )
         if manifests:
             _call_handlers(
-                settings.REGISTRY_DELETE_HANDLERS, instance=namespace.instance,
-                manifests=manifests, source="namespace-delete", raise_errors=True,
+                settings.REGISTRY_DELETE_HANDLERS,
+                instance=namespace.instance,
+                manifests=manifests,
+                source="namespace-delete",
+                raise_errors=True,
             )
         # Recorded before the row goes (the event keeps its id), in the same transaction.
         audit.record(
-            "registry.namespace.deleted", obj=namespace, instance=namespace.instance,
-            instance_name=namespace.instance.name, namespace_name=namespace.name,
+            "registry.namespace.deleted",
+            obj=namespace,
+            instance=namespace.instance,
+            instance_name=namespace.instance.name,
+            namespace_name=namespace.name,
             details={
                 "repositories": namespace.repositories.count(),
                 "manifests": len(manifests),
@@ -881,12 +920,14 @@ def _parse_event(index: int, raw: Any) -> Event:
                 _fail(f"{path}.digest", "is not a valid digest (sha256:<64 lowercase hex>).")
             child_type = descriptor.get("mediaType", "")
             child_size = descriptor.get("size")
-            references.append(Reference(
-                digest=child,
-                media_type=child_type[:255] if isinstance(child_type, str) else "",
-                size=child_size if _is_count(child_size) else None,
-                platform=_platform(descriptor),
-            ))
+            references.append(
+                Reference(
+                    digest=child,
+                    media_type=child_type[:255] if isinstance(child_type, str) else "",
+                    size=child_size if _is_count(child_size) else None,
+                    platform=_platform(descriptor),
+                )
+            )
     timestamp = None
     raw_timestamp = raw.get("timestamp")
     if raw_timestamp is not None:
@@ -903,15 +944,25 @@ def _parse_event(index: int, raw: Any) -> Event:
             _fail(f"{where}.timestamp", "is out of range.")
     # PostgreSQL text cannot hold NUL characters: refuse them here, with the field's name.
     for field_path, value in (
-        (f"{where}.id", event_id), (f"{where}.target.mediaType", media_type),
-        *((f"{where}.target.references[{n}].mediaType", r.media_type)
-          for n, r in enumerate(references)),
+        (f"{where}.id", event_id),
+        (f"{where}.target.mediaType", media_type),
+        *(
+            (f"{where}.target.references[{n}].mediaType", r.media_type)
+            for n, r in enumerate(references)
+        ),
     ):
         if "\x00" in value:
             _fail(field_path, "must not contain NUL characters.")
     return Event(
-        index=index, id=event_id, action=action, repository=repository, digest=digest or "",
-        tag=tag or "", media_type=media_type, size=size, timestamp=timestamp,
+        index=index,
+        id=event_id,
+        action=action,
+        repository=repository,
+        digest=digest or "",
+        tag=tag or "",
+        media_type=media_type,
+        size=size,
+        timestamp=timestamp,
         references=tuple(references),
     )
 
@@ -948,7 +999,8 @@ class _Recorder:
             return None
         repository = (
             Repository.objects.select_related("namespace__instance")
-            .filter(namespace__instance=self.instance, name=name).first()
+            .filter(namespace__instance=self.instance, name=name)
+            .first()
         )
         if repository is None:
             if not create:
@@ -975,11 +1027,18 @@ class _Recorder:
     # -- pushes ----------------------------------------------------------------------------
 
     def manifest(
-        self, repository: Repository, *, digest: str, media_type: str, size: int | None,
-        at: datetime, references: Sequence[Reference] = (),
+        self,
+        repository: Repository,
+        *,
+        digest: str,
+        media_type: str,
+        size: int | None,
+        at: datetime,
+        references: Sequence[Reference] = (),
     ) -> Manifest:
         manifest, created = Manifest.objects.get_or_create(
-            repository=repository, digest=digest,
+            repository=repository,
+            digest=digest,
             defaults={"media_type": media_type, "size": size, "pushed_at": at},
         )
         manifest.repository = repository
@@ -990,24 +1049,26 @@ class _Recorder:
             ManifestReference.objects.filter(
                 parent__repository=repository, child_digest=digest, child__isnull=True
             ).update(child=manifest)
-        if manifest.is_index and references and (
-            created or not manifest.child_references.exists()
-        ):
+        if manifest.is_index and references and (created or not manifest.child_references.exists()):
             self.link_children(manifest, references)
         return manifest
 
     def link_children(self, manifest: Manifest, references: Sequence[Reference]) -> None:
         digests = [reference.digest for reference in references]
         known = dict(
-            Manifest.objects.filter(repository=manifest.repository, digest__in=digests)
-            .values_list("digest", "pk")
+            Manifest.objects.filter(repository=manifest.repository, digest__in=digests).values_list(
+                "digest", "pk"
+            )
         )
         ManifestReference.objects.bulk_create(
             [
                 ManifestReference(
-                    parent=manifest, child_id=known.get(reference.digest),
-                    child_digest=reference.digest, media_type=reference.media_type,
-                    size=reference.size, platform=reference.platform,
+                    parent=manifest,
+                    child_id=known.get(reference.digest),
+                    child_digest=reference.digest,
+                    media_type=reference.media_type,
+                    size=reference.size,
+                    platform=reference.platform,
                 )
                 for reference in references
             ],
@@ -1016,19 +1077,26 @@ class _Recorder:
 
     def tag(self, repository: Repository, manifest: Manifest, name: str, at: datetime) -> None:
         tag = (
-            Tag.objects.select_for_update(of=("self",)).select_related("manifest")
-            .filter(repository=repository, name=name).first()
+            Tag.objects.select_for_update(of=("self",))
+            .select_related("manifest")
+            .filter(repository=repository, name=name)
+            .first()
         )
         if tag is None:
             try:
                 with transaction.atomic():
                     tag = Tag.objects.create(
-                        repository=repository, name=name, manifest=manifest,
-                        pushed_at=at, updated_at=at,
+                        repository=repository,
+                        name=name,
+                        manifest=manifest,
+                        pushed_at=at,
+                        updated_at=at,
                     )
             except IntegrityError:  # created meanwhile by a concurrent delivery
-                tag = Tag.objects.select_for_update(of=("self",)).select_related("manifest").get(
-                    repository=repository, name=name
+                tag = (
+                    Tag.objects.select_for_update(of=("self",))
+                    .select_related("manifest")
+                    .get(repository=repository, name=name)
                 )
             else:
                 TagHistory.objects.create(tag=tag, to_digest=manifest.digest, moved_at=at)
@@ -1056,8 +1124,11 @@ class _Recorder:
         self.new_manifests, self.changed_tags = [], []
         if settings.REGISTRY_PUSH_HANDLERS:
             self.result.handler_errors += _call_handlers(
-                settings.REGISTRY_PUSH_HANDLERS, instance=self.instance,
-                manifests=manifests, tags=tags, source=self.source,
+                settings.REGISTRY_PUSH_HANDLERS,
+                instance=self.instance,
+                manifests=manifests,
+                tags=tags,
+                source=self.source,
             )
 
     # -- deletes ---------------------------------------------------------------------------
@@ -1066,7 +1137,8 @@ class _Recorder:
         repository = self.repository(repository_name, create=False)
         manifest = (
             Manifest.objects.filter(repository=repository, digest=digest).first()
-            if repository else None
+            if repository
+            else None
         )
         if manifest is None or repository is None:
             return "not recorded in Signet"
@@ -1076,14 +1148,19 @@ class _Recorder:
         try:
             with transaction.atomic():
                 _call_handlers(
-                    settings.REGISTRY_DELETE_HANDLERS, instance=self.instance,
-                    manifests=[manifest], source=self.source, raise_errors=True,
+                    settings.REGISTRY_DELETE_HANDLERS,
+                    instance=self.instance,
+                    manifests=[manifest],
+                    source=self.source,
+                    raise_errors=True,
                 )
                 manifest.delete()
         except (ProtectedError, RestrictedError) as exc:
             logger.warning(
                 "registry manifest %s@%s not deleted: still referenced (%s)",
-                repository_name, digest, type(exc).__name__,
+                repository_name,
+                digest,
+                type(exc).__name__,
             )
             return "IGNORED:still referenced by other records"
         self.result.manifests_deleted += 1
@@ -1094,8 +1171,8 @@ class _Recorder:
         repository = self.repository(repository_name, create=False)
         if repository is None:
             return "not recorded in Signet"
-        deleted = Tag.objects.filter(repository=repository, name=tag).delete()[1].get(
-            Tag._meta.label, 0
+        deleted = (
+            Tag.objects.filter(repository=repository, name=tag).delete()[1].get(Tag._meta.label, 0)
         )
         if not deleted:
             return "not recorded in Signet"
@@ -1124,16 +1201,26 @@ def _apply(recorder: _Recorder, event: Event, received: datetime) -> tuple[str, 
         repository = recorder.repository(event.repository, create=True)
         assert repository is not None
         at = event.timestamp or received
-        before = (recorder.result.manifests_created, recorder.result.tags_created,
-                  recorder.result.tags_moved)
+        before = (
+            recorder.result.manifests_created,
+            recorder.result.tags_created,
+            recorder.result.tags_moved,
+        )
         manifest = recorder.manifest(
-            repository, digest=event.digest, media_type=event.media_type, size=event.size,
-            at=at, references=event.references,
+            repository,
+            digest=event.digest,
+            media_type=event.media_type,
+            size=event.size,
+            at=at,
+            references=event.references,
         )
         if event.tag:
             recorder.tag(repository, manifest, event.tag, at)
-        after = (recorder.result.manifests_created, recorder.result.tags_created,
-                 recorder.result.tags_moved)
+        after = (
+            recorder.result.manifests_created,
+            recorder.result.tags_created,
+            recorder.result.tags_moved,
+        )
         return EventStatus.PROCESSED, "" if after != before else "already recorded"
     if event.digest:
         outcome = recorder.delete_manifest(event.repository, event.digest)
@@ -1184,18 +1271,29 @@ def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
                 result.ignored += 1
             else:
                 result.processed += 1
-            rows.append(RegistryEvent(
-                instance=instance, event_id=event.id, action=event.action,
-                repository=event.repository,
-                digest=event.digest if _DIGEST_RE.fullmatch(event.digest) else "", tag=event.tag,
-                media_type=event.media_type, occurred_at=event.timestamp,
-                status=status, reason=reason[:255],
-            ))
+            rows.append(
+                RegistryEvent(
+                    instance=instance,
+                    event_id=event.id,
+                    action=event.action,
+                    repository=event.repository,
+                    digest=event.digest if _DIGEST_RE.fullmatch(event.digest) else "",
+                    tag=event.tag,
+                    media_type=event.media_type,
+                    occurred_at=event.timestamp,
+                    status=status,
+                    reason=reason[:255],
+                )
+            )
         recorder.flush_push_handlers()
         RegistryEvent.objects.bulk_create(rows)
     logger.info(
         "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
-        instance.name, result.received, result.processed, result.ignored, result.duplicates,
+        instance.name,
+        result.received,
+        result.processed,
+        result.ignored,
+        result.duplicates,
     )
     return result
 
@@ -1236,10 +1334,14 @@ def parse_index_children(document: Any) -> tuple[Reference, ...]:
         child = descriptor.get("digest") if isinstance(descriptor, Mapping) else None
         if isinstance(child, str) and _DIGEST_RE.fullmatch(child):
             size = descriptor.get("size")
-            children.append(Reference(
-                digest=child, media_type=str(descriptor.get("mediaType") or "")[:255],
-                size=size if _is_count(size) else None, platform=_platform(descriptor),
-            ))
+            children.append(
+                Reference(
+                    digest=child,
+                    media_type=str(descriptor.get("mediaType") or "")[:255],
+                    size=size if _is_count(size) else None,
+                    platform=_platform(descriptor),
+                )
+            )
     return tuple(children)
 
 
@@ -1253,8 +1355,10 @@ def _remote_tags(client, instance: Instance, repository: str, page_size: int, re
     remote: list[_RemoteTag] = []
     known_indexes = set(
         Manifest.objects.filter(
-            repository__namespace__instance=instance, repository__name=repository,
-            media_type__in=INDEX_MEDIA_TYPES, child_references__isnull=False,
+            repository__namespace__instance=instance,
+            repository__name=repository,
+            media_type__in=INDEX_MEDIA_TYPES,
+            child_references__isnull=False,
         ).values_list("digest", flat=True)
     )
     for name in client.list_tags(repository, page_size=page_size):
@@ -1275,10 +1379,15 @@ def _remote_tags(client, instance: Instance, repository: str, page_size: int, re
         if not _DIGEST_RE.fullmatch(ref.digest or ""):
             result.errors.append(f"{repository}:{name}: unsupported digest {ref.digest!r}")
             continue
-        remote.append(_RemoteTag(
-            name=name, digest=ref.digest, media_type=ref.media_type, size=ref.size,
-            children=children,
-        ))
+        remote.append(
+            _RemoteTag(
+                name=name,
+                digest=ref.digest,
+                media_type=ref.media_type,
+                size=ref.size,
+                children=children,
+            )
+        )
     return remote
 
 
@@ -1292,12 +1401,19 @@ def _record_remote(instance: Instance, repository_name: str, remote, result: Syn
         for item in remote:
             for child in item.children:
                 recorder.manifest(
-                    repository, digest=child.digest, media_type=child.media_type,
-                    size=child.size, at=now,
+                    repository,
+                    digest=child.digest,
+                    media_type=child.media_type,
+                    size=child.size,
+                    at=now,
                 )
             manifest = recorder.manifest(
-                repository, digest=item.digest, media_type=item.media_type, size=item.size,
-                at=now, references=item.children,
+                repository,
+                digest=item.digest,
+                media_type=item.media_type,
+                size=item.size,
+                at=now,
+                references=item.children,
             )
             recorder.tag(repository, manifest, item.name, now)
         recorder.flush_push_handlers()

@@ -104,9 +104,7 @@ def sign_result_messages(result: services.SignRequestResult) -> list[tuple[int, 
         level = messages.SUCCESS if outcome.signed else messages.INFO
         found.append((level, "Images: " + (", ".join(done) or "nothing to sign") + "."))
     if outcome.failed:
-        found.append(
-            (messages.ERROR, f"{outcome.failed} failed: " + "; ".join(outcome.failures))
-        )
+        found.append((messages.ERROR, f"{outcome.failed} failed: " + "; ".join(outcome.failures)))
     return found
 
 
@@ -173,8 +171,18 @@ class PolicyChangeList(ChangeList):
 class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     form = SigningPolicyForm
     list_display = [
-        "name", "namespace_name", "instance_name", "key_alias", "region", "domain",
-        "enabled", "health", "signed_count", "pending_count", "failed_count", "created_by",
+        "name",
+        "namespace_name",
+        "instance_name",
+        "key_alias",
+        "region",
+        "domain",
+        "enabled",
+        "health",
+        "signed_count",
+        "pending_count",
+        "failed_count",
+        "created_by",
         "created_at",
     ]
     list_display_links = ["name"]
@@ -185,23 +193,46 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
 
     add_fieldsets = [(None, {"fields": ["namespace", "name", "key", "domain", "disabled"]})]
     change_fieldsets = [
-        (None, {"fields": [
-            "namespace_name", "instance_name", "name", "key", "region", "domain",
-            "disabled", "health",
-        ]}),
+        (
+            None,
+            {
+                "fields": [
+                    "namespace_name",
+                    "instance_name",
+                    "name",
+                    "key",
+                    "region",
+                    "domain",
+                    "disabled",
+                    "health",
+                ]
+            },
+        ),
         ("Signatures", {"fields": ["signature_summary"]}),
-        ("Verify signatures", {
-            "fields": ["public_key", "policy_json", "registries_d", "cosign_verify"],
-            "description": "What users need to check the signatures of this namespace's "
-            "images: the key's public key, a containers policy.json (skopeo, podman, "
-            "CRI-O) with a registries.d entry, or cosign.",
-        }),
+        (
+            "Verify signatures",
+            {
+                "fields": ["public_key", "policy_json", "registries_d", "cosign_verify"],
+                "description": "What users need to check the signatures of this namespace's "
+                "images: the key's public key, a containers policy.json (skopeo, podman, "
+                "CRI-O) with a registries.d entry, or cosign.",
+            },
+        ),
         ("History", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
     change_readonly_fields = [
-        "namespace_name", "instance_name", "region", "health", "signature_summary",
-        "public_key", "policy_json", "registries_d", "cosign_verify", "created_by",
-        "created_at", "updated_at",
+        "namespace_name",
+        "instance_name",
+        "region",
+        "health",
+        "signature_summary",
+        "public_key",
+        "policy_json",
+        "registries_d",
+        "cosign_verify",
+        "created_by",
+        "created_at",
+        "updated_at",
     ]
 
     # --- querysets, forms, pages ---------------------------------------------------------
@@ -231,8 +262,13 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: SigningPolicy | None = None):
         return [] if obj is None else self.change_readonly_fields
 
-    def get_form(self, request: HttpRequest, obj: SigningPolicy | None = None,
-                 change: bool = False, **kwargs: Any) -> type:
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: SigningPolicy | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)
         user = request.user
 
@@ -261,8 +297,7 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
             return request.user.has_perm("signing.delete_signingpolicy", obj)
         return super().has_delete_permission(request, obj)
 
-    def save_model(self, request: HttpRequest, obj: SigningPolicy, form: Any,
-                   change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: SigningPolicy, form: Any, change: bool) -> None:
         """The form's create_policy/update_policy call saved it; report what it said."""
         outcome = form.outcome
         for warning in outcome.warnings:
@@ -275,18 +310,26 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
                     "{} image(s) of this namespace are signed with an older key; their "
                     'signatures stay valid until re-signed. <a href="{}">Re-sign {} images '
                     "with the new key</a>.",
-                    outcome.resign_candidates, url, outcome.resign_candidates,
+                    outcome.resign_candidates,
+                    url,
+                    outcome.resign_candidates,
                 ),
                 messages.WARNING,
             )
 
-    def add_view(self, request: HttpRequest, form_url: str = "",
-                 extra_context: dict | None = None) -> HttpResponse:
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
         extra_context = {"region_advice": REGION_ADVICE, **(extra_context or {})}
         return super().add_view(request, form_url, extra_context)
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict | None = None) -> HttpResponse:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
         extra_context = dict(extra_context or {})
         policy = self.get_object(request, unquote(object_id))
         if policy is not None:
@@ -296,7 +339,9 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     def _page_context(self, request: HttpRequest, policy: SigningPolicy) -> dict[str, Any]:
         try:
             warnings = services.validate_policy(
-                namespace=policy.namespace, name=policy.name, key=policy.key,
+                namespace=policy.namespace,
+                name=policy.name,
+                key=policy.key,
                 domain=policy.domain,
             )
         except DomainError:
@@ -339,8 +384,9 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
 
     def _signatures_link(self, obj: SigningPolicy, status: str, count: int) -> str:
         url = reverse("admin:signing_signature_changelist")
-        return format_html('<a href="{}?policy={}&amp;status__exact={}">{}</a>', url,
-                           obj.pk, status, count)
+        return format_html(
+            '<a href="{}?policy={}&amp;status__exact={}">{}</a>', url, obj.pk, status, count
+        )
 
     @admin.display(description="signed", ordering="_signed")
     def signed_count(self, obj: SigningPolicy) -> str:
@@ -358,7 +404,9 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     def signature_summary(self, obj: SigningPolicy) -> str:
         return format_html(
             "{} signed, {} pending, {} failed",
-            self.signed_count(obj), self.pending_count(obj), self.failed_count(obj),
+            self.signed_count(obj),
+            self.pending_count(obj),
+            self.failed_count(obj),
         )
 
     @admin.display(description="public key (PEM)")
@@ -367,8 +415,12 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         return format_html(
             '<pre class="signing-public-key">{}</pre><p><a href="{}" download="{}">'
             "Download {}</a> (key {}, fingerprint {}…)</p>",
-            obj.key.public_key_pem, url, key_file_name(obj), key_file_name(obj),
-            obj.key.alias, obj.key.public_key_fingerprint[:16],
+            obj.key.public_key_pem,
+            url,
+            key_file_name(obj),
+            key_file_name(obj),
+            obj.key.alias,
+            obj.key.public_key_fingerprint[:16],
         )
 
     @admin.display(description="policy.json")
@@ -377,7 +429,10 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
             "<pre>{}</pre><p>Save the public key as /etc/containers/keys/{}; merge this into "
             "/etc/containers/policy.json (its default rejects every other image). Users "
             "must pull by {}/{}/… for the identity check to pass.</p>",
-            policy_json_snippet(obj), key_file_name(obj), obj.domain, obj.namespace.name,
+            policy_json_snippet(obj),
+            key_file_name(obj),
+            obj.domain,
+            obj.namespace.name,
         )
 
     @admin.display(description="registries.d")
@@ -385,7 +440,8 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         return format_html(
             "<pre>{}</pre><p>In /etc/containers/registries.d/{}.yaml: look for signatures "
             "stored beside the images (cosign's .sig tags).</p>",
-            registries_d_snippet(obj), obj.domain.replace(":", "_"),
+            registries_d_snippet(obj),
+            obj.domain.replace(":", "_"),
         )
 
     @admin.display(description="cosign")
@@ -409,13 +465,16 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         found = []
         for policy in policies:
             count = services.signatures_removed_by_deleting(policy)
-            found.append((
-                policy, count,
-                f"Deleting policy {policy.name} removes {count} signature(s) of namespace "
-                f"{policy.namespace.name} (instance {policy.namespace.instance.name}) and "
-                "their .sig artifacts in the registry; verification of those images will "
-                "fail.",
-            ))
+            found.append(
+                (
+                    policy,
+                    count,
+                    f"Deleting policy {policy.name} removes {count} signature(s) of namespace "
+                    f"{policy.namespace.name} (instance {policy.namespace.instance.name}) and "
+                    "their .sig artifacts in the registry; verification of those images will "
+                    "fail.",
+                )
+            )
         return found
 
     def get_deleted_objects(self, objs, request: HttpRequest):
@@ -438,8 +497,10 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         context["signing_delete_warnings"] = getattr(request, "_signing_delete_warnings", [])
         return super().render_delete_form(request, context)
 
-    @admin.action(description="Delete selected signing policies (and their signatures)",
-                  permissions=["delete"])
+    @admin.action(
+        description="Delete selected signing policies (and their signatures)",
+        permissions=["delete"],
+    )
     def delete_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]):
         # Only the policies of namespaces the user operates (an in-scope reader's are kept).
         queryset = scope_model(queryset, request.user, perm="signing.delete_signingpolicy")
@@ -452,8 +513,7 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
 
     # --- re-sign and retry ----------------------------------------------------------------
 
-    def _report(self, request: HttpRequest, prefix: str,
-                found: list[tuple[int, str]]) -> None:
+    def _report(self, request: HttpRequest, prefix: str, found: list[tuple[int, str]]) -> None:
         for level, text in found:
             self.message_user(request, f"{prefix}: {text}", level)
 
@@ -461,8 +521,10 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         candidates = services.resign_candidates(policy).count()
         if not candidates:
             self.message_user(
-                request, f"Policy {policy.name}: every signature is already made with key "
-                f"{policy.key.alias}; nothing to re-sign.", messages.INFO,
+                request,
+                f"Policy {policy.name}: every signature is already made with key "
+                f"{policy.key.alias}; nothing to re-sign.",
+                messages.INFO,
             )
             return
         try:
@@ -471,8 +533,11 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"Policy {policy.name}: {exc.message}", messages.ERROR)
             return
         self.log_change(request, policy, f"Re-signed {candidates} image(s) with the policy key.")
-        self._report(request, f"Policy {policy.name}: re-sign with key {policy.key.alias}",
-                     sign_result_messages(result))
+        self._report(
+            request,
+            f"Policy {policy.name}: re-sign with key {policy.key.alias}",
+            sign_result_messages(result),
+        )
 
     def _retry_failed(self, request: HttpRequest, policy: SigningPolicy) -> None:
         failed = list(policy.signatures.filter(status=SignatureStatus.FAILED))
@@ -484,15 +549,18 @@ class SigningPolicyAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         outcome = services.retry_now(signatures=failed)
         self._report(request, f"Policy {policy.name}: retry", _outcome_messages(outcome))
 
-    @admin.action(description="Re-sign images signed with an older key, with the current key",
-                  permissions=["sign_images"])
+    @admin.action(
+        description="Re-sign images signed with an older key, with the current key",
+        permissions=["sign_images"],
+    )
     def resign_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
         for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
             self._resign(request, policy)
 
     @admin.action(description="Retry failed signatures", permissions=["sign_images"])
-    def retry_failed_selected(self, request: HttpRequest,
-                              queryset: QuerySet[SigningPolicy]) -> None:
+    def retry_failed_selected(
+        self, request: HttpRequest, queryset: QuerySet[SigningPolicy]
+    ) -> None:
         for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
             self._retry_failed(request, policy)
 
@@ -565,9 +633,7 @@ class SignaturePolicyFilter(admin.SimpleListFilter):
             (pk, f"{name} ({instance} / {namespace})")
             for pk, name, instance, namespace in scope_model(
                 SigningPolicy.objects.all(), request.user
-            ).values_list(
-                "pk", "name", "namespace__instance__name", "namespace__name"
-            )
+            ).values_list("pk", "name", "namespace__instance__name", "namespace__name")
         ]
 
     def queryset(self, request, queryset):
@@ -598,22 +664,51 @@ class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     """Records only: signatures are made by signing, removed with their policy or image."""
 
     list_display = [
-        "status_column", "repository_name", "tag_names", "digest_short", "key_column",
-        "trigger", "attempts", "failure", "signed_at", "triggered_by", "updated_at",
+        "status_column",
+        "repository_name",
+        "tag_names",
+        "digest_short",
+        "key_column",
+        "trigger",
+        "attempts",
+        "failure",
+        "signed_at",
+        "triggered_by",
+        "updated_at",
     ]
     list_display_links = ["status_column", "repository_name"]
     list_filter = ["status", "trigger", SignaturePolicyFilter]
     list_select_related = [
-        "policy__key", "policy__namespace__instance", "manifest__repository", "triggered_by",
+        "policy__key",
+        "policy__namespace__instance",
+        "manifest__repository",
+        "triggered_by",
     ]
     search_fields = ["manifest__repository__name", "manifest__digest"]
     search_help_text = "Search by repository or digest."
     actions = ["retry_selected"]
     fields = readonly_fields = (
-        "status_column", "policy", "repository_name", "tag_names", "digest_short",
-        "key_column", "key_id", "key_fingerprint", "algorithm", "docker_reference",
-        "payload_text", "signature_value", "sig_manifest_digest", "trigger", "triggered_by",
-        "attempts", "failure", "next_attempt_at", "signed_at", "created_at", "updated_at",
+        "status_column",
+        "policy",
+        "repository_name",
+        "tag_names",
+        "digest_short",
+        "key_column",
+        "key_id",
+        "key_fingerprint",
+        "algorithm",
+        "docker_reference",
+        "payload_text",
+        "signature_value",
+        "sig_manifest_digest",
+        "trigger",
+        "triggered_by",
+        "attempts",
+        "failure",
+        "next_attempt_at",
+        "signed_at",
+        "created_at",
+        "updated_at",
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Signature]:
@@ -662,8 +757,12 @@ class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     def failure(self, obj: Signature) -> str:
         if not obj.failure_code:
             return "-"
-        return format_html('<span title="{}">{}: {}</span>', obj.failure_reason,
-                           obj.failure_code, obj.failure_reason[:200])
+        return format_html(
+            '<span title="{}">{}: {}</span>',
+            obj.failure_reason,
+            obj.failure_code,
+            obj.failure_reason[:200],
+        )
 
     @admin.display(description="payload")
     def payload_text(self, obj: Signature) -> str:
@@ -689,8 +788,11 @@ class SignatureStatusFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [
-            ("signed", "Signed"), ("pending", "Pending"), ("failed", "Failed"),
-            ("unsigned", "Unsigned"), ("none", "No policy"),
+            ("signed", "Signed"),
+            ("pending", "Pending"),
+            ("failed", "Failed"),
+            ("unsigned", "Unsigned"),
+            ("none", "No policy"),
         ]
 
     def queryset(self, request, queryset):
@@ -716,9 +818,7 @@ def tag_policy(tag: Tag) -> SigningPolicy | None:
 def tag_signature(tag: Tag, policy: SigningPolicy | None) -> Signature | None:
     if policy is None:
         return None
-    return next(
-        (s for s in tag.manifest.signatures.all() if s.policy_id == policy.pk), None
-    )
+    return next((s for s in tag.manifest.signatures.all() if s.policy_id == policy.pk), None)
 
 
 def tag_signature_html(tag: Tag) -> str:
@@ -731,21 +831,24 @@ def tag_signature_html(tag: Tag) -> str:
         return format_html('<span style="{}">unsigned{}</span>', _MUTED_STYLE, suffix)
     if signature.status == SignatureStatus.FAILED:
         return format_html(
-            '<span style="{}" title="{}">failed: {}</span>', _ERROR_STYLE,
-            signature.failure_reason, signature.failure_reason[:160],
+            '<span style="{}" title="{}">failed: {}</span>',
+            _ERROR_STYLE,
+            signature.failure_reason,
+            signature.failure_reason[:160],
         )
     if signature.status == SignatureStatus.PENDING:
         return format_html('<span style="{}">pending</span>', _MUTED_STYLE)
     signed_at = (
         timezone.localtime(signature.signed_at).strftime("%Y-%m-%d %H:%M")
-        if signature.signed_at else ""
+        if signature.signed_at
+        else ""
     )
-    html = format_html(
-        "signed ✓ ({}, {})", signature_key_label(signature, policy), signed_at
-    )
+    html = format_html("signed ✓ ({}, {})", signature_key_label(signature, policy), signed_at)
     if signature.failure_code:  # a re-sign with a new key failed; the old one stands
         html = format_html(
-            '{} <span style="{}" title="{}">re-sign failed</span>', html, _ERROR_STYLE,
+            '{} <span style="{}" title="{}">re-sign failed</span>',
+            html,
+            _ERROR_STYLE,
             signature.failure_reason,
         )
     return html
@@ -821,7 +924,9 @@ class SigningTagAdmin(registry_admin_tag):
         return format_html(
             '<button type="submit" class="button signing-sign" formaction="{}" '
             'formmethod="post" formnovalidate title="Sign {}:{}">Sign</button>',
-            url, obj.repository.name, obj.name,
+            url,
+            obj.repository.name,
+            obj.name,
         )
 
     def get_urls(self) -> list:
@@ -894,8 +999,10 @@ class SigningTagAdmin(registry_admin_tag):
         )
         if len(tags) < selected:
             self.message_user(
-                request, f"{selected - len(tags)} selected tag(s) are in namespaces you may "
-                "not sign in; they were left alone.", messages.WARNING,
+                request,
+                f"{selected - len(tags)} selected tag(s) are in namespaces you may "
+                "not sign in; they were left alone.",
+                messages.WARNING,
             )
         if not tags:
             return
@@ -923,24 +1030,26 @@ class SigningTagAdmin(registry_admin_tag):
             policy = tag_policy(tag)
             if policy is None:
                 self.message_user(
-                    request, f"{label}: no signing policy, nothing to verify against.",
+                    request,
+                    f"{label}: no signing policy, nothing to verify against.",
                     messages.WARNING,
                 )
                 continue
             try:
                 result = verify_image(image=f"{policy.domain}/{name}")
             except DomainError as exc:
-                self.message_user(request, f"{label}: not verified: {exc.message}",
-                                  messages.ERROR)
+                self.message_user(request, f"{label}: not verified: {exc.message}", messages.ERROR)
                 continue
             if result.verified:
                 self.message_user(
-                    request, f"{label}: verified ({result.digest}). {' '.join(result.reasons)}",
+                    request,
+                    f"{label}: verified ({result.digest}). {' '.join(result.reasons)}",
                     messages.SUCCESS,
                 )
             else:
                 self.message_user(
-                    request, f"{label}: not verified. {' '.join(result.reasons)}",
+                    request,
+                    f"{label}: not verified. {' '.join(result.reasons)}",
                     messages.ERROR,
                 )
 
@@ -979,10 +1088,14 @@ class SigningNamespaceAdmin(registry_admin_namespace):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Namespace]:
         policy = SigningPolicy.objects.filter(namespace_id=OuterRef("pk"))
-        return super().get_queryset(request).annotate(
-            _policy_id=Subquery(policy.values("pk")[:1]),
-            _policy_disabled=Subquery(policy.values("disabled")[:1]),
-            _policy_key_state=Subquery(policy.values("key__state")[:1]),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _policy_id=Subquery(policy.values("pk")[:1]),
+                _policy_disabled=Subquery(policy.values("disabled")[:1]),
+                _policy_key_state=Subquery(policy.values("key__state")[:1]),
+            )
         )
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list:
@@ -1003,16 +1116,21 @@ class SigningNamespaceAdmin(registry_admin_namespace):
         key_state = obj._policy_key_state  # type: ignore[attr-defined]
         if key_state != KeyState.ENABLED:
             return format_html(
-                '<a href="{}">{}</a> <span style="{}">(key {})</span>', url, state,
-                _ERROR_STYLE, key_state,
+                '<a href="{}">{}</a> <span style="{}">(key {})</span>',
+                url,
+                state,
+                _ERROR_STYLE,
+                key_state,
             )
         return format_html('<a href="{}">{}</a>', url, state)
 
     @admin.display(description="signing policy")
     def signing_policy_health(self, obj: Namespace) -> str:
         policy = (
-            SigningPolicy.objects.select_related("key").defer("key__sealed_private_key")
-            .filter(namespace=obj).first()
+            SigningPolicy.objects.select_related("key")
+            .defer("key__sealed_private_key")
+            .filter(namespace=obj)
+            .first()
         )
         if policy is None:
             return format_html(
@@ -1021,8 +1139,9 @@ class SigningNamespaceAdmin(registry_admin_namespace):
             )
         url = reverse("admin:signing_signingpolicy_change", args=[policy.pk])
         return format_html(
-            '<a href="{}">{}</a> ({}) — {}', url, policy.name,
+            '<a href="{}">{}</a> ({}) — {}',
+            url,
+            policy.name,
             "disabled" if policy.disabled else "enabled",
             _health_html(services.policy_health(policy)),
         )
-

@@ -111,9 +111,7 @@ def pages(queryset: QuerySet[Manifest], size: int) -> Iterator[list[int]]:
     """Primary keys of ``queryset``, ``size`` at a time, each page one complete read."""
     last = 0
     while True:
-        ids = list(
-            queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size]
-        )
+        ids = list(queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
         if not ids:
             return
         yield ids

@@ -95,13 +95,10 @@ class SigningPolicyForm(forms.ModelForm):
             self.fields["namespace"] = NamespaceChoiceField(
                 queryset=Namespace.objects.select_related("instance")
                 .annotate(
-                    _has_policy=Exists(
-                        SigningPolicy.objects.filter(namespace_id=OuterRef("pk"))
-                    )
+                    _has_policy=Exists(SigningPolicy.objects.filter(namespace_id=OuterRef("pk")))
                 )
                 .order_by("instance__name", "name"),
-                help_text="One policy per namespace. "
-                f"{REGION_ADVICE}",
+                help_text=f"One policy per namespace. {REGION_ADVICE}",
             )
         keys = list(services.suitable_keys().order_by("alias"))
         if policy is not None and policy.key_id not in {key.pk for key in keys}:
@@ -130,9 +127,7 @@ class SigningPolicyForm(forms.ModelForm):
         choices: list = [("", "The instance's default domain")]
         for instance in Instance.objects.prefetch_related("domains").order_by("name"):
             names = instance.domain_names()
-            choices.append(
-                (f"Instance {instance.name}", [(name, name) for name in names])
-            )
+            choices.append((f"Instance {instance.name}", [(name, name) for name in names]))
         return choices
 
     # --- validation + write through the services ---------------------------------------

@@ -121,11 +121,16 @@ def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
             updated_at=now,
         )
         audit.record(
-            "signing.signature.revoked", obj=signature,
+            "signing.signature.revoked",
+            obj=signature,
             object_repr=f"{repository}@{signature.manifest.digest}",
-            instance=instance, namespace_name=signature.policy.namespace.name,
-            details={"code": exc.code, "reason": exc.message[:500],
-                     "key_fingerprint": signature.key_fingerprint},
+            instance=instance,
+            namespace_name=signature.policy.namespace.name,
+            details={
+                "code": exc.code,
+                "reason": exc.message[:500],
+                "key_fingerprint": signature.key_fingerprint,
+            },
         )
     run_cleanups(cleanup_ids)
     return True

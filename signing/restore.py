@@ -42,16 +42,23 @@ def restore_records(
     registry_services.resync_repository(instance=instance, repository=repository, client=client)
     subject = fetch_subject(client, repository, digest)
     manifest = registry_services.record_manifest(
-        instance=instance, repository=repository, digest=digest,
-        media_type=subject.media_type, size=subject.size,
+        instance=instance,
+        repository=repository,
+        digest=digest,
+        media_type=subject.media_type,
+        size=subject.size,
     )
     reconcile_manifest(
-        manifest=manifest, media_type=subject.media_type, size=subject.size,
+        manifest=manifest,
+        media_type=subject.media_type,
+        size=subject.size,
         children=subject.children,
     )
-    policy = SigningPolicy.objects.select_related("key").filter(
-        namespace_id=manifest.repository.namespace_id
-    ).first()
+    policy = (
+        SigningPolicy.objects.select_related("key")
+        .filter(namespace_id=manifest.repository.namespace_id)
+        .first()
+    )
     if policy is None:
         return None
     layer, key = _layer_to_record(client, manifest, policy)
@@ -111,17 +118,25 @@ def _record_signature(
 ) -> Signature:
     now = timezone.now()
     values = {
-        "status": SignatureStatus.SIGNED, "key_id": key.key_id,
-        "key_fingerprint": key.public_key_fingerprint, "algorithm": ALGORITHM,
+        "status": SignatureStatus.SIGNED,
+        "key_id": key.key_id,
+        "key_fingerprint": key.public_key_fingerprint,
+        "algorithm": ALGORITHM,
         "docker_reference": parse_payload(layer.payload).docker_reference,
-        "payload": layer.payload, "signature_value": layer.signature_b64,
-        "sig_manifest_digest": sig_digest, "signed_at": now, "failure_code": "",
-        "failure_reason": "", "next_attempt_at": None, "claimed_until": None,
+        "payload": layer.payload,
+        "signature_value": layer.signature_b64,
+        "sig_manifest_digest": sig_digest,
+        "signed_at": now,
+        "failure_code": "",
+        "failure_reason": "",
+        "next_attempt_at": None,
+        "claimed_until": None,
     }
     try:
         with transaction.atomic():
             signature, created = Signature.objects.get_or_create(
-                policy=policy, manifest=manifest,
+                policy=policy,
+                manifest=manifest,
                 defaults={**values, "trigger": Trigger.PUSH},
             )
     except IntegrityError:  # created meanwhile by a push of the same image
@@ -130,7 +145,9 @@ def _record_signature(
         Signature.objects.filter(pk=signature.pk).update(**values, updated_at=now)
         signature.refresh_from_db()
     logger.info(
-        "signature record restored %s@%s key=%s", manifest.repository.name, manifest.digest,
+        "signature record restored %s@%s key=%s",
+        manifest.repository.name,
+        manifest.digest,
         key.alias,
     )
     return signature

@@ -188,10 +188,19 @@ def create_policy(
                 created_by=created_by,
             )
             audit.record(
-                "signing.policy.created", obj=policy, actor=created_by,
-                instance=namespace.instance, namespace_name=namespace.name,
-                details={"namespace": namespace.name, "key_id": key.key_id, "key_alias": key.alias,
-                         "domain": domain, "kms_region": key.region, "disabled": disabled},
+                "signing.policy.created",
+                obj=policy,
+                actor=created_by,
+                instance=namespace.instance,
+                namespace_name=namespace.name,
+                details={
+                    "namespace": namespace.name,
+                    "key_id": key.key_id,
+                    "key_alias": key.alias,
+                    "domain": domain,
+                    "kms_region": key.region,
+                    "disabled": disabled,
+                },
             )
     except IntegrityError:
         # A concurrent create won the race: the unique constraint settles it.
@@ -232,9 +241,7 @@ def update_policy(
         )
     with transaction.atomic():
         if new_key.pk != policy.key_id:  # the same lock as create_policy (deletion race)
-            new_key = Key.objects.select_for_update().defer("sealed_private_key").get(
-                pk=new_key.pk
-            )
+            new_key = Key.objects.select_for_update().defer("sealed_private_key").get(pk=new_key.pk)
             check_policy_key(new_key)
         locked = SigningPolicy.objects.select_for_update().get(pk=policy.pk)
         audited = ("name", "key_id", "domain", "kms_region", "disabled")
@@ -250,8 +257,10 @@ def update_policy(
                 "signing.policy.disabled"
                 if changes.get("disabled") == [False, True]
                 else "signing.policy.changed",
-                obj=locked, instance=policy.namespace.instance,
-                namespace_name=policy.namespace.name, changes=changes,
+                obj=locked,
+                instance=policy.namespace.instance,
+                namespace_name=policy.namespace.name,
+                changes=changes,
             )
     policy.refresh_from_db()
     return PolicyOutcome(
@@ -311,10 +320,15 @@ def delete_policy(*, policy: SigningPolicy) -> int:
         cleanup_ids = _queue_cleanups(instance, published, CleanupReason.POLICY_DELETED)
         removed = policy.signatures.count()
         audit.record(
-            "signing.policy.deleted", obj=policy, instance=instance,
+            "signing.policy.deleted",
+            obj=policy,
+            instance=instance,
             namespace_name=policy.namespace.name,
-            details={"namespace": policy.namespace.name, "key_id": policy.key_id,
-                     "signatures_removed": removed},
+            details={
+                "namespace": policy.namespace.name,
+                "key_id": policy.key_id,
+                "signatures_removed": removed,
+            },
         )
         policy.delete()
     _after_commit_cleanups(cleanup_ids)
@@ -384,11 +398,13 @@ def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
     if client.head_manifest(cleanup.repository, cleanup.manifest_digest) is None:
         return False
     logger.warning(
-        "signature artifact kept %s@%s: the registry still holds the image the delete event "
-        "named", cleanup.repository, cleanup.manifest_digest,
+        "signature artifact kept %s@%s: the registry still holds the image the delete event named",
+        cleanup.repository,
+        cleanup.manifest_digest,
     )
     audit.record(
-        "signing.artifact.kept", obj=None,
+        "signing.artifact.kept",
+        obj=None,
         object_repr=f"{cleanup.repository}@{cleanup.manifest_digest}",
         instance=cleanup.instance,
         namespace_name=cleanup.repository.split("/", 1)[0],
@@ -396,11 +412,14 @@ def _image_still_held(client, cleanup: ArtifactCleanup) -> bool:
             "reason": "the registry still holds the image a delete event named; its "
             "signature stays, and Signet's records of the image, its tags and its "
             "signature are restored from the registry",
-            "repository": cleanup.repository, "digest": cleanup.manifest_digest,
+            "repository": cleanup.repository,
+            "digest": cleanup.manifest_digest,
         },
     )
     restore_records(
-        client, instance=cleanup.instance, repository=cleanup.repository,
+        client,
+        instance=cleanup.instance,
+        repository=cleanup.repository,
         digest=cleanup.manifest_digest,
     )
     return True
@@ -430,9 +449,7 @@ def run_cleanups(ids: Sequence[int] | None = None, *, now=None) -> tuple[int, in
         try:
             client = clients.get(cleanup.instance_id) or cleanup.instance.registry_client()
             clients[cleanup.instance_id] = client
-            if cleanup.reason == CleanupReason.IMAGE_DELETED and _image_still_held(
-                client, cleanup
-            ):
+            if cleanup.reason == CleanupReason.IMAGE_DELETED and _image_still_held(client, cleanup):
                 outcome = "kept"
             else:
                 outcome = artifacts.remove(
@@ -513,9 +530,7 @@ def on_manifests_deleted(*, instance: Instance, manifests, source: str) -> None:
     if source == "webhook":
         rows = signatures.values_list("manifest__repository__name", "manifest__digest").distinct()
         # The image is gone: its whole .sig artifact goes too (fingerprint "").
-        ids = _queue_cleanups(
-            instance, ((r, d, "") for r, d in rows), CleanupReason.IMAGE_DELETED
-        )
+        ids = _queue_cleanups(instance, ((r, d, "") for r, d in rows), CleanupReason.IMAGE_DELETED)
     else:
         # Only Signet's records go (namespace deleted); the images stay in the registry, and
         # so do the signatures other keys made: remove only the layers Signet published.
@@ -670,7 +685,9 @@ def _verified_subject(signature: Signature, registry) -> Subject:
     manifest = signature.manifest
     subject = fetch_subject(registry, manifest.repository.name, manifest.digest)
     reconcile_manifest(
-        manifest=manifest, media_type=subject.media_type, size=subject.size,
+        manifest=manifest,
+        media_type=subject.media_type,
+        size=subject.size,
         children=subject.children,
     )
     return subject
@@ -782,8 +799,7 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
     )
     # A registry that is still writing may answer 404 for a moment: a few tries, not forever.
     exhausted = (
-        code in UNVERIFIED_CODES
-        and signature.attempts >= settings.SIGNING_MANIFEST_CHECK_ATTEMPTS
+        code in UNVERIFIED_CODES and signature.attempts >= settings.SIGNING_MANIFEST_CHECK_ATTEMPTS
     )
     Signature.objects.filter(pk=signature.pk).update(
         status=status,
@@ -794,13 +810,19 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         updated_at=now,
     )
     audit.record(
-        "signing.signature.failed", obj=signature,
+        "signing.signature.failed",
+        obj=signature,
         object_repr=f"{signature.manifest.repository.name}@{signature.manifest.digest}",
         instance=signature.policy.namespace.instance,
         namespace_name=signature.policy.namespace.name,
-        details={"code": code, "reason": message[:500], "policy": signature.policy.name,
-                 "key_alias": signature.policy.key.alias, "trigger": signature.trigger,
-                 "attempts": signature.attempts},
+        details={
+            "code": code,
+            "reason": message[:500],
+            "policy": signature.policy.name,
+            "key_alias": signature.policy.key.alias,
+            "trigger": signature.trigger,
+            "attempts": signature.attempts,
+        },
     )
     logger.warning(
         "image signing failed %s@%s: %s %s",
@@ -885,9 +907,9 @@ def _only_namespace(namespaces: Iterable[tuple[str, str]]) -> str:
 def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> None:
     """One ``signing.sign.requested`` event: who, what scope, how many."""
     namespaces = list(
-        Namespace.objects.filter(
-            pk__in={m.repository.namespace_id for m in manifests}
-        ).values_list("instance__name", "name")
+        Namespace.objects.filter(pk__in={m.repository.namespace_id for m in manifests}).values_list(
+            "instance__name", "name"
+        )
     )
     instances = sorted({instance for instance, _ in namespaces})
     audit.record(

@@ -44,7 +44,6 @@ def verification_snippets(policy: SigningPolicy) -> dict[str, str]:
             f'docker:\n  "{policy.domain}":\n    use-sigstore-attachments: true\n'
         ),
         "cosign_command": (
-            f"cosign verify --key {key_file} --insecure-ignore-tlog "
-            f"{scope}/<repository>:<tag>"
+            f"cosign verify --key {key_file} --insecure-ignore-tlog {scope}/<repository>:<tag>"
         ),
     }

@@ -42,7 +42,8 @@ def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subje
     except RegistryNotFound:
         raise ManifestUnknown(
             f"The registry does not hold {where}; nothing was signed.",
-            repository=repository, digest=digest,
+            repository=repository,
+            digest=digest,
         ) from None
     except (RegistryDigestMismatch, RegistryResponseTooLarge) as exc:
         raise ManifestNotVerified(
@@ -52,13 +53,16 @@ def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subje
     if sha256_digest(fetched.content) != digest:
         raise ManifestNotVerified(
             f"{where}: the registry's manifest does not hash to its digest; nothing was signed.",
-            repository=repository, digest=digest,
+            repository=repository,
+            digest=digest,
         )
     if fetched.media_type not in SIGNABLE_MEDIA_TYPES:
         raise ManifestNotVerified(
             f"{where} is {fetched.media_type or 'of no media type'}, not an image manifest "
             "or index; nothing was signed.",
-            repository=repository, digest=digest, media_type=fetched.media_type,
+            repository=repository,
+            digest=digest,
+            media_type=fetched.media_type,
         )
     try:
         document = json.loads(fetched.content)
@@ -67,17 +71,22 @@ def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subje
     if not isinstance(document, dict):
         raise ManifestNotVerified(
             f"{where}: the registry's manifest is not a JSON object; nothing was signed.",
-            repository=repository, digest=digest,
+            repository=repository,
+            digest=digest,
         )
     declared = document.get("mediaType")
     if declared is not None and declared != fetched.media_type:
         raise ManifestNotVerified(
             f"{where}: served as {fetched.media_type} but declares {declared!r}; nothing was "
             "signed.",
-            repository=repository, digest=digest,
+            repository=repository,
+            digest=digest,
         )
     children = parse_index_children(document) if fetched.media_type in INDEX_MEDIA_TYPES else ()
     return Subject(
-        repository=repository, digest=digest, media_type=fetched.media_type,
-        size=fetched.size, children=children,
+        repository=repository,
+        digest=digest,
+        media_type=fetched.media_type,
+        size=fetched.size,
+        children=children,
     )

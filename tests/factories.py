@@ -33,9 +33,7 @@ def make_token(user, **fields) -> str:
 
     from apitokens.models import ApiToken
 
-    _row, token = ApiToken.objects.create(
-        user=user, **{"expiry": settings.API_TOKEN_TTL, **fields}
-    )
+    _row, token = ApiToken.objects.create(user=user, **{"expiry": settings.API_TOKEN_TTL, **fields})
     return token
 
 

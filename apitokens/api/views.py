@@ -39,8 +39,9 @@ ISSUED = inline_serializer(
             help_text="The token's first characters, as the admin and the audit log show it."
         ),
         "expires": serializers.DateTimeField(
-            allow_null=True, help_text="When the token stops working (null: never): after "
-            "API_TOKEN_TTL, and never later than the token that asked for it."
+            allow_null=True,
+            help_text="When the token stops working (null: never): after "
+            "API_TOKEN_TTL, and never later than the token that asked for it.",
         ),
     },
 )
@@ -59,7 +60,10 @@ class TokenView(APIView):
         responses={201: OpenApiResponse(ISSUED, description="The new token, shown once.")},
         parameters=[
             OpenApiParameter(
-                "Cache-Control", str, OpenApiParameter.HEADER, response=[201],
+                "Cache-Control",
+                str,
+                OpenApiParameter.HEADER,
+                response=[201],
                 description="Includes `no-store`: no cache may keep the answer.",
             )
         ],
@@ -76,15 +80,17 @@ class TokenView(APIView):
         # Session authentication leaves ``request.auth`` None: no calling token to cap by.
         caller = request.auth if isinstance(request.auth, ApiToken) else None
         issued = services.rotate_token(user, caller=caller)
-        return no_store(Response(
-            {
-                "token": issued.token,
-                "username": user.get_username(),
-                "prefix": issued.row.prefix,
-                "expires": issued.row.expiry,
-            },
-            status=status.HTTP_201_CREATED,
-        ))
+        return no_store(
+            Response(
+                {
+                    "token": issued.token,
+                    "username": user.get_username(),
+                    "prefix": issued.row.prefix,
+                    "expires": issued.row.expiry,
+                },
+                status=status.HTTP_201_CREATED,
+            )
+        )
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request) -> Response:

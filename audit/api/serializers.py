@@ -17,10 +17,21 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "id", "at", "actor_type", "actor", "actor_label", "source_ip", "action",
-            "object_type", "object_id", "object_repr", "instance_name", "instance_id",
+            "id",
+            "at",
+            "actor_type",
+            "actor",
+            "actor_label",
+            "source_ip",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "instance_name",
+            "instance_id",
             "namespace_name",
-            "changes", "details",
+            "changes",
+            "details",
         ]
         read_only_fields = fields
 

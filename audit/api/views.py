@@ -68,30 +68,44 @@ def _datetime_param(request: Request, name: str) -> datetime.datetime | None:
         raise _invalid(name, f"{value[:40]!r} is out of range once converted to UTC.") from None
 
 
-def _query(name: str, description: str, kind: Any = OpenApiTypes.STR, **extra: Any
-           ) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description,
-                            **extra)
+def _query(
+    name: str, description: str, kind: Any = OpenApiTypes.STR, **extra: Any
+) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **extra)
 
 
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _query("actor", "Only events of this actor: a user id (digits) or an actor label "
-                   "(a username, `registry:<instance>`, `manage.py <command>`, `system`)."),
-            _query("actor_type", "Only events of this kind of actor.",
-                   enum=ActorType.values),
-            _query("action", "Only this action code (`kms.key.created`), or the codes "
-                   "starting with a prefix ending in `*` (`kms.key.*`)."),
+            _query(
+                "actor",
+                "Only events of this actor: a user id (digits) or an actor label "
+                "(a username, `registry:<instance>`, `manage.py <command>`, `system`).",
+            ),
+            _query("actor_type", "Only events of this kind of actor.", enum=ActorType.values),
+            _query(
+                "action",
+                "Only this action code (`kms.key.created`), or the codes "
+                "starting with a prefix ending in `*` (`kms.key.*`).",
+            ),
             _query("object_type", "Only events about this kind of object (`kms.key`)."),
             _query("object_id", "Only events about the object with this id."),
             _query("instance", "Only events of the registry instance with this name."),
-            _query("namespace", "Only events about the namespace with this name (exact; "
-                   "an empty value matches no event)."),
-            _query("since", "Only events at or after this ISO 8601 date-time (UTC when "
-                   "without a time zone).", OpenApiTypes.DATETIME),
-            _query("until", "Only events at or before this ISO 8601 date-time (UTC when "
-                   "without a time zone).", OpenApiTypes.DATETIME),
+            _query(
+                "namespace",
+                "Only events about the namespace with this name (exact; "
+                "an empty value matches no event).",
+            ),
+            _query(
+                "since",
+                "Only events at or after this ISO 8601 date-time (UTC when without a time zone).",
+                OpenApiTypes.DATETIME,
+            ),
+            _query(
+                "until",
+                "Only events at or before this ISO 8601 date-time (UTC when without a time zone).",
+                OpenApiTypes.DATETIME,
+            ),
         ]
     )
 )

@@ -34,12 +34,15 @@ def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict
 
 
 def _query(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY,
-                            description=description, **kwargs)
+    return OpenApiParameter(
+        name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description, **kwargs
+    )
 
 
 _KEY_ID = OpenApiParameter(
-    "key_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+    "key_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
     description="The key's id (a UUID); anything else is answered 404 like an unknown key.",
 )
 _STATE_CHANGE = {"request": None, "responses": s.KeySerializer}
@@ -60,25 +63,33 @@ _STATE_CHANGE = {"request": None, "responses": s.KeySerializer}
     ),
     retrieve=extend_schema(summary="DescribeKey", parameters=[_KEY_ID]),
     partial_update=extend_schema(
-        summary="UpdateKeyDescription", parameters=[_KEY_ID],
-        request=s.KeyUpdateSerializer, responses=s.KeySerializer,
+        summary="UpdateKeyDescription",
+        parameters=[_KEY_ID],
+        request=s.KeyUpdateSerializer,
+        responses=s.KeySerializer,
     ),
     public_key=extend_schema(
         summary="GetPublicKey", parameters=[_KEY_ID], responses=s.PublicKeySerializer
     ),
     sign=extend_schema(
-        summary="SignByAsymmetricKey", parameters=[_KEY_ID],
-        request=s.SignRequestSerializer, responses=s.SignResponseSerializer,
+        summary="SignByAsymmetricKey",
+        parameters=[_KEY_ID],
+        request=s.SignRequestSerializer,
+        responses=s.SignResponseSerializer,
     ),
     verify=extend_schema(
-        summary="VerifyByAsymmetricKey", parameters=[_KEY_ID],
-        request=s.VerifyRequestSerializer, responses=s.VerifyResponseSerializer,
+        summary="VerifyByAsymmetricKey",
+        parameters=[_KEY_ID],
+        request=s.VerifyRequestSerializer,
+        responses=s.VerifyResponseSerializer,
     ),
     enable=extend_schema(summary="EnableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
     disable=extend_schema(summary="DisableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
     schedule_deletion=extend_schema(
-        summary="ScheduleKeyDeletion", parameters=[_KEY_ID],
-        request=s.ScheduleDeletionSerializer, responses=s.KeySerializer,
+        summary="ScheduleKeyDeletion",
+        parameters=[_KEY_ID],
+        request=s.ScheduleDeletionSerializer,
+        responses=s.KeySerializer,
     ),
     cancel_deletion=extend_schema(
         summary="CancelKeyDeletion", parameters=[_KEY_ID], **_STATE_CHANGE
@@ -229,9 +240,7 @@ class KeyViewSet(viewsets.GenericViewSet):
 @extend_schema_view(
     create=extend_schema(
         request=s.GrantServiceAuthorizationSerializer,
-        responses={
-            201: s.ServiceAuthorizationSerializer, 200: s.ServiceAuthorizationSerializer
-        },
+        responses={201: s.ServiceAuthorizationSerializer, 200: s.ServiceAuthorizationSerializer},
     ),
     revoke=extend_schema(
         request=s.RevokeServiceAuthorizationSerializer,

@@ -61,9 +61,22 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Instance
         fields = [
-            "id", "name", "region", "description", "backend_url", "auth_type", "username",
-            "has_secret", "secret_env", "default_domain", "custom_domains", "domain_names",
-            "namespace_count", "webhook_token_rotated_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "region",
+            "description",
+            "backend_url",
+            "auth_type",
+            "username",
+            "has_secret",
+            "secret_env",
+            "default_domain",
+            "custom_domains",
+            "domain_names",
+            "namespace_count",
+            "webhook_token_rotated_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -99,8 +112,12 @@ class InstanceWithTokenSerializer(InstanceSerializer):
     notifications_config = serializers.CharField()
 
     class Meta(InstanceSerializer.Meta):
-        fields = [*InstanceSerializer.Meta.fields, "webhook_url", "webhook_token",
-                  "notifications_config"]
+        fields = [
+            *InstanceSerializer.Meta.fields,
+            "webhook_url",
+            "webhook_token",
+            "notifications_config",
+        ]
         read_only_fields = fields
 
 
@@ -133,8 +150,10 @@ class InstanceUpdateSerializer(serializers.Serializer):
     custom_domains = serializers.ListField(child=_text(max_length=261), required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "name" in self.initial_data and self.instance is not None and (
-            self.initial_data["name"] != self.instance.name
+        if (
+            "name" in self.initial_data
+            and self.instance is not None
+            and (self.initial_data["name"] != self.instance.name)
         ):
             raise serializers.ValidationError(
                 {"name": ["The name cannot change: the registry's webhook URL contains it."]}
@@ -152,7 +171,12 @@ class NamespaceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Namespace
         fields = [
-            "id", "instance", "instance_name", "name", "description", "repository_count",
+            "id",
+            "instance",
+            "instance_name",
+            "name",
+            "description",
+            "repository_count",
             "created_at",
         ]
         read_only_fields = fields
@@ -188,8 +212,15 @@ class RepositorySerializer(serializers.ModelSerializer):
     class Meta:
         model = Repository
         fields = [
-            "id", "instance", "instance_name", "namespace", "namespace_name", "name",
-            "short_name", "tag_count", "created_at",
+            "id",
+            "instance",
+            "instance_name",
+            "namespace",
+            "namespace_name",
+            "name",
+            "short_name",
+            "tag_count",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -209,8 +240,18 @@ class TagSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tag
         fields = [
-            "id", "instance", "instance_name", "namespace", "namespace_name", "repository",
-            "repository_name", "name", "digest", "media_type", "size", "pushed_at",
+            "id",
+            "instance",
+            "instance_name",
+            "namespace",
+            "namespace_name",
+            "repository",
+            "repository_name",
+            "name",
+            "digest",
+            "media_type",
+            "size",
+            "pushed_at",
             "updated_at",
         ]
         read_only_fields = fields
@@ -237,8 +278,18 @@ class ManifestSerializer(serializers.ModelSerializer):
     class Meta:
         model = Manifest
         fields = [
-            "id", "instance", "namespace", "repository", "repository_name", "digest",
-            "media_type", "size", "is_index", "pushed_at", "tags", "children",
+            "id",
+            "instance",
+            "namespace",
+            "repository",
+            "repository_name",
+            "digest",
+            "media_type",
+            "size",
+            "is_index",
+            "pushed_at",
+            "tags",
+            "children",
         ]
         read_only_fields = fields
 

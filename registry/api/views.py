@@ -130,13 +130,18 @@ class InstanceViewSet(viewsets.GenericViewSet):
         """The response carries the webhook token and the registry config ONCE."""
         data = _validated(s.InstanceCreateSerializer, request)
         instance, token = services.create_instance(
-            name=data["name"], region=data["region"] or None, description=data["description"],
-            backend_url=data["backend_url"], auth_type=data["auth_type"],
-            username=data["username"], secret=data["secret"], secret_env=data["secret_env"],
-            default_domain=data["default_domain"], custom_domains=data["custom_domains"],
+            name=data["name"],
+            region=data["region"] or None,
+            description=data["description"],
+            backend_url=data["backend_url"],
+            auth_type=data["auth_type"],
+            username=data["username"],
+            secret=data["secret"],
+            secret_env=data["secret_env"],
+            default_domain=data["default_domain"],
+            custom_domains=data["custom_domains"],
         )
-        body = {**self._out(self._fresh(instance)),
-                **self._with_token(instance, token)}
+        body = {**self._out(self._fresh(instance)), **self._with_token(instance, token)}
         return _no_store(Response(body, status=status.HTTP_201_CREATED))
 
     def partial_update(self, request: Request, pk: str) -> Response:
@@ -276,7 +281,9 @@ class RepositoryViewSet(_ReadOnlyViewSet):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _id_query("instance"), _id_query("namespace"), _id_query("repository"),
+            _id_query("instance"),
+            _id_query("namespace"),
+            _id_query("repository"),
             _query("name", "Only tags with exactly this name."),
             _SEARCH,
             _query("repository_name", "Only tags of this repository (its full name)."),
@@ -318,7 +325,9 @@ class TagViewSet(_ReadOnlyViewSet):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _id_query("instance"), _id_query("namespace"), _id_query("repository"),
+            _id_query("instance"),
+            _id_query("namespace"),
+            _id_query("repository"),
             _query("digest", "Only the manifest with this digest."),
             _query("media_type", "Only manifests of this media type."),
         ]

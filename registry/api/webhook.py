@@ -46,8 +46,11 @@ def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
         return response
     token = _bearer_token(request)
     if token is None:
-        return _error(401, "AuthFailure", "Send the instance's webhook token as "
-                      "'Authorization: Bearer <token>'.")
+        return _error(
+            401,
+            "AuthFailure",
+            "Send the instance's webhook token as 'Authorization: Bearer <token>'.",
+        )
     # An unknown instance answers exactly like a wrong token: the webhook must not tell
     # whoever probes it which instance names exist.
     instance = services.authenticated_webhook_instance(name=instance_name, token=token)
@@ -58,7 +61,8 @@ def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
     content_type = request.content_type or ""
     if content_type.lower() not in services.WEBHOOK_CONTENT_TYPES:
         return _error(
-            415, "UnsupportedMediaType",
+            415,
+            "UnsupportedMediaType",
             f"Content-Type must be {' or '.join(services.WEBHOOK_CONTENT_TYPES)}, "
             f"not {content_type[:100] or 'missing'!r}.",
         )
@@ -81,7 +85,8 @@ def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
         return _error(400, "InvalidParameter", "The body is not UTF-8 text.")
     except json.JSONDecodeError as exc:
         return _error(
-            400, "InvalidParameter",
+            400,
+            "InvalidParameter",
             f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
         )
     except RecursionError:

@@ -144,10 +144,27 @@ class PolicySerializer(serializers.ModelSerializer):
     class Meta:
         model = SigningPolicy
         fields = [
-            "id", "name", "instance", "instance_name", "namespace", "namespace_name",
-            "key_id", "key_alias", "key_state", "key_fingerprint", "kms_region", "domain",
-            "disabled", "enabled", "health", "signatures", "created_by", "created_at",
-            "updated_at", "public_key_pem", "verification",
+            "id",
+            "name",
+            "instance",
+            "instance_name",
+            "namespace",
+            "namespace_name",
+            "key_id",
+            "key_alias",
+            "key_state",
+            "key_fingerprint",
+            "kms_region",
+            "domain",
+            "disabled",
+            "enabled",
+            "health",
+            "signatures",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "public_key_pem",
+            "verification",
         ]
         read_only_fields = fields
 
@@ -267,12 +284,38 @@ class SignatureSerializer(serializers.ModelSerializer):
     class Meta:
         model = Signature
         fields = [
-            "id", "policy", "policy_name", "instance", "instance_name", "namespace",
-            "namespace_name", "repository", "repository_name", "manifest", "digest",
-            "media_type", "tags", "status", "failure_code", "failure_reason", "attempts",
-            "next_attempt_at", "trigger", "triggered_by", "key_id", "key_fingerprint",
-            "signed_with_current_key", "up_to_date", "algorithm", "docker_reference", "payload",
-            "signature_value", "sig_manifest_digest", "signed_at", "created_at", "updated_at",
+            "id",
+            "policy",
+            "policy_name",
+            "instance",
+            "instance_name",
+            "namespace",
+            "namespace_name",
+            "repository",
+            "repository_name",
+            "manifest",
+            "digest",
+            "media_type",
+            "tags",
+            "status",
+            "failure_code",
+            "failure_reason",
+            "attempts",
+            "next_attempt_at",
+            "trigger",
+            "triggered_by",
+            "key_id",
+            "key_fingerprint",
+            "signed_with_current_key",
+            "up_to_date",
+            "algorithm",
+            "docker_reference",
+            "payload",
+            "signature_value",
+            "sig_manifest_digest",
+            "signed_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -286,8 +329,7 @@ class SignatureSerializer(serializers.ModelSerializer):
         """Signed with the policy's current key for its current domain (no re-sign due)."""
         expected = f"{signature.policy.domain}/{signature.manifest.repository.name}"
         return (
-            self.get_signed_with_current_key(signature)
-            and signature.docker_reference == expected
+            self.get_signed_with_current_key(signature) and signature.docker_reference == expected
         )
 
     def get_payload(self, signature: Signature) -> str | None:
@@ -305,8 +347,15 @@ class SignatureStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = Signature
         fields = [
-            "id", "repository_name", "digest", "status", "trigger", "key_id",
-            "failure_code", "failure_reason", "signed_at",
+            "id",
+            "repository_name",
+            "digest",
+            "status",
+            "trigger",
+            "key_id",
+            "failure_code",
+            "failure_reason",
+            "signed_at",
         ]
         read_only_fields = fields
 
@@ -374,8 +423,10 @@ class SignSerializer(serializers.Serializer):
 
     def validate_repository(self, value: str) -> str:
         namespace = self.initial_data.get("namespace")
-        full = value if isinstance(namespace, str) and value.startswith(f"{namespace}/") else (
-            f"{namespace}/{value}"
+        full = (
+            value
+            if isinstance(namespace, str) and value.startswith(f"{namespace}/")
+            else (f"{namespace}/{value}")
         )
         repository_validator(full)
         return value
@@ -383,14 +434,10 @@ class SignSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         reject_unknown_fields(self, "Unknown field.")
         if "tag" in attrs and "tags" in attrs:
-            raise serializers.ValidationError(
-                {"tags": ["Give either tag or tags, not both."]}
-            )
+            raise serializers.ValidationError({"tags": ["Give either tag or tags, not both."]})
         if ("tag" in attrs or "tags" in attrs) and "repository" not in attrs:
             name = "tag" if "tag" in attrs else "tags"
-            raise serializers.ValidationError(
-                {"repository": [f"Required when {name} is given."]}
-            )
+            raise serializers.ValidationError({"repository": [f"Required when {name} is given."]})
         if "tag" in attrs:
             attrs["tags"] = [attrs.pop("tag")]
         if "tags" in attrs:

@@ -89,9 +89,7 @@ def _instance_filter(request: Request, prefix: str) -> Q | None:
     return Q(**{f"{prefix}__name": value})
 
 
-def resolve_instance(
-    ref: int | str, *, as_field_error: bool = False, user: Any = None
-) -> Instance:
+def resolve_instance(ref: int | str, *, as_field_error: bool = False, user: Any = None) -> Instance:
     """The instance ``ref`` names; 404 (or 400 on field ``instance``) when there is none
     (or, with ``user``, when it is outside the user's scope: it answers the same)."""
     instances = Instance.objects.all() if user is None else visible_instances(user)
@@ -132,9 +130,7 @@ def policy_queryset() -> QuerySet[SigningPolicy]:
         .defer("key__sealed_private_key")
         .annotate(
             signed_count=Count("signatures", filter=Q(signatures__status=SignatureStatus.SIGNED)),
-            pending_count=Count(
-                "signatures", filter=Q(signatures__status=SignatureStatus.PENDING)
-            ),
+            pending_count=Count("signatures", filter=Q(signatures__status=SignatureStatus.PENDING)),
             failed_count=Count("signatures", filter=Q(signatures__status=SignatureStatus.FAILED)),
         )
         .order_by("namespace__instance__name", "namespace__name")
@@ -159,9 +155,7 @@ def _listed(field: str, ids: list[int]) -> dict[str, Any]:
     }
 
 
-def _sign_result_body(
-    result: services.SignRequestResult, listed: dict[str, Any]
-) -> dict[str, Any]:
+def _sign_result_body(result: services.SignRequestResult, listed: dict[str, Any]) -> dict[str, Any]:
     outcome = result.outcome
     return {
         "requested": result.requested,
@@ -179,7 +173,8 @@ def _sign_result_body(
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            _INSTANCE, _id_query("namespace"),
+            _INSTANCE,
+            _id_query("namespace"),
             _query("namespace_name", "Only the policy of the namespace with this name."),
             _query("disabled", "true or false.", OpenApiTypes.BOOL),
         ]
@@ -360,8 +355,9 @@ def signature_queryset() -> QuerySet[Signature]:
         Signature.objects.select_related(
             "policy__namespace__instance", "manifest__repository", "triggered_by"
         )
-        .prefetch_related(Prefetch("manifest__tags", queryset=Tag.objects.only("id", "name",
-                                                                                "manifest_id")))
+        .prefetch_related(
+            Prefetch("manifest__tags", queryset=Tag.objects.only("id", "name", "manifest_id"))
+        )
         .order_by("-updated_at", "-id")
     )
 
@@ -369,11 +365,23 @@ def signature_queryset() -> QuerySet[Signature]:
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, OpenApiParameter.QUERY,
-                             enum=SignatureStatus.values, description="Only this status."),
-            OpenApiParameter("trigger", OpenApiTypes.STR, OpenApiParameter.QUERY,
-                             enum=Trigger.values, description="Only this trigger."),
-            _id_query("policy"), _INSTANCE, _id_query("namespace"),
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=SignatureStatus.values,
+                description="Only this status.",
+            ),
+            OpenApiParameter(
+                "trigger",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=Trigger.values,
+                description="Only this trigger.",
+            ),
+            _id_query("policy"),
+            _INSTANCE,
+            _id_query("namespace"),
             _query("namespace_name", "Only signatures of the namespace with this name."),
             _id_query("repository"),
             _query("repository_name", "Only signatures of this repository (its full name)."),
@@ -472,11 +480,14 @@ def _require_sign(request: Request, tags: list[Tag]) -> None:
     """403 unless the user may sign in every namespace of ``tags`` (all in its scope)."""
     if is_unscoped(request.user):
         return
-    allowed = set(
-        visible_namespaces(request.user, perm=SIGN).values_list("pk", flat=True)
+    allowed = set(visible_namespaces(request.user, perm=SIGN).values_list("pk", flat=True))
+    refused = sorted(
+        {
+            tag.manifest.repository.namespace.name
+            for tag in tags
+            if tag.manifest.repository.namespace_id not in allowed
+        }
     )
-    refused = sorted({tag.manifest.repository.namespace.name for tag in tags
-                      if tag.manifest.repository.namespace_id not in allowed})
     if refused:
         raise PermissionDenied(
             f"Signing in namespace(s) {', '.join(refused)} needs the operator role."
@@ -534,14 +545,14 @@ class SignTagView(APIView):
         request=None,
         responses=s.SignResultSerializer,
         parameters=[
-            OpenApiParameter("tag_id", OpenApiTypes.INT, OpenApiParameter.PATH,
-                             description="The tag's id.")
+            OpenApiParameter(
+                "tag_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The tag's id."
+            )
         ],
     )
     def post(self, request: Request, tag_id: int) -> Response:
         tag = (
-            scope_model(Tag.objects.select_related("manifest__repository__namespace"),
-                        request.user)
+            scope_model(Tag.objects.select_related("manifest__repository__namespace"), request.user)
             .filter(pk=tag_id)
             .first()
         )
@@ -559,13 +570,10 @@ def _verifiable_instances(request: Request, image: str) -> Any:
         return None
     ref = verification.parse_image(image)
     namespace_name = ref.repository.split("/", 1)[0]
-    hidden = (
-        Namespace.objects.filter(
-            Q(instance__default_domain=ref.domain) | Q(instance__domains__name=ref.domain),
-            name=namespace_name,
-        )
-        .exclude(pk__in=visible_namespaces(user, perm=VIEW_SIGNATURE).values("pk"))
-    )
+    hidden = Namespace.objects.filter(
+        Q(instance__default_domain=ref.domain) | Q(instance__domains__name=ref.domain),
+        name=namespace_name,
+    ).exclude(pk__in=visible_namespaces(user, perm=VIEW_SIGNATURE).values("pk"))
     if hidden.exists():
         raise ImageNotFound(f"No registry instance answers to domain {ref.domain}.")
     return visible_instances(user, perm=VIEW_SIGNATURE)
@@ -600,10 +608,16 @@ class VerifyView(APIView):
     list=extend_schema(
         parameters=[
             _INSTANCE,
-            _query("kms_sign_policy", "true: namespaces with a policy; false: without.",
-                   OpenApiTypes.BOOL),
-            _query("enabled", "true: with an enabled policy; false: none or a disabled one.",
-                   OpenApiTypes.BOOL),
+            _query(
+                "kms_sign_policy",
+                "true: namespaces with a policy; false: without.",
+                OpenApiTypes.BOOL,
+            ),
+            _query(
+                "enabled",
+                "true: with an enabled policy; false: none or a disabled one.",
+                OpenApiTypes.BOOL,
+            ),
             _query("search", "Only namespaces whose name contains this text."),
         ]
     )

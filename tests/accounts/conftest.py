@@ -107,9 +107,24 @@ def scene(db, registry_server, registry_client, settings) -> Scene:
     grant(users["reader"], prod, role=Role.READER)
     grant(users["operator"], prod, role=Role.OPERATOR)
     tokens = {name: make_token(user) for name, user in users.items() if user is not None}
-    return Scene(prod=prod, elsewhere=elsewhere, team=team, other_ns=other_ns, key=key,
-                 spare=spare, retired=retired, pending=pending, bare=bare, policy=policy,
-                 signed=signed, v1=v1, v2=v2, event=event, users=users, tokens=tokens)
+    return Scene(
+        prod=prod,
+        elsewhere=elsewhere,
+        team=team,
+        other_ns=other_ns,
+        key=key,
+        spare=spare,
+        retired=retired,
+        pending=pending,
+        bare=bare,
+        policy=policy,
+        signed=signed,
+        v1=v1,
+        v2=v2,
+        event=event,
+        users=users,
+        tokens=tokens,
+    )
 
 
 def client_for(scene: Scene, persona: str) -> APIClient:
@@ -131,7 +146,18 @@ def snapshot() -> dict[str, Any]:
     return {
         model._meta.label: rows(model)
         for model in (
-            Instance, Namespace, Repository, Tag, Manifest, SigningPolicy, Signature, Key,
-            ServiceAuthorization, ApiToken, InstanceMembership, AuditEvent, get_user_model(),
+            Instance,
+            Namespace,
+            Repository,
+            Tag,
+            Manifest,
+            SigningPolicy,
+            Signature,
+            Key,
+            ServiceAuthorization,
+            ApiToken,
+            InstanceMembership,
+            AuditEvent,
+            get_user_model(),
         )
     }

@@ -19,7 +19,8 @@ def grant(
     """Give ``user`` ``role`` on ``instance`` (every namespace, or only ``namespaces``)."""
     namespaces = list(namespaces)
     membership, _ = InstanceMembership.objects.update_or_create(
-        user=user, instance=instance,
+        user=user,
+        instance=instance,
         defaults={"role": role, "all_namespaces": not namespaces},
     )
     membership.namespaces.set(namespaces)

@@ -63,11 +63,17 @@ Outcome = int | str
 Outcomes = tuple[Outcome, Outcome, Outcome, Outcome, Outcome, Outcome, Outcome]
 
 
-def _o(anon: Outcome, nogrant: Outcome, other: Outcome, reader: Outcome,
-       operator: Outcome, admin_: Outcome, outsider: Outcome | None = None) -> Outcomes:
+def _o(
+    anon: Outcome,
+    nogrant: Outcome,
+    other: Outcome,
+    reader: Outcome,
+    operator: Outcome,
+    admin_: Outcome,
+    outsider: Outcome | None = None,
+) -> Outcomes:
     """``outsider`` (an operator of elsewhere) answers like ``other`` unless told."""
-    return (anon, nogrant, other, reader, operator, admin_,
-            other if outsider is None else outsider)
+    return (anon, nogrant, other, reader, operator, admin_, other if outsider is None else outsider)
 
 
 # Shapes that recur.
@@ -125,8 +131,9 @@ MISSING_ID = "999999999"
 MISSING_UUID = "00000000-0000-4000-8000-000000000000"
 
 
-def _page(name: str, obj: Callable[[Scene], Any] | None = None,
-          missing: str = MISSING_ID) -> tuple[Callable[[Scene], str], Callable[[Scene], str]]:
+def _page(
+    name: str, obj: Callable[[Scene], Any] | None = None, missing: str = MISSING_ID
+) -> tuple[Callable[[Scene], str], Callable[[Scene], str]]:
     if obj is None:
         return (lambda sc: reverse(f"admin:{name}")), (lambda sc: reverse(f"admin:{name}"))
     return (
@@ -135,14 +142,23 @@ def _page(name: str, obj: Callable[[Scene], Any] | None = None,
     )
 
 
-def get(name: str, outcomes: Outcomes, obj: Callable[[Scene], Any] | None = None,
-        missing: str = MISSING_ID) -> Case:
+def get(
+    name: str,
+    outcomes: Outcomes,
+    obj: Callable[[Scene], Any] | None = None,
+    missing: str = MISSING_ID,
+) -> Case:
     url, missing_url = _page(name, obj, missing)
     return Case("GET", url, outcomes, missing_url=missing_url)
 
 
-def post(name: str, outcomes: Outcomes, body: Callable[[Scene], dict[str, Any]],
-         obj: Callable[[Scene], Any] | None = None, missing: str = MISSING_ID) -> Case:
+def post(
+    name: str,
+    outcomes: Outcomes,
+    body: Callable[[Scene], dict[str, Any]],
+    obj: Callable[[Scene], Any] | None = None,
+    missing: str = MISSING_ID,
+) -> Case:
     url, missing_url = _page(name, obj, missing)
     return Case("POST", url, outcomes, body=body, missing_url=missing_url)
 
@@ -173,8 +189,12 @@ def model_pages(
     validate: 200 and nothing written for those let in."""
     return {
         f"{prefix}_changelist": [
-            Case("GET", lambda sc: reverse(f"admin:{prefix}_changelist"), changelist,
-                 scoped_list=changelist is SCOPED_LIST),
+            Case(
+                "GET",
+                lambda sc: reverse(f"admin:{prefix}_changelist"),
+                changelist,
+                scoped_list=changelist is SCOPED_LIST,
+            ),
         ],
         f"{prefix}_add": [
             get(f"{prefix}_add", add[0]),
@@ -192,15 +212,19 @@ def model_pages(
     }
 
 
-def action(prefix: str, name: str, outcomes: Outcomes, selected: Callable[[Scene], Any],
-           extra: Callable[[Scene], dict[str, Any]] | None = None) -> Case:
+def action(
+    prefix: str,
+    name: str,
+    outcomes: Outcomes,
+    selected: Callable[[Scene], Any],
+    extra: Callable[[Scene], dict[str, Any]] | None = None,
+) -> Case:
     """POST the changelist's action form for the ``selected`` object (or primary key)."""
 
     def body(sc: Scene) -> dict[str, Any]:
         chosen = selected(sc)
         pk = chosen if isinstance(chosen, str) else chosen.pk
-        return {"action": name, ACTION_CHECKBOX_NAME: [str(pk)],
-                **(extra(sc) if extra else {})}
+        return {"action": name, ACTION_CHECKBOX_NAME: [str(pk)], **(extra(sc) if extra else {})}
 
     url = lambda sc: reverse(f"admin:{prefix}_changelist")  # noqa: E731
     return Case("POST", url, outcomes, body=body, missing_url=url)
@@ -245,16 +269,20 @@ def _content_type_id(app_label: str, model: str) -> int:
 
 EVERYONE_SIGNED_IN = _o(LOGIN, 200, 200, 200, 200, 200)
 SUPERUSER_MODEL = dict(
-    changelist=SUPERUSER(200), add=(SUPERUSER(200), SUPERUSER(DONE)),
-    change=(SUPERUSER(200), SUPERUSER(DONE)), delete=(SUPERUSER(200), SUPERUSER(DONE)),
+    changelist=SUPERUSER(200),
+    add=(SUPERUSER(200), SUPERUSER(DONE)),
+    change=(SUPERUSER(200), SUPERUSER(DONE)),
+    delete=(SUPERUSER(200), SUPERUSER(DONE)),
     history=SUPERUSER(200),
 )
 # Rows the registry writes (repositories, manifests, tags): sub-accounts read their scope,
 # nobody adds, changes or deletes them in the admin.
 REGISTRY_RECORD = dict(
-    changelist=SCOPED_LIST, add=(NOBODY(403), NOBODY(403)),
+    changelist=SCOPED_LIST,
+    add=(NOBODY(403), NOBODY(403)),
     change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, 403)),
-    delete=(NOBODY(403), NOBODY(403)), history=SCOPED_PAGE,
+    delete=(NOBODY(403), NOBODY(403)),
+    history=SCOPED_PAGE,
 )
 
 PAGES: dict[str, list[Case]] = {
@@ -279,72 +307,136 @@ PAGES: dict[str, list[Case]] = {
     "jsi18n": [get("jsi18n", EVERYONE_SIGNED_IN)],
     # Lookups answer from the target's scoped queryset (see the autocomplete test below).
     "autocomplete": [
-        Case("GET", lambda sc: reverse("admin:autocomplete") + "?app_label=signing&"
-             "model_name=signingpolicy&field_name=namespace&term=", SCOPED_LIST),
+        Case(
+            "GET",
+            lambda sc: (
+                reverse("admin:autocomplete") + "?app_label=signing&"
+                "model_name=signingpolicy&field_name=namespace&term="
+            ),
+            SCOPED_LIST,
+        ),
     ],
     # No model has a public page ("view on site"): nothing to redirect to.
     "view_on_site": [
-        Case("GET", lambda sc: reverse("admin:view_on_site", args=[
-            _content_type_id("signing", "signingpolicy"), sc.policy.pk]),
-            _o(LOGIN, 404, 404, 404, 404, 404)),
+        Case(
+            "GET",
+            lambda sc: reverse(
+                "admin:view_on_site",
+                args=[_content_type_id("signing", "signingpolicy"), sc.policy.pk],
+            ),
+            _o(LOGIN, 404, 404, 404, 404, 404),
+        ),
     ],
     # Django's users, groups and API tokens: superusers only.
-    **model_pages("auth_group", _group, **SUPERUSER_MODEL,
-                  add_body=lambda sc: {"name": "new-group"},
-                  change_body=lambda sc: {"name": "renamed-group"}),
-    **model_pages("auth_user", _reader, **{
-        **SUPERUSER_MODEL, "change": (SUPERUSER(200), SUPERUSER(200))},
+    **model_pages(
+        "auth_group",
+        _group,
+        **SUPERUSER_MODEL,
+        add_body=lambda sc: {"name": "new-group"},
+        change_body=lambda sc: {"name": "renamed-group"},
+    ),
+    **model_pages(
+        "auth_user",
+        _reader,
+        **{**SUPERUSER_MODEL, "change": (SUPERUSER(200), SUPERUSER(200))},
         add_body=lambda sc: {
-            "username": "new-user", "password1": "a-long-Passphrase-42",
-            "password2": "a-long-Passphrase-42", "usable_password": "true"}),
+            "username": "new-user",
+            "password1": "a-long-Passphrase-42",
+            "password2": "a-long-Passphrase-42",
+            "usable_password": "true",
+        },
+    ),
     "auth_user_password_change": [
         get("auth_user_password_change", SUPERUSER(200), _reader),
-        post("auth_user_password_change", SUPERUSER(DONE), lambda sc: {
-            "password1": "another-long-Passphrase-7", "password2": "another-long-Passphrase-7",
-            "usable_password": "true"}, _reader),
+        post(
+            "auth_user_password_change",
+            SUPERUSER(DONE),
+            lambda sc: {
+                "password1": "another-long-Passphrase-7",
+                "password2": "another-long-Passphrase-7",
+                "usable_password": "true",
+            },
+            _reader,
+        ),
     ],
     # API tokens: superusers see and revoke them (deleting revokes, audited); nobody adds
     # one here (a token is shown once, by the API or `manage.py create_api_token`) or
     # changes one.
-    **model_pages("apitokens_apitoken", _token, changelist=SUPERUSER(200),
-                  add=(NOBODY(403), NOBODY(403)), change=(SUPERUSER(200), NOBODY(403)),
-                  delete=(SUPERUSER(200), SUPERUSER(DONE)), history=SUPERUSER(200)),
+    **model_pages(
+        "apitokens_apitoken",
+        _token,
+        changelist=SUPERUSER(200),
+        add=(NOBODY(403), NOBODY(403)),
+        change=(SUPERUSER(200), NOBODY(403)),
+        delete=(SUPERUSER(200), SUPERUSER(DONE)),
+        history=SUPERUSER(200),
+    ),
     # KMS: every role reads keys; managing them is a Django permission, not a role's. Keys
     # are never deleted from the admin (deletion is scheduled), authorizations are revoked.
-    **model_pages("kms_key", lambda sc: sc.key, changelist=KEY_PAGE,
-                  add=(SUPERUSER(200), SUPERUSER(DONE)),
-                  change=(KEY_PAGE, SUPERUSER(DONE)),
-                  delete=(NOBODY(403), NOBODY(403)), history=KEY_PAGE,
-                  add_body=lambda sc: {
-                      "alias": "from-admin", "description": "",
-                      "key_usage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048", "region": sc.key.region},
-                  change_body=lambda sc: {"description": "changed in the admin"},
-                  missing=MISSING_UUID),
-    "kms_key_public_key_pem": [get("kms_key_public_key_pem", KEY_PAGE, lambda sc: sc.key,
-                                   MISSING_UUID)],
-    **model_pages("kms_serviceauthorization", _service_authorization,
-                  changelist=SUPERUSER(200), add=(SUPERUSER(200), SUPERUSER(200)),
-                  change=(SUPERUSER(200), NOBODY(403)), delete=(NOBODY(403), NOBODY(403)),
-                  history=SUPERUSER(200)),
+    **model_pages(
+        "kms_key",
+        lambda sc: sc.key,
+        changelist=KEY_PAGE,
+        add=(SUPERUSER(200), SUPERUSER(DONE)),
+        change=(KEY_PAGE, SUPERUSER(DONE)),
+        delete=(NOBODY(403), NOBODY(403)),
+        history=KEY_PAGE,
+        add_body=lambda sc: {
+            "alias": "from-admin",
+            "description": "",
+            "key_usage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+            "region": sc.key.region,
+        },
+        change_body=lambda sc: {"description": "changed in the admin"},
+        missing=MISSING_UUID,
+    ),
+    "kms_key_public_key_pem": [
+        get("kms_key_public_key_pem", KEY_PAGE, lambda sc: sc.key, MISSING_UUID)
+    ],
+    **model_pages(
+        "kms_serviceauthorization",
+        _service_authorization,
+        changelist=SUPERUSER(200),
+        add=(SUPERUSER(200), SUPERUSER(200)),
+        change=(SUPERUSER(200), NOBODY(403)),
+        delete=(NOBODY(403), NOBODY(403)),
+        history=SUPERUSER(200),
+    ),
     # Registry: sub-accounts read their instances; administrators manage them. prod has
     # namespaces, so even an administrator cannot delete it (or team, which has images).
-    **model_pages("registry_instance", lambda sc: sc.prod, changelist=SCOPED_LIST,
-                  add=(SUPERUSER(200), SUPERUSER(200)),
-                  change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, 200)),
-                  delete=(SUPERUSER(200), SUPERUSER(200)), history=SCOPED_PAGE),
+    **model_pages(
+        "registry_instance",
+        lambda sc: sc.prod,
+        changelist=SCOPED_LIST,
+        add=(SUPERUSER(200), SUPERUSER(200)),
+        change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, 200)),
+        delete=(SUPERUSER(200), SUPERUSER(200)),
+        history=SCOPED_PAGE,
+    ),
     "registry_instance_rotate_webhook_token": [
-        get("registry_instance_rotate_webhook_token", _o(LOGIN, 405, 405, 405, 405, 405),
-            lambda sc: sc.prod),
-        post("registry_instance_rotate_webhook_token", _o(LOGIN, HIDDEN, HIDDEN, 403, 403, DONE),
-             _nothing, lambda sc: sc.prod),
+        get(
+            "registry_instance_rotate_webhook_token",
+            _o(LOGIN, 405, 405, 405, 405, 405),
+            lambda sc: sc.prod,
+        ),
+        post(
+            "registry_instance_rotate_webhook_token",
+            _o(LOGIN, HIDDEN, HIDDEN, 403, 403, DONE),
+            _nothing,
+            lambda sc: sc.prod,
+        ),
     ],
-    **model_pages("registry_namespace", lambda sc: sc.team, changelist=SCOPED_LIST,
-                  add=(SUPERUSER(200), SUPERUSER(DONE)),
-                  change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, DONE)),
-                  delete=(SUPERUSER(200), NOBODY(403)), history=SCOPED_PAGE,
-                  add_body=lambda sc: {"instance": sc.prod.pk, "name": "fresh",
-                                       "description": ""},
-                  change_body=lambda sc: {"description": "changed in the admin"}),
+    **model_pages(
+        "registry_namespace",
+        lambda sc: sc.team,
+        changelist=SCOPED_LIST,
+        add=(SUPERUSER(200), SUPERUSER(DONE)),
+        change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, DONE)),
+        delete=(SUPERUSER(200), NOBODY(403)),
+        history=SCOPED_PAGE,
+        add_body=lambda sc: {"instance": sc.prod.pk, "name": "fresh", "description": ""},
+        change_body=lambda sc: {"description": "changed in the admin"},
+    ),
     **model_pages("registry_repository", lambda sc: sc.v1.repository, **REGISTRY_RECORD),
     **model_pages("registry_manifest", lambda sc: sc.v1.manifest, **REGISTRY_RECORD),
     **model_pages("registry_tag", lambda sc: sc.v1, **REGISTRY_RECORD),
@@ -353,107 +445,169 @@ PAGES: dict[str, list[Case]] = {
         post("registry_tag_sign", OPERATE(DONE), _nothing, lambda sc: sc.v2),
     ],
     # Webhook deliveries are operations data: administrators only.
-    **model_pages("registry_registryevent", _registry_event, changelist=SUPERUSER(200),
-                  add=(NOBODY(403), NOBODY(403)), change=(SUPERUSER(200), NOBODY(403)),
-                  delete=(NOBODY(403), NOBODY(403)), history=SUPERUSER(200)),
+    **model_pages(
+        "registry_registryevent",
+        _registry_event,
+        changelist=SUPERUSER(200),
+        add=(NOBODY(403), NOBODY(403)),
+        change=(SUPERUSER(200), NOBODY(403)),
+        delete=(NOBODY(403), NOBODY(403)),
+        history=SUPERUSER(200),
+    ),
     # Signing: operators write policies and sign in their scope.
-    **model_pages("signing_signingpolicy", lambda sc: sc.policy, changelist=SCOPED_LIST,
-                  # The outsider may add policies (in elsewhere), not for prod's namespace.
-                  add=(_o(LOGIN, 403, 403, 403, 200, 200, 200),
-                       _o(LOGIN, 403, 403, 403, DONE, DONE, 200)),
-                  change=(SCOPED_PAGE, OPERATE(DONE)),
-                  delete=(OPERATE(200), OPERATE(DONE)), history=SCOPED_PAGE,
-                  add_body=lambda sc: {"namespace": sc.other_ns.pk, "name": "other-policy",
-                                       "key": str(sc.key.key_id), "domain": "", "disabled": ""},
-                  change_body=lambda sc: {"name": "renamed", "key": str(sc.key.key_id),
-                                          "domain": sc.domain, "disabled": "on"}),
+    **model_pages(
+        "signing_signingpolicy",
+        lambda sc: sc.policy,
+        changelist=SCOPED_LIST,
+        # The outsider may add policies (in elsewhere), not for prod's namespace.
+        add=(_o(LOGIN, 403, 403, 403, 200, 200, 200), _o(LOGIN, 403, 403, 403, DONE, DONE, 200)),
+        change=(SCOPED_PAGE, OPERATE(DONE)),
+        delete=(OPERATE(200), OPERATE(DONE)),
+        history=SCOPED_PAGE,
+        add_body=lambda sc: {
+            "namespace": sc.other_ns.pk,
+            "name": "other-policy",
+            "key": str(sc.key.key_id),
+            "domain": "",
+            "disabled": "",
+        },
+        change_body=lambda sc: {
+            "name": "renamed",
+            "key": str(sc.key.key_id),
+            "domain": sc.domain,
+            "disabled": "on",
+        },
+    ),
     "signing_signingpolicy_resign": [
         get("signing_signingpolicy_resign", OPERATE(200), lambda sc: sc.policy),
         post("signing_signingpolicy_resign", OPERATE(DONE), _nothing, lambda sc: sc.policy),
     ],
     "signing_signingpolicy_retry_failed": [
-        get("signing_signingpolicy_retry_failed", _o(LOGIN, 405, 405, 405, 405, 405),
-            lambda sc: sc.policy),
-        post("signing_signingpolicy_retry_failed", OPERATE(DONE), _nothing,
-             lambda sc: sc.policy),
+        get(
+            "signing_signingpolicy_retry_failed",
+            _o(LOGIN, 405, 405, 405, 405, 405),
+            lambda sc: sc.policy,
+        ),
+        post("signing_signingpolicy_retry_failed", OPERATE(DONE), _nothing, lambda sc: sc.policy),
     ],
     # Signatures and the audit log are written by Signet only.
     **model_pages("signing_signature", lambda sc: sc.signed, **REGISTRY_RECORD),
     **model_pages("audit_auditevent", lambda sc: sc.event, **REGISTRY_RECORD),
     # Memberships: superusers grant them.
-    **model_pages("accounts_instancemembership", _membership, **{
-        **SUPERUSER_MODEL, "change": (SUPERUSER(200), SUPERUSER(200))},
-        add_body=lambda sc: {"user": sc.users["nogrant"].pk, "instance": sc.prod.pk,
-                             "role": "reader", "all_namespaces": "on"}),
+    **model_pages(
+        "accounts_instancemembership",
+        _membership,
+        **{**SUPERUSER_MODEL, "change": (SUPERUSER(200), SUPERUSER(200))},
+        add_body=lambda sc: {
+            "user": sc.users["nogrant"].pk,
+            "instance": sc.prod.pk,
+            "role": "reader",
+            "all_namespaces": "on",
+        },
+    ),
 }
 
 NO_ONE = _o(LOGIN, 403, REFUSED, REFUSED, REFUSED, REFUSED)  # an action nobody has
 SUPERUSER_REFUSED = _o(LOGIN, 403, 403, 403, 403, REFUSED)  # ... on a superuser-only model
 
 ACTIONS: dict[str, Case] = {
-    "auth_group:delete_selected": action("auth_group", "delete_selected", SUPERUSER_ACTION,
-                                         _group, _confirm),
-    "auth_user:delete_selected": action("auth_user", "delete_selected", SUPERUSER_ACTION,
-                                        _reader, _confirm),
+    "auth_group:delete_selected": action(
+        "auth_group", "delete_selected", SUPERUSER_ACTION, _group, _confirm
+    ),
+    "auth_user:delete_selected": action(
+        "auth_user", "delete_selected", SUPERUSER_ACTION, _reader, _confirm
+    ),
     "apitokens_apitoken:delete_selected": action(
-        "apitokens_apitoken", "delete_selected", SUPERUSER_ACTION, _token, _confirm),
-    "kms_key:enable_keys": action("kms_key", "enable_keys", SUPERUSER_ACTION_SEEN,
-                                  lambda sc: sc.retired),
-    "kms_key:disable_keys": action("kms_key", "disable_keys", SUPERUSER_ACTION_SEEN,
-                                   lambda sc: sc.spare),
+        "apitokens_apitoken", "delete_selected", SUPERUSER_ACTION, _token, _confirm
+    ),
+    "kms_key:enable_keys": action(
+        "kms_key", "enable_keys", SUPERUSER_ACTION_SEEN, lambda sc: sc.retired
+    ),
+    "kms_key:disable_keys": action(
+        "kms_key", "disable_keys", SUPERUSER_ACTION_SEEN, lambda sc: sc.spare
+    ),
     "kms_key:schedule_deletion": action(
-        "kms_key", "schedule_deletion", SUPERUSER_ACTION_SEEN, lambda sc: sc.retired,
-        lambda sc: {"pending_window_in_days": "7", "apply": "Schedule deletion"}),
-    "kms_key:cancel_deletion": action("kms_key", "cancel_deletion", SUPERUSER_ACTION_SEEN,
-                                      lambda sc: sc.pending),
-    "kms_key:delete_selected": action("kms_key", "delete_selected", NO_ONE,
-                                      lambda sc: sc.spare, _confirm),
+        "kms_key",
+        "schedule_deletion",
+        SUPERUSER_ACTION_SEEN,
+        lambda sc: sc.retired,
+        lambda sc: {"pending_window_in_days": "7", "apply": "Schedule deletion"},
+    ),
+    "kms_key:cancel_deletion": action(
+        "kms_key", "cancel_deletion", SUPERUSER_ACTION_SEEN, lambda sc: sc.pending
+    ),
+    "kms_key:delete_selected": action(
+        "kms_key", "delete_selected", NO_ONE, lambda sc: sc.spare, _confirm
+    ),
     "kms_serviceauthorization:revoke": action(
-        "kms_serviceauthorization", "revoke", SUPERUSER_ACTION, _service_authorization),
+        "kms_serviceauthorization", "revoke", SUPERUSER_ACTION, _service_authorization
+    ),
     "kms_serviceauthorization:delete_selected": action(
-        "kms_serviceauthorization", "delete_selected", SUPERUSER_REFUSED,
-        _service_authorization, _confirm),
+        "kms_serviceauthorization",
+        "delete_selected",
+        SUPERUSER_REFUSED,
+        _service_authorization,
+        _confirm,
+    ),
     "registry_instance:rotate_webhook_token_action": action(
-        "registry_instance", "rotate_webhook_token_action", SUPERUSER_ACTION_SEEN,
-        lambda sc: sc.prod),
+        "registry_instance",
+        "rotate_webhook_token_action",
+        SUPERUSER_ACTION_SEEN,
+        lambda sc: sc.prod,
+    ),
     "registry_instance:delete_selected": action(
-        "registry_instance", "delete_selected", SUPERUSER_ACTION_SEEN, lambda sc: sc.bare,
-        _confirm),
+        "registry_instance", "delete_selected", SUPERUSER_ACTION_SEEN, lambda sc: sc.bare, _confirm
+    ),
     "registry_namespace:delete_selected": action(
-        "registry_namespace", "delete_selected", SUPERUSER_ACTION_SEEN, lambda sc: sc.other_ns,
-        _confirm),
+        "registry_namespace",
+        "delete_selected",
+        SUPERUSER_ACTION_SEEN,
+        lambda sc: sc.other_ns,
+        _confirm,
+    ),
     "registry_repository:delete_selected": action(
-        "registry_repository", "delete_selected", NO_ONE, lambda sc: sc.v1.repository,
-        _confirm),
+        "registry_repository", "delete_selected", NO_ONE, lambda sc: sc.v1.repository, _confirm
+    ),
     "registry_manifest:delete_selected": action(
-        "registry_manifest", "delete_selected", NO_ONE, lambda sc: sc.v2.manifest, _confirm),
-    "registry_tag:sign_selected": action("registry_tag", "sign_selected", OPERATE_ACTION,
-                                         lambda sc: sc.v2),
+        "registry_manifest", "delete_selected", NO_ONE, lambda sc: sc.v2.manifest, _confirm
+    ),
+    "registry_tag:sign_selected": action(
+        "registry_tag", "sign_selected", OPERATE_ACTION, lambda sc: sc.v2
+    ),
     # Verifying reads the registry and writes nothing: the answer is in the messages.
     "registry_tag:verify_selected": action(
-        "registry_tag", "verify_selected", _o(LOGIN, 403, REFUSED, SHOWN, SHOWN, SHOWN),
-        lambda sc: sc.v1),
+        "registry_tag",
+        "verify_selected",
+        _o(LOGIN, 403, REFUSED, SHOWN, SHOWN, SHOWN),
+        lambda sc: sc.v1,
+    ),
     "registry_tag:delete_selected": action(
-        "registry_tag", "delete_selected", NO_ONE, lambda sc: sc.v2, _confirm),
+        "registry_tag", "delete_selected", NO_ONE, lambda sc: sc.v2, _confirm
+    ),
     "registry_registryevent:delete_selected": action(
-        "registry_registryevent", "delete_selected", SUPERUSER_REFUSED, _registry_event,
-        _confirm),
+        "registry_registryevent", "delete_selected", SUPERUSER_REFUSED, _registry_event, _confirm
+    ),
     "signing_signingpolicy:delete_selected": action(
-        "signing_signingpolicy", "delete_selected", OPERATE_ACTION, lambda sc: sc.policy,
-        _confirm),
+        "signing_signingpolicy", "delete_selected", OPERATE_ACTION, lambda sc: sc.policy, _confirm
+    ),
     "signing_signingpolicy:resign_selected": action(
-        "signing_signingpolicy", "resign_selected", OPERATE_ACTION, lambda sc: sc.policy),
+        "signing_signingpolicy", "resign_selected", OPERATE_ACTION, lambda sc: sc.policy
+    ),
     "signing_signingpolicy:retry_failed_selected": action(
-        "signing_signingpolicy", "retry_failed_selected", OPERATE_ACTION, lambda sc: sc.policy),
+        "signing_signingpolicy", "retry_failed_selected", OPERATE_ACTION, lambda sc: sc.policy
+    ),
     "signing_signature:retry_selected": action(
-        "signing_signature", "retry_selected", OPERATE_ACTION, _failed),
+        "signing_signature", "retry_selected", OPERATE_ACTION, _failed
+    ),
     "signing_signature:delete_selected": action(
-        "signing_signature", "delete_selected", NO_ONE, lambda sc: sc.signed, _confirm),
+        "signing_signature", "delete_selected", NO_ONE, lambda sc: sc.signed, _confirm
+    ),
     "audit_auditevent:delete_selected": action(
-        "audit_auditevent", "delete_selected", NO_ONE, lambda sc: sc.event, _confirm),
+        "audit_auditevent", "delete_selected", NO_ONE, lambda sc: sc.event, _confirm
+    ),
     "accounts_instancemembership:delete_selected": action(
-        "accounts_instancemembership", "delete_selected", SUPERUSER_ACTION, _membership,
-        _confirm),
+        "accounts_instancemembership", "delete_selected", SUPERUSER_ACTION, _membership, _confirm
+    ),
 }
 
 
@@ -475,15 +629,24 @@ def admin_scene(scene: Scene) -> Scene:
     """The access-control scene plus the objects only the admin matrix acts on."""
     Group.objects.create(name="auditors")
     RegistryEvent.objects.create(
-        instance=scene.prod, event_id="admin-matrix", action="push", repository="team/app",
-        tag="v1", status="processed", occurred_at=timezone.now(),
+        instance=scene.prod,
+        event_id="admin-matrix",
+        action="push",
+        repository="team/app",
+        tag="v1",
+        status="processed",
+        occurred_at=timezone.now(),
     )
     # v2's signing failed once (something to retry), and v1 was signed with another key
     # than the policy's (something to re-sign).
     Signature.objects.create(
-        policy=scene.policy, manifest=scene.v2.manifest, status=SignatureStatus.FAILED,
-        failure_code="InternalError", failure_reason="the registry was down",
-        attempts=1, trigger=Trigger.PUSH,
+        policy=scene.policy,
+        manifest=scene.v2.manifest,
+        status=SignatureStatus.FAILED,
+        failure_code="InternalError",
+        failure_reason="the registry was down",
+        attempts=1,
+        trigger=Trigger.PUSH,
     )
     Signature.objects.filter(pk=scene.signed.pk).update(key_id=scene.spare.key_id)
     return scene
@@ -522,8 +685,12 @@ def _instance_of(row: Any) -> str:
         return row.instance_name
     if isinstance(row, Instance):
         return row.name
-    for path in ("instance", "namespace.instance", "repository.namespace.instance",
-                 "policy.namespace.instance"):
+    for path in (
+        "instance",
+        "namespace.instance",
+        "repository.namespace.instance",
+        "policy.namespace.instance",
+    ):
         obj = row
         try:
             for part in path.split("."):
@@ -568,11 +735,12 @@ def _check(outcome: Outcome, response, changed: bool, missing, url: str) -> str 
         # list, or the list itself when the user has no action at all; never an action's
         # confirmation page, never a word about the selected object.
         ok = (status == 302 and location == url) or (
-            status == 200 and response.context is not None and "cl" in response.context
+            status == 200
+            and response.context is not None
+            and "cl" in response.context
             and "action_form" in response.context
         )
-        ok = ok and not any("team/app" in text or "prod" in text
-                            for text in _messages(response))
+        ok = ok and not any("team/app" in text or "prod" in text for text in _messages(response))
     elif outcome == SHOWN:
         ok = status == 302 and any("team/app:v1" in text for text in _messages(response))
     else:
@@ -582,8 +750,10 @@ def _check(outcome: Outcome, response, changed: bool, missing, url: str) -> str 
     if ok:
         return None
     missing_status = missing.status_code if missing is not None else "-"
-    return (f"expected {outcome}, got {status} {location} (missing object: {missing_status}) "
-            f"{response.content[:160]!r}")
+    return (
+        f"expected {outcome}, got {status} {location} (missing object: {missing_status}) "
+        f"{response.content[:160]!r}"
+    )
 
 
 CASES = [
@@ -624,8 +794,12 @@ def test_the_admin_matrix(admin_scene: Scene, name: str, index: int | None):
 
 def test_admin_autocomplete_offers_only_the_users_scope(admin_scene: Scene):
     url = reverse("admin:autocomplete")
-    query = {"app_label": "signing", "model_name": "signingpolicy", "field_name": "namespace",
-             "term": ""}
+    query = {
+        "app_label": "signing",
+        "model_name": "signingpolicy",
+        "field_name": "namespace",
+        "term": "",
+    }
 
     def offered(persona: str) -> set[str]:
         response = _client(admin_scene, persona).get(url, query)

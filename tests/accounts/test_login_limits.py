@@ -27,9 +27,7 @@ def staff(db):
 
 def _sign_in(username: str, password: str, address: str):
     client = Client()
-    response = client.post(
-        LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address
-    )
+    response = client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address)
     return response, client
 
 
@@ -102,7 +100,8 @@ def test_a_lock_out_ends_after_the_lockout_time(staff):
 
     AccessAttempt.objects.update(
         attempt_time=AccessAttempt.objects.values_list("attempt_time", flat=True).first()
-        - settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+        - settings.AXES_COOLOFF_TIME
+        - timedelta(seconds=1)
     )
     response, client = _sign_in("alice", PASSWORD, "198.51.100.40")
     assert response.status_code == 302
@@ -113,7 +112,9 @@ def test_the_limits_come_from_the_environment():
     names = ("AXES_ENABLED", "AXES_FAILURE_LIMIT", "AXES_COOLOFF_TIME")
     env = minimal_production_env(SIGNET_LOGIN_FAILURE_LIMIT="3", SIGNET_LOGIN_LOCKOUT_MINUTES="60")
     assert load_settings(env, *names) == {
-        "AXES_ENABLED": True, "AXES_FAILURE_LIMIT": 3, "AXES_COOLOFF_TIME": "1:00:00"
+        "AXES_ENABLED": True,
+        "AXES_FAILURE_LIMIT": 3,
+        "AXES_COOLOFF_TIME": "1:00:00",
     }
     env = minimal_production_env(SIGNET_LOGIN_FAILURE_LIMIT="0")
     assert load_settings(env, "AXES_ENABLED") == {"AXES_ENABLED": False}

@@ -87,11 +87,17 @@ def api_routes() -> dict[str, set[str] | None]:
 Statuses = tuple[int, int, int, int, int, int, int]
 
 
-def _s(anon: int, nogrant: int, other: int, reader: int, operator: int,
-       admin: int, outsider: int | None = None) -> Statuses:
+def _s(
+    anon: int,
+    nogrant: int,
+    other: int,
+    reader: int,
+    operator: int,
+    admin: int,
+    outsider: int | None = None,
+) -> Statuses:
     """``outsider`` (an operator of elsewhere) answers like ``other`` unless told."""
-    return (anon, nogrant, other, reader, operator, admin,
-            other if outsider is None else outsider)
+    return (anon, nogrant, other, reader, operator, admin, other if outsider is None else outsider)
 
 
 # Shapes that recur.
@@ -136,8 +142,11 @@ def _b64(data: bytes) -> str:
 
 
 def _kms_signature(sc: Scene) -> str:
-    return _b64(kms_services.sign(key_id=sc.key.key_id, message=b"hello",
-                                  algorithm=crypto.RSA_PKCS1_SHA_256))
+    return _b64(
+        kms_services.sign(
+            key_id=sc.key.key_id, message=b"hello", algorithm=crypto.RSA_PKCS1_SHA_256
+        )
+    )
 
 
 MATRIX: dict[str, list[Case]] = {
@@ -154,62 +163,116 @@ MATRIX: dict[str, list[Case]] = {
     "kms-key-disable": [Case("POST", _key("disable/", "spare"), ADMIN_ONLY(200), _empty)],
     "kms-key-enable": [Case("POST", _key("enable/", "spare"), ADMIN_ONLY(200), _empty)],
     "kms-key-schedule-deletion": [
-        Case("POST", _key("schedule-deletion/", "retired"), ADMIN_ONLY(200),
-             lambda sc: {"pending_window_in_days": 7}),
+        Case(
+            "POST",
+            _key("schedule-deletion/", "retired"),
+            ADMIN_ONLY(200),
+            lambda sc: {"pending_window_in_days": 7},
+        ),
     ],
     "kms-key-cancel-deletion": [
         Case("POST", _key("cancel-deletion/", "pending"), ADMIN_ONLY(200), _empty),
     ],
     "kms-key-sign": [
-        Case("POST", _key("sign/"), ADMIN_ONLY(200),
-             lambda sc: {"message": _b64(b"hello"), "algorithm": crypto.RSA_PKCS1_SHA_256}),
+        Case(
+            "POST",
+            _key("sign/"),
+            ADMIN_ONLY(200),
+            lambda sc: {"message": _b64(b"hello"), "algorithm": crypto.RSA_PKCS1_SHA_256},
+        ),
     ],
     "kms-key-verify": [
-        Case("POST", _key("verify/"), ADMIN_ONLY(200),
-             lambda sc: {"message": _b64(b"hello"), "signature": _kms_signature(sc),
-                         "algorithm": crypto.RSA_PKCS1_SHA_256}),
+        Case(
+            "POST",
+            _key("verify/"),
+            ADMIN_ONLY(200),
+            lambda sc: {
+                "message": _b64(b"hello"),
+                "signature": _kms_signature(sc),
+                "algorithm": crypto.RSA_PKCS1_SHA_256,
+            },
+        ),
     ],
     "kms-service-authorization-list": [
         Case("GET", lambda sc: f"{KMS}/service-authorizations/", ADMIN_ONLY(200)),
         # Already granted: the administrator's grant answers that it exists.
-        Case("POST", lambda sc: f"{KMS}/service-authorizations/", ADMIN_ONLY(200),
-             lambda sc: {"service": AuthorizedService.REGISTRY_SIGNING}),
+        Case(
+            "POST",
+            lambda sc: f"{KMS}/service-authorizations/",
+            ADMIN_ONLY(200),
+            lambda sc: {"service": AuthorizedService.REGISTRY_SIGNING},
+        ),
     ],
     "kms-service-authorization-revoke": [
-        Case("POST", lambda sc: f"{KMS}/service-authorizations/revoke/", ADMIN_ONLY(200),
-             lambda sc: {"service": AuthorizedService.REGISTRY_SIGNING}),
+        Case(
+            "POST",
+            lambda sc: f"{KMS}/service-authorizations/revoke/",
+            ADMIN_ONLY(200),
+            lambda sc: {"service": AuthorizedService.REGISTRY_SIGNING},
+        ),
     ],
     # Registry: instances and namespaces are managed by administrators, read by roles.
     "registry-instance-list": [
         listing(f"{REG}/instances/"),
-        Case("POST", lambda sc: f"{REG}/instances/", ADMIN_ONLY(201),
-             lambda sc: {"name": "new", "backend_url": "http://127.0.0.1:9",
-                         "default_domain": "new.example.com"}),
+        Case(
+            "POST",
+            lambda sc: f"{REG}/instances/",
+            ADMIN_ONLY(201),
+            lambda sc: {
+                "name": "new",
+                "backend_url": "http://127.0.0.1:9",
+                "default_domain": "new.example.com",
+            },
+        ),
     ],
     "registry-instance-detail": [
         Case("GET", lambda sc: f"{REG}/instances/{sc.prod.pk}/", DETAIL),
-        Case("PUT", lambda sc: f"{REG}/instances/{sc.prod.pk}/", ADMIN_ONLY(200),
-             lambda sc: {"description": "changed"}),
-        Case("PATCH", lambda sc: f"{REG}/instances/{sc.prod.pk}/", ADMIN_ONLY(200),
-             lambda sc: {"description": "changed"}),
+        Case(
+            "PUT",
+            lambda sc: f"{REG}/instances/{sc.prod.pk}/",
+            ADMIN_ONLY(200),
+            lambda sc: {"description": "changed"},
+        ),
+        Case(
+            "PATCH",
+            lambda sc: f"{REG}/instances/{sc.prod.pk}/",
+            ADMIN_ONLY(200),
+            lambda sc: {"description": "changed"},
+        ),
         # An instance without namespaces (prod's would refuse with 409 for everyone).
         Case("DELETE", lambda sc: f"{REG}/instances/{sc.bare.pk}/", ADMIN_ONLY(204)),
     ],
     "registry-instance-rotate-webhook-token": [
-        Case("POST", lambda sc: f"{REG}/instances/{sc.prod.pk}/rotate-webhook-token/",
-             ADMIN_ONLY(200), _empty),
+        Case(
+            "POST",
+            lambda sc: f"{REG}/instances/{sc.prod.pk}/rotate-webhook-token/",
+            ADMIN_ONLY(200),
+            _empty,
+        ),
     ],
     "registry-namespace-list": [
         listing(f"{REG}/namespaces/"),
-        Case("POST", lambda sc: f"{REG}/namespaces/", ADMIN_ONLY(201),
-             lambda sc: {"instance": sc.prod.pk, "name": "fresh"}),
+        Case(
+            "POST",
+            lambda sc: f"{REG}/namespaces/",
+            ADMIN_ONLY(201),
+            lambda sc: {"instance": sc.prod.pk, "name": "fresh"},
+        ),
     ],
     "registry-namespace-detail": [
         Case("GET", lambda sc: f"{REG}/namespaces/{sc.team.pk}/", DETAIL),
-        Case("PUT", lambda sc: f"{REG}/namespaces/{sc.team.pk}/", ADMIN_ONLY(200),
-             lambda sc: {"description": "changed"}),
-        Case("PATCH", lambda sc: f"{REG}/namespaces/{sc.team.pk}/", ADMIN_ONLY(200),
-             lambda sc: {"description": "changed"}),
+        Case(
+            "PUT",
+            lambda sc: f"{REG}/namespaces/{sc.team.pk}/",
+            ADMIN_ONLY(200),
+            lambda sc: {"description": "changed"},
+        ),
+        Case(
+            "PATCH",
+            lambda sc: f"{REG}/namespaces/{sc.team.pk}/",
+            ADMIN_ONLY(200),
+            lambda sc: {"description": "changed"},
+        ),
         Case("DELETE", lambda sc: f"{REG}/namespaces/{sc.team.pk}/", ADMIN_ONLY(204)),
     ],
     "registry-repository-list": [listing(f"{REG}/repositories/")],
@@ -227,23 +290,43 @@ MATRIX: dict[str, list[Case]] = {
     ],
     # The registry's own endpoint: its instance token only, never a user's credentials.
     "registry-webhook": [
-        Case("POST", lambda sc: f"{REG}/instances/prod/events/", _s(401, 401, 401, 401, 401, 401),
-             lambda sc: {"events": []}),
+        Case(
+            "POST",
+            lambda sc: f"{REG}/instances/prod/events/",
+            _s(401, 401, 401, 401, 401, 401),
+            lambda sc: {"events": []},
+        ),
     ],
     # Signing.
     "signing-policy-list": [
         listing(f"{SIG}/policies/"),
         # The outsider names an instance it cannot see: a field error, as for a typo.
-        Case("POST", lambda sc: f"{SIG}/policies/", _s(401, 403, 403, 403, 201, 201, 400),
-             lambda sc: {"instance": "prod", "namespace": "other", "name": "other-policy",
-                         "key": str(sc.key.key_id)}),
+        Case(
+            "POST",
+            lambda sc: f"{SIG}/policies/",
+            _s(401, 403, 403, 403, 201, 201, 400),
+            lambda sc: {
+                "instance": "prod",
+                "namespace": "other",
+                "name": "other-policy",
+                "key": str(sc.key.key_id),
+            },
+        ),
     ],
     "signing-policy-detail": [
         Case("GET", lambda sc: f"{SIG}/policies/{sc.policy.pk}/", DETAIL),
-        Case("PUT", lambda sc: f"{SIG}/policies/{sc.policy.pk}/", OPERATE(200),
-             lambda sc: {"disabled": True}),
-        Case("PATCH", lambda sc: f"{SIG}/policies/{sc.policy.pk}/", OPERATE(200),
-             lambda sc: {"disabled": True}),
+        Case(
+            "PUT",
+            lambda sc: f"{SIG}/policies/{sc.policy.pk}/",
+            OPERATE(200),
+            lambda sc: {"disabled": True},
+        ),
+        Case(
+            "PATCH",
+            lambda sc: f"{SIG}/policies/{sc.policy.pk}/",
+            OPERATE(200),
+            lambda sc: {"disabled": True},
+        ),
         Case("DELETE", lambda sc: f"{SIG}/policies/{sc.policy.pk}/", OPERATE(200)),
     ],
     "signing-policy-delete-preview": [
@@ -263,14 +346,26 @@ MATRIX: dict[str, list[Case]] = {
         Case("POST", lambda sc: f"{SIG}/signatures/{sc.signed.pk}/retry/", OPERATE(200), _empty),
     ],
     "signing-sign": [
-        Case("POST", lambda sc: f"{SIG}/sign/", OPERATE(200),
-             lambda sc: {"instance": "prod", "namespace": "team", "repository": "app",
-                         "tags": ["v2"]}),
+        Case(
+            "POST",
+            lambda sc: f"{SIG}/sign/",
+            OPERATE(200),
+            lambda sc: {
+                "instance": "prod",
+                "namespace": "team",
+                "repository": "app",
+                "tags": ["v2"],
+            },
+        ),
     ],
     "signing-verify": [
         # "other" has the permission (on its own instance) but prod's image is not found.
-        Case("POST", lambda sc: f"{SIG}/verify/", DETAIL,
-             lambda sc: {"image": f"{sc.domain}/team/app:v1"}),
+        Case(
+            "POST",
+            lambda sc: f"{SIG}/verify/",
+            DETAIL,
+            lambda sc: {"image": f"{sc.domain}/team/app:v1"},
+        ),
     ],
     "signing-namespace-list": [listing(f"{SIG}/namespaces/")],
     "signing-namespace-detail": [
@@ -337,8 +432,10 @@ def test_the_matrix(scene, name, index):
             after = snapshot()
             transaction.set_rollback(True)
         if response.status_code != expected:
-            failures.append(f"{persona}: {response.status_code} (expected {expected}) "
-                            f"{response.content[:200]!r}")
+            failures.append(
+                f"{persona}: {response.status_code} (expected {expected}) "
+                f"{response.content[:200]!r}"
+            )
         elif case.scoped_list and expected == 200:
             shows_prod = case.marker in response.content
             if persona in OUTSIDERS and shows_prod:

@@ -27,11 +27,13 @@ CHANGELIST = "admin:accounts_instancemembership_changelist"
 @pytest.fixture
 def place():
     prod, _token = registry_services.create_instance(
-        name="prod", backend_url=f"http://127.0.0.1:{free_port()}",
+        name="prod",
+        backend_url=f"http://127.0.0.1:{free_port()}",
         default_domain="prod.example.test",
     )
     elsewhere, _token = registry_services.create_instance(
-        name="elsewhere", backend_url=f"http://127.0.0.1:{free_port()}",
+        name="elsewhere",
+        backend_url=f"http://127.0.0.1:{free_port()}",
         default_domain="else.example.test",
     )
     return {
@@ -60,8 +62,7 @@ def membership_events(action: str | None = None) -> list[AuditEvent]:
 
 
 def _form(place, **fields) -> dict:
-    return {"user": place["member"].pk, "instance": place["prod"].pk, "role": "reader",
-            **fields}
+    return {"user": place["member"].pk, "instance": place["prod"].pk, "role": "reader", **fields}
 
 
 def test_granting_a_membership_in_the_admin_is_audited(place, admin):
@@ -75,23 +76,38 @@ def test_granting_a_membership_in_the_admin_is_audited(place, admin):
     [event] = membership_events()
     assert event.action == "accounts.membership.granted"
     assert (event.actor_type, event.actor_id, event.source_ip) == (
-        "user", place["admin"].pk, "198.51.100.40")
+        "user",
+        place["admin"].pk,
+        "198.51.100.40",
+    )
     assert (event.object_type, event.object_id, event.object_repr) == (
-        "accounts.instancemembership", str(membership.pk), "bob reader on prod")
+        "accounts.instancemembership",
+        str(membership.pk),
+        "bob reader on prod",
+    )
     assert (event.instance_name, event.instance_id, event.namespace_name) == (
-        "prod", place["prod"].pk, "")
-    assert event.details == {"user": "bob", "role": "reader", "all_namespaces": False,
-                             "namespaces": ["team"]}
+        "prod",
+        place["prod"].pk,
+        "",
+    )
+    assert event.details == {
+        "user": "bob",
+        "role": "reader",
+        "all_namespaces": False,
+        "namespaces": ["team"],
+    }
 
 
 def test_changing_a_membership_in_the_admin_records_before_and_after(place, admin):
     membership = grant(place["member"], place["prod"], role=Role.READER)
 
-    unchanged = admin.post(reverse(CHANGE, args=[membership.pk]),
-                           {"role": "reader", "all_namespaces": "on"})
-    changed = admin.post(reverse(CHANGE, args=[membership.pk]),
-                         {"role": "operator",
-                          "namespaces": [place["team"].pk, place["other"].pk]})
+    unchanged = admin.post(
+        reverse(CHANGE, args=[membership.pk]), {"role": "reader", "all_namespaces": "on"}
+    )
+    changed = admin.post(
+        reverse(CHANGE, args=[membership.pk]),
+        {"role": "operator", "namespaces": [place["team"].pk, place["other"].pk]},
+    )
 
     assert (unchanged.status_code, changed.status_code) == (302, 302)
     membership.refresh_from_db()
@@ -100,7 +116,10 @@ def test_changing_a_membership_in_the_admin_records_before_and_after(place, admi
     [event] = membership_events()  # the save without a change recorded nothing
     assert event.action == "accounts.membership.changed"
     assert (event.actor_id, event.object_id, event.instance_id) == (
-        place["admin"].pk, str(membership.pk), place["prod"].pk)
+        place["admin"].pk,
+        str(membership.pk),
+        place["prod"].pk,
+    )
     assert event.changes == {
         "role": ["reader", "operator"],
         "all_namespaces": [True, False],
@@ -113,10 +132,15 @@ def test_a_memberships_user_and_instance_stay_as_granted(place, admin):
     membership = grant(place["member"], place["prod"], role=Role.READER)
     someone = make_user("someone")
 
-    response = admin.post(reverse(CHANGE, args=[membership.pk]), {
-        "user": someone.pk, "instance": place["elsewhere"].pk, "role": "reader",
-        "namespaces": [place["ext"].pk],
-    })
+    response = admin.post(
+        reverse(CHANGE, args=[membership.pk]),
+        {
+            "user": someone.pk,
+            "instance": place["elsewhere"].pk,
+            "role": "reader",
+            "namespaces": [place["ext"].pk],
+        },
+    )
 
     # The namespaces are checked against the membership's own instance.
     assert response.status_code == 200
@@ -124,7 +148,10 @@ def test_a_memberships_user_and_instance_stay_as_granted(place, admin):
     assert any("Not namespaces of instance prod: ext." in error for error in errors)
     membership.refresh_from_db()
     assert (membership.user, membership.instance, membership.all_namespaces) == (
-        place["member"], place["prod"], True)
+        place["member"],
+        place["prod"],
+        True,
+    )
     assert membership_events() == []
 
 
@@ -135,9 +162,14 @@ def test_revoking_memberships_in_the_admin_is_audited(place, admin):
     one_pk, two_pk = one.pk, two.pk
 
     deleted = admin.post(reverse(DELETE, args=[one_pk]), {"post": "yes"})
-    selected = admin.post(reverse(CHANGELIST), {
-        "action": "delete_selected", "_selected_action": [two_pk], "post": "yes",
-    })
+    selected = admin.post(
+        reverse(CHANGELIST),
+        {
+            "action": "delete_selected",
+            "_selected_action": [two_pk],
+            "post": "yes",
+        },
+    )
 
     assert (deleted.status_code, selected.status_code) == (302, 302)
     assert not InstanceMembership.objects.exists()
@@ -146,10 +178,18 @@ def test_revoking_memberships_in_the_admin_is_audited(place, admin):
         (str(one_pk), place["prod"].pk, place["admin"].pk),
         (str(two_pk), place["elsewhere"].pk, place["admin"].pk),
     ]
-    assert events[0].details == {"user": "bob", "role": "operator", "all_namespaces": False,
-                                 "namespaces": ["team"]}
-    assert events[1].details == {"user": "carol", "role": "reader", "all_namespaces": True,
-                                 "namespaces": []}
+    assert events[0].details == {
+        "user": "bob",
+        "role": "operator",
+        "all_namespaces": False,
+        "namespaces": ["team"],
+    }
+    assert events[1].details == {
+        "user": "carol",
+        "role": "reader",
+        "all_namespaces": True,
+        "namespaces": [],
+    }
     assert len(membership_events()) == 2
 
 
@@ -160,8 +200,7 @@ def test_only_superusers_read_membership_events(place, admin):
     [granted] = membership_events()
 
     as_reader = token_client(reader).get("/api/v1/audit/events/", {"instance": "prod"})
-    as_admin = token_client(place["admin"]).get("/api/v1/audit/events/",
-                                                {"action": "accounts.*"})
+    as_admin = token_client(place["admin"]).get("/api/v1/audit/events/", {"action": "accounts.*"})
 
     assert as_reader.status_code == 200
     rows = as_reader.json()["results"]

@@ -45,8 +45,12 @@ def test_a_narrowed_membership_whose_namespaces_are_deleted_grants_no_namespace(
 def _add(scene: Scene, **fields) -> object:
     client = Client()
     client.force_login(scene.users["admin"])
-    data = {"user": scene.users["nogrant"].pk, "instance": scene.prod.pk, "role": "reader",
-            **fields}
+    data = {
+        "user": scene.users["nogrant"].pk,
+        "instance": scene.prod.pk,
+        "role": "reader",
+        **fields,
+    }
     return client.post(reverse("admin:accounts_instancemembership_add"), data)
 
 
@@ -59,8 +63,7 @@ def _add(scene: Scene, **fields) -> object:
     ],
     ids=["all-and-some", "narrowed-to-nothing", "another-instances-namespace"],
 )
-def test_the_membership_form_refuses_an_ambiguous_namespace_choice(scene: Scene, fields,
-                                                                    message):
+def test_the_membership_form_refuses_an_ambiguous_namespace_choice(scene: Scene, fields, message):
     by_name = {"team": scene.team.pk, "ext": scene.elsewhere.namespaces.get(name="ext").pk}
     if "namespaces" in fields:
         fields = {**fields, "namespaces": [by_name[name] for name in fields["namespaces"]]}
@@ -104,15 +107,21 @@ def test_memberships_made_in_code_fail_closed(scene: Scene):
 
     ext = scene.elsewhere.namespaces.get(name="ext")
     foreign = make_user("foreign")
-    membership = InstanceMembership.objects.create(user=foreign, instance=scene.prod,
-                                                   all_namespaces=False)
+    membership = InstanceMembership.objects.create(
+        user=foreign, instance=scene.prod, all_namespaces=False
+    )
     membership.namespaces.set([ext])  # a namespace of another instance: grants nothing
     both = make_user("both")
     ambiguous = InstanceMembership.objects.create(user=both, instance=scene.prod)
     ambiguous.namespaces.set([scene.other_ns])  # all_namespaces left True: still narrowed
     # An event about a namespace of prod that happens to be called like elsewhere's.
-    same_name = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                             object_id="x", instance_name="prod", namespace_name="ext")
+    same_name = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="x",
+        instance_name="prod",
+        namespace_name="ext",
+    )
 
     assert list(visible_namespaces(foreign)) == []
     assert same_name not in visible_events(foreign)

@@ -49,24 +49,25 @@ def test_an_operator_of_another_instance_gets_404_for_prods_objects(scene: Scene
     before = snapshot()
 
     responses = {
-        "patch policy": api.patch(f"{SIG}/policies/{scene.policy.pk}/", {"disabled": True},
-                                  format="json"),
+        "patch policy": api.patch(
+            f"{SIG}/policies/{scene.policy.pk}/", {"disabled": True}, format="json"
+        ),
         "delete policy": api.delete(f"{SIG}/policies/{scene.policy.pk}/"),
         "resign": api.post(f"{SIG}/policies/{scene.policy.pk}/resign/"),
         "retry signature": api.post(f"{SIG}/signatures/{scene.signed.pk}/retry/"),
         "sign tag": api.post(f"{REG}/tags/{scene.v2.pk}/sign/"),
-        "sign": api.post(f"{SIG}/sign/", {"instance": "prod", "namespace": "team"},
-                         format="json"),
-        "verify": api.post(f"{SIG}/verify/", {"image": f"{scene.domain}/team/app:v1"},
-                           format="json"),
+        "sign": api.post(f"{SIG}/sign/", {"instance": "prod", "namespace": "team"}, format="json"),
+        "verify": api.post(
+            f"{SIG}/verify/", {"image": f"{scene.domain}/team/app:v1"}, format="json"
+        ),
     }
-    created = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other",
-                                            "name": "p", "key": str(scene.key.key_id)},
-                       format="json")
-
-    assert {name: r.status_code for name, r in responses.items()} == dict.fromkeys(
-        responses, 404
+    created = api.post(
+        f"{SIG}/policies/",
+        {"instance": "prod", "namespace": "other", "name": "p", "key": str(scene.key.key_id)},
+        format="json",
     )
+
+    assert {name: r.status_code for name, r in responses.items()} == dict.fromkeys(responses, 404)
     # Creating names the instance in the body: answered like an unknown instance.
     assert created.status_code == 400 and "instance" in created.json()["fields"]
     assert snapshot() == before
@@ -86,8 +87,11 @@ def test_a_reader_of_prod_who_operates_elsewhere_gets_403_for_prods_writes(scene
         api.post(f"{SIG}/signatures/{scene.signed.pk}/retry/"),
         api.post(f"{REG}/tags/{scene.v2.pk}/sign/"),
         api.post(f"{SIG}/sign/", {"instance": "prod", "namespace": "team"}, format="json"),
-        api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other", "name": "p",
-                                      "key": str(scene.key.key_id)}, format="json"),
+        api.post(
+            f"{SIG}/policies/",
+            {"instance": "prod", "namespace": "other", "name": "p", "key": str(scene.key.key_id)},
+            format="json",
+        ),
     ]
 
     assert [r.status_code for r in responses] == [403] * len(responses)
@@ -119,13 +123,22 @@ def test_a_membership_narrowed_to_a_namespace_hides_the_others(scene: Scene):
     assert api.get(f"{REG}/tags/").json()["count"] == 0  # team's tags are hidden
     assert api.get(f"{SIG}/policies/{scene.policy.pk}/").status_code == 404
     assert api.post(f"{REG}/tags/{scene.v2.pk}/sign/").status_code == 404
-    refused = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "team",
-                                            "name": "p", "key": str(scene.key.key_id)},
-                       format="json")
+    refused = api.post(
+        f"{SIG}/policies/",
+        {"instance": "prod", "namespace": "team", "name": "p", "key": str(scene.key.key_id)},
+        format="json",
+    )
     assert refused.status_code == 400  # team is not a namespace it can see
-    created = api.post(f"{SIG}/policies/", {"instance": "prod", "namespace": "other",
-                                            "name": "other-policy",
-                                            "key": str(scene.key.key_id)}, format="json")
+    created = api.post(
+        f"{SIG}/policies/",
+        {
+            "instance": "prod",
+            "namespace": "other",
+            "name": "other-policy",
+            "key": str(scene.key.key_id),
+        },
+        format="json",
+    )
     assert created.status_code == 201
     assert SigningPolicy.objects.filter(namespace=scene.other_ns).exists()
     assert list(visible_namespaces(user)) == [scene.other_ns]
@@ -172,12 +185,18 @@ def other_events(scene: Scene) -> dict[str, AuditEvent]:
     return {
         "kms": audit.record("kms.key.created", object_type="kms.key", object_id="k"),
         "elsewhere": audit.record(
-            "registry.instance.created", object_type="registry.instance", object_id="x",
+            "registry.instance.created",
+            object_type="registry.instance",
+            object_id="x",
             instance_name="elsewhere",
         ),
         "other": audit.record(
-            "signing.policy.created", object_type="signing.signingpolicy", object_id="99",
-            object_repr="other-policy", instance_name="prod", namespace_name="other",
+            "signing.policy.created",
+            object_type="signing.signingpolicy",
+            object_id="99",
+            object_repr="other-policy",
+            instance_name="prod",
+            namespace_name="other",
         ),
     }
 
@@ -202,7 +221,8 @@ def test_the_audit_api_shows_a_reader_its_instances_events_only(scene: Scene, ot
     assert audit_rows(api, action="kms.key.*") == []
     # The namespace's own creation, and the event about its policy.
     assert [row["id"] for row in audit_rows(api, namespace="other")] == [
-        other_events["other"].pk, _other_created().pk
+        other_events["other"].pk,
+        _other_created().pk,
     ]
 
 
@@ -251,13 +271,15 @@ def test_the_admin_shows_a_narrowed_membership_its_namespaces_events_only(
     narrowed_choices = client.get(changelist, {"namespace_name": "team"})
 
     assert response.status_code == 200
-    assert list(response.context["cl"].result_list) == [other_events["other"],
-                                                         _other_created()]
+    assert list(response.context["cl"].result_list) == [other_events["other"], _other_created()]
     page = response.content.decode()
     assert "team-policy" not in page and "team/app" not in page
     # The namespace filter offers the namespaces the user may see (never the audit table).
-    namespace_filter = next(spec for spec in response.context["cl"].filter_specs
-                            if getattr(spec, "parameter_name", None) == "namespace_name")
+    namespace_filter = next(
+        spec
+        for spec in response.context["cl"].filter_specs
+        if getattr(spec, "parameter_name", None) == "namespace_name"
+    )
     assert list(namespace_filter.lookup_choices) == [("other", "prod / other")]
     assert list(narrowed_choices.context["cl"].result_list) == []
 
@@ -274,9 +296,10 @@ def test_the_admin_shows_a_narrowed_membership_its_namespaces_events_only(
     # A reader of the whole instance opens the team event.
     whole = Client()
     whole.force_login(scene.users["reader"])
-    assert whole.get(
-        reverse("admin:audit_auditevent_change", args=[team_policy_event.pk])
-    ).status_code == 200
+    assert (
+        whole.get(reverse("admin:audit_auditevent_change", args=[team_policy_event.pk])).status_code
+        == 200
+    )
 
 
 # --- tokens and anonymous access ------------------------------------------------------------
@@ -356,9 +379,13 @@ def test_a_reader_cannot_sign_from_the_admin(scene: Scene):
     hidden.force_login(outsider)
     before = snapshot()
 
-    action = reader.post(reverse("admin:registry_tag_changelist"), {
-        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
-    })
+    action = reader.post(
+        reverse("admin:registry_tag_changelist"),
+        {
+            "action": "sign_selected",
+            ACTION_CHECKBOX_NAME: [scene.v2.pk],
+        },
+    )
     row = reader.post(reverse("admin:registry_tag_sign", args=[scene.v2.pk]))
     out_of_scope = hidden.post(reverse("admin:registry_tag_sign", args=[scene.v2.pk]))
 
@@ -378,9 +405,13 @@ def test_the_sign_action_skips_tags_the_user_may_only_read(scene: Scene):
     client.force_login(user)
     before = snapshot()
 
-    response = client.post(reverse("admin:registry_tag_changelist"), {
-        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
-    })
+    response = client.post(
+        reverse("admin:registry_tag_changelist"),
+        {
+            "action": "sign_selected",
+            ACTION_CHECKBOX_NAME: [scene.v2.pk],
+        },
+    )
 
     assert response.status_code in (200, 302)
     assert snapshot() == before  # v2 is in team, which this user cannot even see
@@ -389,9 +420,13 @@ def test_the_sign_action_skips_tags_the_user_may_only_read(scene: Scene):
 def test_an_operator_signs_from_the_admin(scene: Scene):
     operator = admin_client(scene, "operator")
 
-    response = operator.post(reverse("admin:registry_tag_changelist"), {
-        "action": "sign_selected", ACTION_CHECKBOX_NAME: [scene.v2.pk],
-    })
+    response = operator.post(
+        reverse("admin:registry_tag_changelist"),
+        {
+            "action": "sign_selected",
+            ACTION_CHECKBOX_NAME: [scene.v2.pk],
+        },
+    )
 
     assert response.status_code == 302
     assert Signature.objects.filter(manifest=scene.v2.manifest).exists()
@@ -446,11 +481,14 @@ def test_the_tag_list_offers_sign_only_on_the_rows_the_user_may_sign(scene: Scen
     repository = Repository.objects.create(namespace=ext, name="ext/tool")
     now = timezone.now()
     manifest = Manifest.objects.create(
-        repository=repository, digest="sha256:" + "e" * 64,
-        media_type="application/vnd.oci.image.manifest.v1+json", pushed_at=now,
+        repository=repository,
+        digest="sha256:" + "e" * 64,
+        media_type="application/vnd.oci.image.manifest.v1+json",
+        pushed_at=now,
     )
-    ext_tag = Tag.objects.create(repository=repository, name="v9", manifest=manifest,
-                                 pushed_at=now, updated_at=now)
+    ext_tag = Tag.objects.create(
+        repository=repository, name="v9", manifest=manifest, pushed_at=now, updated_at=now
+    )
     user = make_user("mixed", is_staff=True)
     grant(user, scene.prod, role=Role.READER)
     grant(user, scene.elsewhere, role=Role.OPERATOR)
@@ -461,17 +499,23 @@ def test_the_tag_list_offers_sign_only_on_the_rows_the_user_may_sign(scene: Scen
 
     assert response.status_code == 200
     page = response.content.decode()
-    sign_urls = {reverse("admin:registry_tag_sign", args=[tag.pk])
-                 for tag in (scene.v1, scene.v2, ext_tag)}
+    sign_urls = {
+        reverse("admin:registry_tag_sign", args=[tag.pk]) for tag in (scene.v1, scene.v2, ext_tag)
+    }
     offered = {url for url in sign_urls if f'formaction="{url}"' in page}
     assert offered == {reverse("admin:registry_tag_sign", args=[ext_tag.pk])}
     assert page.count(">read-only<") == 2  # prod's v1 and v2: this user only reads prod
-    operator_page = admin_client(scene, "operator").get(
-        reverse("admin:registry_tag_changelist")).content.decode()
+    operator_page = (
+        admin_client(scene, "operator")
+        .get(reverse("admin:registry_tag_changelist"))
+        .content.decode()
+    )
     assert f'formaction="{reverse("admin:registry_tag_sign", args=[scene.v2.pk])}"' in (
-        operator_page)
-    reader_page = admin_client(scene, "reader").get(
-        reverse("admin:registry_tag_changelist")).content.decode()
+        operator_page
+    )
+    reader_page = (
+        admin_client(scene, "reader").get(reverse("admin:registry_tag_changelist")).content.decode()
+    )
     assert "column-operation" in operator_page
     assert 'class="button signing-sign"' not in reader_page
     assert "column-operation" not in reader_page

@@ -53,18 +53,26 @@ def _methods(pattern: URLPattern) -> set[str]:
 
 
 LIST_ROUTES = sorted(
-    "/" + route for route, pattern in _api_routes()
+    "/" + route
+    for route, pattern in _api_routes()
     if (getattr(pattern.callback, "actions", None) or {}).get("get") == "list"
 )
 BODY_ROUTES = sorted(
-    ("/" + route, method) for route, pattern in _api_routes()
+    ("/" + route, method)
+    for route, pattern in _api_routes()
     for method in sorted(_methods(pattern) & {"POST", "PUT", "PATCH"})
 )
 
 
-_KINDS = {"instances": "instance", "namespaces": "namespace", "policies": "policy",
-          "tags": "tag", "repositories": "repository", "manifests": "manifest",
-          "keys": "key"}
+_KINDS = {
+    "instances": "instance",
+    "namespaces": "namespace",
+    "policies": "policy",
+    "tags": "tag",
+    "repositories": "repository",
+    "manifests": "manifest",
+    "keys": "key",
+}
 
 
 def _url(route: str, seeded: dict[str, Any]) -> str:
@@ -136,7 +144,8 @@ def test_every_list_accepts_the_largest_page_and_offset(api, seeded, route):
 def test_the_documented_bounds_are_the_enforced_ones(api):
     schema = api.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     limit = next(
-        p for p in schema["paths"]["/api/v1/registry/tags/"]["get"]["parameters"]
+        p
+        for p in schema["paths"]["/api/v1/registry/tags/"]["get"]["parameters"]
         if p["name"] == "limit"
     )
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, MAX_LIMIT)
@@ -155,8 +164,11 @@ def test_json_nested_too_deeply_never_answers_500(api, seeded, route, method):
 # The collections' POST (create, sign, verify...), which all read a body; the token
 # endpoint takes none.
 CREATE_ROUTES = [
-    (route, method) for route, method in BODY_ROUTES
-    if "(?P<" not in route and "<int:" not in route and method == "POST"
+    (route, method)
+    for route, method in BODY_ROUTES
+    if "(?P<" not in route
+    and "<int:" not in route
+    and method == "POST"
     and route != "/api/v1/auth/token/"
 ]
 

@@ -100,8 +100,14 @@ def test_every_operation_documents_a_success_body_and_the_error_responses(served
 def test_writing_operations_document_their_request_bodies(served):
     bodyless = {
         # Actions on the object in the URL: no input.
-        "enable", "disable", "cancel_deletion", "rotate_webhook_token", "resign", "retry",
-        "tags_sign", "auth_token",
+        "enable",
+        "disable",
+        "cancel_deletion",
+        "rotate_webhook_token",
+        "resign",
+        "retry",
+        "tags_sign",
+        "auth_token",
     }
     for path, method, operation in _operations(served):
         if method not in {"post", "put", "patch"}:
@@ -125,7 +131,12 @@ def test_the_webhook_and_verify_operations_are_fully_typed(served):
     body = verify["responses"]["200"]["content"]["application/json"]["schema"]
     name = body["$ref"].rsplit("/", 1)[1]
     assert set(components[name]["properties"]) == {
-        "image", "verified", "digest", "docker_reference", "key_id", "key_fingerprint",
+        "image",
+        "verified",
+        "digest",
+        "docker_reference",
+        "key_id",
+        "key_fingerprint",
         "reasons",
     }
 

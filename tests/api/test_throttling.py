@@ -26,9 +26,7 @@ def _assert_throttled(response) -> None:
     assert int(response["Retry-After"]) > 0
 
 
-def test_the_verify_endpoint_answers_429_after_its_rate(
-    client, admin_token, set_throttle_rates
-):
+def test_the_verify_endpoint_answers_429_after_its_rate(client, admin_token, set_throttle_rates):
     set_throttle_rates({"verify": "2/min"})
     for _ in range(2):
         response = _post(client, "/api/v1/signing/verify/", admin_token, {"image": "bad"})
@@ -56,9 +54,7 @@ def test_policy_resign_and_retry_are_limited_by_the_bulk_sign_rate(
     policy = seeded["policy"]
     response = _post(client, f"/api/v1/signing/policies/{policy.pk}/resign/", admin_token)
     assert response.status_code == 200
-    _assert_throttled(
-        _post(client, f"/api/v1/signing/policies/{policy.pk}/retry/", admin_token)
-    )
+    _assert_throttled(_post(client, f"/api/v1/signing/policies/{policy.pk}/retry/", admin_token))
 
 
 def test_kms_sign_and_verify_are_limited(client, admin_token, set_throttle_rates):
@@ -66,13 +62,23 @@ def test_kms_sign_and_verify_are_limited(client, admin_token, set_throttle_rates
     set_throttle_rates({"kms-sign": "1/min", "verify": "1/min"})
     message = base64.b64encode(b"hello").decode()
     url = f"/api/v1/kms/keys/{key.key_id}/"
-    signed = _post(client, url + "sign/", admin_token,
-                   {"message": message, "algorithm": "RSA_PKCS1_SHA_256"})
+    signed = _post(
+        client, url + "sign/", admin_token, {"message": message, "algorithm": "RSA_PKCS1_SHA_256"}
+    )
     assert signed.status_code == 200
-    _assert_throttled(_post(client, url + "sign/", admin_token,
-                            {"message": message, "algorithm": "RSA_PKCS1_SHA_256"}))
-    verify = {"message": message, "signature": signed.json()["signature"],
-              "algorithm": "RSA_PKCS1_SHA_256"}
+    _assert_throttled(
+        _post(
+            client,
+            url + "sign/",
+            admin_token,
+            {"message": message, "algorithm": "RSA_PKCS1_SHA_256"},
+        )
+    )
+    verify = {
+        "message": message,
+        "signature": signed.json()["signature"],
+        "algorithm": "RSA_PKCS1_SHA_256",
+    }
     assert _post(client, url + "verify/", admin_token, verify).json() == {"signature_valid": True}
     _assert_throttled(_post(client, url + "verify/", admin_token, verify))
     # Other actions of the same view are not limited.

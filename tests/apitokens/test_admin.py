@@ -56,9 +56,12 @@ def test_deleting_tokens_in_the_admin_revokes_them_and_is_audited(admin_client):
     api = APIClient()
 
     deleted = admin_client.post(
-        reverse("admin:apitokens_apitoken_delete", args=[rows[first].pk]), {"post": "yes"})
-    bulk = admin_client.post(reverse("admin:apitokens_apitoken_changelist"), {
-        "action": "delete_selected", ACTION_CHECKBOX_NAME: [rows[second].pk], "post": "yes"})
+        reverse("admin:apitokens_apitoken_delete", args=[rows[first].pk]), {"post": "yes"}
+    )
+    bulk = admin_client.post(
+        reverse("admin:apitokens_apitoken_changelist"),
+        {"action": "delete_selected", ACTION_CHECKBOX_NAME: [rows[second].pk], "post": "yes"},
+    )
 
     assert deleted.status_code == bulk.status_code == 302
     assert list(ApiToken.objects.values_list("token_key", flat=True)) == [kept[:15]]
@@ -67,4 +70,6 @@ def test_deleting_tokens_in_the_admin_revokes_them_and_is_audited(admin_client):
         assert api.get("/api/v1/kms/keys/").status_code == status
     events = AuditEvent.objects.filter(action="apitokens.token.revoked").order_by("id")
     assert [(e.object_id, e.actor.username, e.details["reason"]) for e in events] == [
-        (first[:8], "root", "revoked in the admin"), (second[:8], "root", "revoked in the admin")]
+        (first[:8], "root", "revoked in the admin"),
+        (second[:8], "root", "revoked in the admin"),
+    ]

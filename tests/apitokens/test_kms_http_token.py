@@ -35,8 +35,9 @@ def test_a_service_token_from_create_api_token_authenticates_the_kms_http_backen
     kms_user, http_backend
 ):
     out = io.StringIO()
-    call_command("create_api_token", "kms-service", "--ttl", "never", stdout=out,
-                 stderr=io.StringIO())
+    call_command(
+        "create_api_token", "kms-service", "--ttl", "never", stdout=out, stderr=io.StringIO()
+    )
     key = make_key("signing-key")
 
     client = http_backend(out.getvalue().strip())

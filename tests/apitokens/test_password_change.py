@@ -36,8 +36,9 @@ def works(token: str) -> bool:
 def revocations(user) -> list[tuple[str, str]]:
     return [
         (event.object_id, event.details["reason"])
-        for event in AuditEvent.objects.filter(action="apitokens.token.revoked",
-                                               details__user=user.username).order_by("id")
+        for event in AuditEvent.objects.filter(
+            action="apitokens.token.revoked", details__user=user.username
+        ).order_by("id")
     ]
 
 
@@ -67,8 +68,9 @@ def test_the_admins_password_form_revokes_the_users_tokens(holder):
 
     assert response.status_code == 302
     assert_revoked(user, tokens)
-    assert AuditEvent.objects.filter(action="apitokens.token.revoked").first().actor.username \
-        == "root"
+    assert (
+        AuditEvent.objects.filter(action="apitokens.token.revoked").first().actor.username == "root"
+    )
 
 
 def test_changing_ones_own_password_in_the_admin_revokes_ones_tokens(holder):
@@ -76,9 +78,14 @@ def test_changing_ones_own_password_in_the_admin_revokes_ones_tokens(holder):
     own = Client()
     own.force_login(user)
 
-    response = own.post(reverse("admin:password_change"), {
-        "old_password": "pw-for-tests-only", "new_password1": NEW_PASSWORD,
-        "new_password2": NEW_PASSWORD})
+    response = own.post(
+        reverse("admin:password_change"),
+        {
+            "old_password": "pw-for-tests-only",
+            "new_password1": NEW_PASSWORD,
+            "new_password2": NEW_PASSWORD,
+        },
+    )
 
     assert response.status_code == 302
     assert_revoked(user, tokens)
@@ -139,12 +146,11 @@ def test_djangos_hasher_upgrade_at_sign_in_keeps_the_users_tokens(settings):
     ]
     user = make_user("upgraded", perms=["kms.view_key"])
     get_user_model().objects.filter(pk=user.pk).update(
-        password=make_password("old-hasher-pw", hasher="md5"))
+        password=make_password("old-hasher-pw", hasher="md5")
+    )
     token = make_token(user)
 
-    assert Client().login(
-        request=sign_in_request(), username="upgraded", password="old-hasher-pw"
-    )
+    assert Client().login(request=sign_in_request(), username="upgraded", password="old-hasher-pw")
 
     user.refresh_from_db()
     assert user.password.startswith("pbkdf2_sha256$")  # rehashed on sign-in

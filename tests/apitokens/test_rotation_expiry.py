@@ -118,9 +118,11 @@ def test_a_never_expiring_token_rotates_to_one_only_when_API_TOKEN_TTL_is_never(
 
 def test_the_openapi_description_says_a_rotation_never_extends_a_token(ttl_30_days):
     user = make_user("reader")
-    schema = token_api(make_token(user)).get(
-        "/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
-    ).json()
+    schema = (
+        token_api(make_token(user))
+        .get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        .json()
+    )
 
     description = " ".join(schema["paths"][TOKEN_URL]["post"]["description"].split())
     assert "never extends a token's life" in description

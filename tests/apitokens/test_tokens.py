@@ -131,8 +131,12 @@ def _settings_in_subprocess(**env: str):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, "datetime.timedelta(days=30)"), ("7", "datetime.timedelta(days=7)"),
-     ("never", "None"), (" Never ", "None")],
+    [
+        (None, "datetime.timedelta(days=30)"),
+        ("7", "datetime.timedelta(days=7)"),
+        ("never", "None"),
+        (" Never ", "None"),
+    ],
 )
 def test_API_TOKEN_TTL_comes_from_the_environment(value, expected, monkeypatch):
     monkeypatch.delenv("API_TOKEN_TTL", raising=False)
@@ -164,7 +168,10 @@ def test_creating_a_token_is_audited_without_the_token():
     token = response.json()["token"]
     event = AuditEvent.objects.get(action="apitokens.token.created")
     assert (event.actor, event.object_type, event.object_id) == (
-        user, "apitokens.apitoken", token[:8])
+        user,
+        "apitokens.apitoken",
+        token[:8],
+    )
     assert event.details["user"] == "audited"
     assert event.details["via"] == "api"
     assert event.details["expires"] == response.json()["expires"].replace("Z", "+00:00")
@@ -184,7 +191,8 @@ def test_rotating_revokes_the_previous_tokens_and_audits_each():
     assert [token_api(t).get(KEYS).status_code for t in old] == [401, 401]
     assert token_api(new).get(KEYS).status_code == 200
     assert list(ApiToken.objects.filter(user=user).values_list("token_key", flat=True)) == [
-        new[:15]]
+        new[:15]
+    ]
     revoked = AuditEvent.objects.filter(action="apitokens.token.revoked").order_by("id")
     assert sorted(e.object_id for e in revoked) == sorted(t[:8] for t in old)
     assert {e.details["reason"] for e in revoked} == {"rotated"}
@@ -207,8 +215,12 @@ def test_revoking_stops_the_token_and_is_audited():
     assert not ApiToken.objects.filter(user=user).exists()
     event = AuditEvent.objects.get(action="apitokens.token.revoked")
     assert (event.actor, event.object_id) == (user, token[:8])
-    assert event.details == {"user": "quitter", "prefix": token[:8],
-                             "reason": "revoked by its user", "expired": False}
+    assert event.details == {
+        "user": "quitter",
+        "prefix": token[:8],
+        "reason": "revoked by its user",
+        "expired": False,
+    }
     assert token not in event_text(event)
 
 
@@ -245,8 +257,10 @@ def test_create_api_token_issues_a_token_for_a_service_account(settings):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["nobody"], "No user named 'nobody'."),
-     (["someone", "--ttl", "0"], "--ttl must be a number of days (1 to 36500) or 'never'")],
+    [
+        (["nobody"], "No user named 'nobody'."),
+        (["someone", "--ttl", "0"], "--ttl must be a number of days (1 to 36500) or 'never'"),
+    ],
 )
 def test_create_api_token_refuses_bad_input(args, message):
     from django.core.management.base import CommandError

@@ -50,10 +50,14 @@ def fake_digest(seed: str) -> str:
     return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
 
 
-def push_event(repository: str, digest: str, *, tag: str | None = None,
-               size: int = 401) -> dict[str, Any]:
+def push_event(
+    repository: str, digest: str, *, tag: str | None = None, size: int = 401
+) -> dict[str, Any]:
     target: dict[str, Any] = {
-        "repository": repository, "mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+        "repository": repository,
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": size,
     }
     if tag:
         target["tag"] = tag

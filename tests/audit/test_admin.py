@@ -38,11 +38,19 @@ def delete_url(event: AuditEvent) -> str:
 @pytest.fixture
 def recorded() -> list[AuditEvent]:
     with context.command_actor("manage.py purge_deleted_keys"):
-        purged = audit.record("kms.key.purged", object_type="kms.key", object_id="k-purged",
-                              object_repr="old-key (k-purged)", details={"alias": "old-key"})
+        purged = audit.record(
+            "kms.key.purged",
+            object_type="kms.key",
+            object_id="k-purged",
+            object_repr="old-key (k-purged)",
+            details={"alias": "old-key"},
+        )
     changed = audit.record(
-        "kms.key.state_changed", object_type="kms.key", object_id="k-toggled",
-        object_repr="toggled (k-toggled)", changes={"state": ["Enabled", "Disabled"]},
+        "kms.key.state_changed",
+        object_type="kms.key",
+        object_id="k-toggled",
+        object_repr="toggled (k-toggled)",
+        changes={"state": ["Enabled", "Disabled"]},
         actor=make_user("alice"),
     )
     return [purged, changed]
@@ -57,8 +65,12 @@ def test_even_a_superuser_cannot_add_change_or_delete_events(admin_client, recor
     before = _snapshot()
 
     assert admin_client.get(ADD).status_code == 403
-    assert admin_client.post(ADD, {"action": "kms.key.created", "actor_type": "user",
-                                   "actor_label": "forged"}).status_code == 403
+    assert (
+        admin_client.post(
+            ADD, {"action": "kms.key.created", "actor_type": "user", "actor_label": "forged"}
+        ).status_code
+        == 403
+    )
     assert admin_client.post(change_url(event), {"object_repr": "rewritten"}).status_code == 403
     assert admin_client.get(delete_url(event)).status_code == 403
     assert admin_client.post(delete_url(event), {"post": "yes"}).status_code == 403
@@ -87,9 +99,15 @@ def test_the_changelist_offers_no_delete_action_and_ignores_a_forged_one(
     assert "delete_selected" not in response.content.decode()
     assert "delete_selected" not in site._registry[AuditEvent].get_actions(request)
 
-    admin_client.post(CHANGELIST, {"action": "delete_selected", "index": 0,
-                                   "_selected_action": [str(e.pk) for e in recorded],
-                                   "post": "yes"})
+    admin_client.post(
+        CHANGELIST,
+        {
+            "action": "delete_selected",
+            "index": 0,
+            "_selected_action": [str(e.pk) for e in recorded],
+            "post": "yes",
+        },
+    )
     assert AuditEvent.objects.filter(pk__in=[e.pk for e in recorded]).count() == 2
 
 
@@ -112,8 +130,13 @@ def test_the_changelist_filters_by_actor_type_action_object_and_time(admin_clien
     year = changed.at.year
     assert set(listed({"at__year": year})) == {purged.pk, changed.pk}
     assert listed({"at__year": year - 1}) == []
-    team = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                        object_id="1", instance_name="prod", namespace_name="team")
+    team = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="1",
+        instance_name="prod",
+        namespace_name="team",
+    )
     assert listed({"namespace_name": "team"}) == [team.pk]
     assert listed({"namespace_name": "nowhere"}) == []
 
@@ -127,8 +150,12 @@ def test_staff_need_the_view_permission_and_get_nothing_more(client, recorded):
     # A sub-account sees its instance's events; KMS events (no instance) are for admins.
     instance, _token = make_instance("prod")
     grant(viewer, instance, role=Role.READER)
-    instance_event = audit.record("signing.sign.requested", object_type="signing.signingpolicy",
-                                  object_id="3", instance_name="prod")
+    instance_event = audit.record(
+        "signing.sign.requested",
+        object_type="signing.signingpolicy",
+        object_id="3",
+        instance_name="prod",
+    )
     client.force_login(viewer)
     before = _snapshot()
     listed = client.get(CHANGELIST)
@@ -171,30 +198,64 @@ def log(db) -> dict[str, Any]:
     alice, bob = make_user("alice"), make_user("bob")
     policy = {"object_type": "signing.signingpolicy"}
     events = {
-        "kms": audit.record("kms.key.created", object_type="kms.key", object_id="k-1",
-                            actor=alice),
-        "team": audit.record("signing.policy.created", object_id="1", instance_name="prod",
-                             namespace_name="team", actor=alice, **policy),
-        "other": audit.record("signing.policy.changed", object_id="2", instance_name="prod",
-                              namespace_name="other", actor=bob, **policy),
-        "failed": audit.record("signing.signature.failed", object_type="signing.signature",
-                               object_id="3", instance_name="prod", namespace_name="team"),
-        "ext": audit.record("signing.policy.created", object_id="4", instance_name="elsewhere",
-                            namespace_name="ext", actor=bob, **policy),
-        "ext_team": audit.record("signing.policy.created", object_id="5",
-                                 instance_name="elsewhere", namespace_name="team", actor=alice,
-                                 **policy),
-        "prod_created": AuditEvent.objects.get(action="registry.instance.created",
-                                               instance_name="prod"),
-        "elsewhere_created": AuditEvent.objects.get(action="registry.instance.created",
-                                                    instance_name="elsewhere"),
+        "kms": audit.record("kms.key.created", object_type="kms.key", object_id="k-1", actor=alice),
+        "team": audit.record(
+            "signing.policy.created",
+            object_id="1",
+            instance_name="prod",
+            namespace_name="team",
+            actor=alice,
+            **policy,
+        ),
+        "other": audit.record(
+            "signing.policy.changed",
+            object_id="2",
+            instance_name="prod",
+            namespace_name="other",
+            actor=bob,
+            **policy,
+        ),
+        "failed": audit.record(
+            "signing.signature.failed",
+            object_type="signing.signature",
+            object_id="3",
+            instance_name="prod",
+            namespace_name="team",
+        ),
+        "ext": audit.record(
+            "signing.policy.created",
+            object_id="4",
+            instance_name="elsewhere",
+            namespace_name="ext",
+            actor=bob,
+            **policy,
+        ),
+        "ext_team": audit.record(
+            "signing.policy.created",
+            object_id="5",
+            instance_name="elsewhere",
+            namespace_name="team",
+            actor=alice,
+            **policy,
+        ),
+        "prod_created": AuditEvent.objects.get(
+            action="registry.instance.created", instance_name="prod"
+        ),
+        "elsewhere_created": AuditEvent.objects.get(
+            action="registry.instance.created", instance_name="elsewhere"
+        ),
         # The namespaces' creation (by the system: no request here).
         **{
-            name: AuditEvent.objects.get(action="registry.namespace.created",
-                                         instance_name=instance, namespace_name=namespace)
+            name: AuditEvent.objects.get(
+                action="registry.namespace.created",
+                instance_name=instance,
+                namespace_name=namespace,
+            )
             for name, instance, namespace in (
-                ("ns_team", "prod", "team"), ("ns_other", "prod", "other"),
-                ("ns_ext", "elsewhere", "ext"), ("ns_ext_team", "elsewhere", "team"),
+                ("ns_team", "prod", "team"),
+                ("ns_other", "prod", "other"),
+                ("ns_ext", "elsewhere", "ext"),
+                ("ns_ext_team", "elsewhere", "team"),
             )
         },
     }
@@ -224,8 +285,11 @@ def _listed(client: Client, params: dict[str, str], log: dict[str, Any]) -> set[
 
 
 def _choices(response, parameter_name: str) -> list[tuple[str, str]]:
-    spec = next(spec for spec in response.context["cl"].filter_specs
-                if getattr(spec, "parameter_name", None) == parameter_name)
+    spec = next(
+        spec
+        for spec in response.context["cl"].filter_specs
+        if getattr(spec, "parameter_name", None) == parameter_name
+    )
     return list(spec.lookup_choices)
 
 
@@ -241,7 +305,10 @@ def test_a_superuser_filters_the_whole_log_by_each_filter(log):
     assert listed(actor="bob") == {"other", "ext"}
     namespaces = {"ns_team", "ns_other", "ns_ext", "ns_ext_team"}
     assert listed(actor_type="system") == {
-        "failed", "prod_created", "elsewhere_created", *namespaces
+        "failed",
+        "prod_created",
+        "elsewhere_created",
+        *namespaces,
     }
     assert listed(action="signing.policy.created") == {"team", "ext", "ext_team"}
     assert listed(action="signing.*") == {"team", "other", "failed", "ext", "ext_team"}
@@ -250,15 +317,12 @@ def test_a_superuser_filters_the_whole_log_by_each_filter(log):
     assert listed(object_type="signing.signature") == {"failed"}
     assert listed(object_type="registry.instance") == {"prod_created", "elsewhere_created"}
     # A name two instances share selects the events of both.
-    assert listed(namespace_name="team") == {"team", "failed", "ext_team", "ns_team",
-                                             "ns_ext_team"}
+    assert listed(namespace_name="team") == {"team", "failed", "ext_team", "ns_team", "ns_ext_team"}
     assert listed(namespace_name="ext") == {"ext", "ns_ext"}
     assert listed(namespace_name="nowhere") == set()
     assert listed(at__year=str(year)) == set(log["events"])
     assert listed(at__year=str(year - 1)) == set()
-    assert listed(actor="alice", namespace_name="team", action="signing.*") == {
-        "team", "ext_team"
-    }
+    assert listed(actor="alice", namespace_name="team", action="signing.*") == {"team", "ext_team"}
 
 
 def test_a_reader_filters_only_the_events_of_its_scope(log):
@@ -293,10 +357,13 @@ def test_the_filter_choices_come_from_fixed_lists_and_the_users_scope(log):
     narrowed_page = _client(log["narrowed"]).get(CHANGELIST)
 
     assert _choices(admin_page, "namespace_name") == [
-        ("ext", "elsewhere / ext"), ("other", "prod / other"), ("team", "elsewhere, prod / team"),
+        ("ext", "elsewhere / ext"),
+        ("other", "prod / other"),
+        ("team", "elsewhere, prod / team"),
     ]
     assert _choices(reader_page, "namespace_name") == [
-        ("other", "prod / other"), ("team", "prod / team"),
+        ("other", "prod / other"),
+        ("team", "prod / team"),
     ]
     assert _choices(narrowed_page, "namespace_name") == [("other", "prod / other")]
     reader_html = reader_page.content.decode()
@@ -305,7 +372,12 @@ def test_the_filter_choices_come_from_fixed_lists_and_the_users_scope(log):
 
     actions = [code for code, _label in _choices(reader_page, "action")]
     assert actions == [
-        "accounts.*", "kms.*", "registry.*", "signing.*", "apitokens.*", *audit.KNOWN_ACTIONS
+        "accounts.*",
+        "kms.*",
+        "registry.*",
+        "signing.*",
+        "apitokens.*",
+        *audit.KNOWN_ACTIONS,
     ]
     assert _choices(reader_page, "object_type") == [(t, t) for t in audit.KNOWN_OBJECT_TYPES]
 
@@ -325,8 +397,7 @@ def test_the_actor_choices_are_bounded_and_keep_the_applied_one(log, monkeypatch
     applied = client.get(CHANGELIST, {"actor": "reader"})
 
     assert _choices(first_page, "actor") == [("alice", "alice"), ("bob", "bob")]
-    assert _choices(applied, "actor") == [("alice", "alice"), ("bob", "bob"),
-                                          ("reader", "reader")]
+    assert _choices(applied, "actor") == [("alice", "alice"), ("bob", "bob"), ("reader", "reader")]
     assert 'href="?actor=reader"' in applied.content.decode()
 
 
@@ -334,10 +405,19 @@ AUDIT_TABLE = AuditEvent._meta.db_table
 
 
 @pytest.mark.parametrize("persona", ["admin", "reader"])
-@pytest.mark.parametrize("params", [
-    {}, {"actor": "alice", "action": "signing.*", "namespace_name": "team",
-         "object_type": "signing.signingpolicy", "actor_type": "user"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {
+            "actor": "alice",
+            "action": "signing.*",
+            "namespace_name": "team",
+            "object_type": "signing.signingpolicy",
+            "actor_type": "user",
+        },
+    ],
+)
 def test_the_changelist_never_scans_the_audit_table_for_filter_choices(log, persona, params):
     client = _client(log[persona])
 
@@ -345,8 +425,7 @@ def test_the_changelist_never_scans_the_audit_table_for_filter_choices(log, pers
         response = client.get(CHANGELIST, params)
 
     assert response.status_code == 200
-    on_audit = [query["sql"] for query in queries.captured_queries
-                if AUDIT_TABLE in query["sql"]]
+    on_audit = [query["sql"] for query in queries.captured_queries if AUDIT_TABLE in query["sql"]]
     assert on_audit, "the changelist reads its rows from the audit table"
     assert not [sql for sql in on_audit if "DISTINCT" in sql.upper()], on_audit
     # The rows and the paginator's count, nothing per filter.

@@ -36,18 +36,36 @@ def api(auditor):
 def recorded():
     """Four events: a user's, a command's, a webhook's (instance "prod"), the system's."""
     alice = make_user("alice")
-    user_event = audit.record("kms.key.created", object_type="kms.key", object_id="key-1",
-                              object_repr="first", actor=alice)
+    user_event = audit.record(
+        "kms.key.created",
+        object_type="kms.key",
+        object_id="key-1",
+        object_repr="first",
+        actor=alice,
+    )
     with context.command_actor("manage.py purge_deleted_keys"):
         command_event = audit.record("kms.key.purged", object_type="kms.key", object_id="key-1")
     with context.registry_webhook("prod"):
-        webhook_event = audit.record("signing.signature.failed", object_type="signing.signature",
-                                     object_id="7", instance_name="prod",
-                                     details={"code": "KeyDisabled"})
-    system_event = audit.record("signing.sign.requested", object_type="signing.signingpolicy",
-                                object_id="3", instance_name="prod")
-    return {"user": user_event, "command": command_event, "webhook": webhook_event,
-            "system": system_event, "alice": alice}
+        webhook_event = audit.record(
+            "signing.signature.failed",
+            object_type="signing.signature",
+            object_id="7",
+            instance_name="prod",
+            details={"code": "KeyDisabled"},
+        )
+    system_event = audit.record(
+        "signing.sign.requested",
+        object_type="signing.signingpolicy",
+        object_id="3",
+        instance_name="prod",
+    )
+    return {
+        "user": user_event,
+        "command": command_event,
+        "webhook": webhook_event,
+        "system": system_event,
+        "alice": alice,
+    }
 
 
 def ids(response) -> list[int]:
@@ -122,25 +140,43 @@ def test_filters_by_actor_type_actor_action_object_and_instance(api, recorded):
     ]
     assert ids(api.get(EVENTS, {"action": "kms.key.purged"})) == [recorded["command"].pk]
     assert ids(api.get(EVENTS, {"action": "kms.key.*"})) == [
-        recorded["command"].pk, recorded["user"].pk
+        recorded["command"].pk,
+        recorded["user"].pk,
     ]
     assert ids(api.get(EVENTS, {"object_type": "kms.key", "object_id": "key-1"})) == [
-        recorded["command"].pk, recorded["user"].pk
+        recorded["command"].pk,
+        recorded["user"].pk,
     ]
     assert ids(api.get(EVENTS, {"instance": "prod"})) == [
-        recorded["system"].pk, recorded["webhook"].pk
+        recorded["system"].pk,
+        recorded["webhook"].pk,
     ]
     assert ids(api.get(EVENTS, {"actor": "nobody-at-all"})) == []
     assert ids(api.get(EVENTS, {"actor": "9" * 30})) == []
 
 
 def test_filters_by_namespace_name_exactly(api, recorded):
-    team = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                        object_id="1", instance_name="prod", namespace_name="team")
-    elsewhere = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                             object_id="2", instance_name="staging", namespace_name="team")
-    audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                 object_id="3", instance_name="prod", namespace_name="team-two")
+    team = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="1",
+        instance_name="prod",
+        namespace_name="team",
+    )
+    elsewhere = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="2",
+        instance_name="staging",
+        namespace_name="team",
+    )
+    audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="3",
+        instance_name="prod",
+        namespace_name="team-two",
+    )
 
     assert ids(api.get(EVENTS, {"namespace": "team"})) == [elsewhere.pk, team.pk]
     assert ids(api.get(EVENTS, {"namespace": "team", "instance": "prod"})) == [team.pk]
@@ -160,8 +196,15 @@ def test_the_schema_documents_every_filter(api):
     operation = response.json()["paths"]["/api/v1/audit/events/"]["get"]
     documented = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
     assert documented >= {
-        "actor", "actor_type", "action", "object_type", "object_id", "instance", "namespace",
-        "since", "until",
+        "actor",
+        "actor_type",
+        "action",
+        "object_type",
+        "object_id",
+        "instance",
+        "namespace",
+        "since",
+        "until",
     }
 
 
@@ -169,16 +212,26 @@ def test_filters_by_time(api, recorded):
     now = timezone.now()
     old = recorded["user"]
     # An event from last week (written as the service would, with its own time).
-    week_ago = AuditEvent(action="kms.key.created", actor_type="system", actor_label="system",
-                          at=now - timedelta(days=7))
+    week_ago = AuditEvent(
+        action="kms.key.created",
+        actor_type="system",
+        actor_label="system",
+        at=now - timedelta(days=7),
+    )
     week_ago.save()
 
     recent = ids(api.get(EVENTS, {"since": (now - timedelta(days=1)).isoformat()}))
     older = ids(api.get(EVENTS, {"until": (now - timedelta(days=1)).isoformat()}))
-    window = ids(api.get(EVENTS, {"since": (now - timedelta(days=8)).strftime("%Y-%m-%dT%H:%M"),
-                                  "until": (now - timedelta(days=6)).isoformat()}))
-    zulu = ids(api.get(EVENTS, {"since": (now - timedelta(days=1)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")}))
+    window = ids(
+        api.get(
+            EVENTS,
+            {
+                "since": (now - timedelta(days=8)).strftime("%Y-%m-%dT%H:%M"),
+                "until": (now - timedelta(days=6)).isoformat(),
+            },
+        )
+    )
+    zulu = ids(api.get(EVENTS, {"since": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}))
 
     assert old.pk in recent and week_ago.pk not in recent
     assert older == [week_ago.pk]

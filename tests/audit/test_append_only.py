@@ -14,8 +14,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def event():
-    return audit.record("kms.key.created", object_type="kms.key", object_id="k1",
-                        object_repr="first", details={"alias": "first"})
+    return audit.record(
+        "kms.key.created",
+        object_type="kms.key",
+        object_id="k1",
+        object_repr="first",
+        details={"alias": "first"},
+    )
 
 
 def _stored(event: AuditEvent) -> dict:
@@ -62,8 +67,9 @@ def test_queryset_update_delete_and_bulk_update_are_refused(event):
 
 
 def test_an_existing_primary_key_cannot_be_overwritten_by_a_new_object(event):
-    clone = AuditEvent(pk=event.pk, action="kms.key.purged", actor_type="system",
-                       actor_label="system")
+    clone = AuditEvent(
+        pk=event.pk, action="kms.key.purged", actor_type="system", actor_label="system"
+    )
     with pytest.raises(DatabaseError), transaction.atomic():
         clone.save()
     assert AuditEvent.objects.get(pk=event.pk).action == "kms.key.created"

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
 
 def make_instance(name: str):
     instance, _token = registry_services.create_instance(
-        name=name, backend_url=f"http://127.0.0.1:{free_port()}",
+        name=name,
+        backend_url=f"http://127.0.0.1:{free_port()}",
         default_domain=f"{name}.example.test",
     )
     return instance
@@ -51,9 +52,7 @@ def test_deleting_a_user_in_the_admin_revokes_its_memberships_and_tokens(client)
     token = make_token(leaver)
     client.force_login(make_user("root", is_staff=True, is_superuser=True))
 
-    response = client.post(
-        reverse("admin:auth_user_delete", args=[leaver.pk]), {"post": "yes"}
-    )
+    response = client.post(reverse("admin:auth_user_delete", args=[leaver.pk]), {"post": "yes"})
 
     assert response.status_code == 302, response.content
     assert not ApiToken.objects.exists()

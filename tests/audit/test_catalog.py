@@ -30,8 +30,12 @@ DOTTED = re.compile(ACTION_PATTERN)
 
 
 def _modules() -> list[tuple[Path, ast.Module]]:
-    files = sorted(path for app in APPS for path in (ROOT / app).rglob("*.py")
-                   if "migrations" not in path.parts)
+    files = sorted(
+        path
+        for app in APPS
+        for path in (ROOT / app).rglob("*.py")
+        if "migrations" not in path.parts
+    )
     return [(path, ast.parse(path.read_text(), filename=str(path))) for path in files]
 
 
@@ -87,8 +91,11 @@ def test_every_action_code_recorded_in_the_code_base_is_known():
         recorded[where] = codes
 
     used = set().union(*recorded.values())
-    unknown = {where: codes - set(KNOWN_ACTIONS) for where, codes in recorded.items()
-               if codes - set(KNOWN_ACTIONS)}
+    unknown = {
+        where: codes - set(KNOWN_ACTIONS)
+        for where, codes in recorded.items()
+        if codes - set(KNOWN_ACTIONS)
+    }
     assert not unknown, f"add these to audit.services.KNOWN_ACTIONS: {unknown}"
     # The other way round (which also proves the scan found the services' calls): no
     # code in the list that nothing records any more.
@@ -116,8 +123,9 @@ def test_the_model_object_types_name_real_models():
 @pytest.mark.django_db
 def test_the_services_record_only_known_actions_and_object_types(instance, policy):
     registry_services.rotate_webhook_token(instance=instance)
-    accounts_services.grant_membership(user=make_user("member"), instance=instance,
-                                       role=Role.READER)
+    accounts_services.grant_membership(
+        user=make_user("member"), instance=instance, role=Role.READER
+    )
     spare = make_key("spare")
     kms_services.disable_key(key_id=str(spare.key_id))
     manifest = record_push(instance, REPOSITORY, "v1", fake_digest("v1"))

@@ -38,8 +38,11 @@ def test_creating_a_key_records_who_created_it():
     assert (event.actor_type, event.actor_id, event.actor_label) == ("user", alice.pk, "alice")
     assert (event.object_type, event.object_id) == ("kms.key", str(key.key_id))
     assert (event.instance_name, event.namespace_name) == ("", "")  # superusers' only
-    assert event.details == {"alias": "audited-key", "key_usage": key.key_usage,
-                             "region": key.region}
+    assert event.details == {
+        "alias": "audited-key",
+        "key_usage": key.key_usage,
+        "region": key.region,
+    }
     assert event.changes == {}
 
 
@@ -63,8 +66,7 @@ def test_scheduling_and_cancelling_deletion_record_the_dates():
     key = make_key("doomed")
     kms_services.disable_key(key_id=str(key.key_id))
 
-    scheduled = kms_services.schedule_key_deletion(key_id=str(key.key_id),
-                                                   pending_window_in_days=7)
+    scheduled = kms_services.schedule_key_deletion(key_id=str(key.key_id), pending_window_in_days=7)
     kms_services.cancel_key_deletion(key_id=str(key.key_id))
 
     schedule_event = the_event("kms.key.deletion_scheduled")
@@ -123,8 +125,9 @@ def test_a_dry_run_purge_records_nothing():
 def test_granting_and_revoking_the_service_authorization():
     admin = make_user("granter")
 
-    grant = kms_services.grant_service_authorization(service=REGISTRY, granted_by=admin,
-                                                     note="for signing")
+    grant = kms_services.grant_service_authorization(
+        service=REGISTRY, granted_by=admin, note="for signing"
+    )
     kms_services.grant_service_authorization(service=REGISTRY)  # already active: no event
     kms_services.revoke_service_authorization(service=REGISTRY, revoked_by=admin)
     kms_services.revoke_service_authorization(service=REGISTRY)  # nothing active: no event
@@ -170,7 +173,9 @@ def test_api_changes_are_recorded_for_the_token_user_with_the_source_ip():
     for action in ("kms.key.created", "kms.key.state_changed"):
         event = the_event(action)
         assert (event.actor_type, event.actor_id, event.actor_label) == (
-            "user", operator.pk, "operator"
+            "user",
+            operator.pk,
+            "operator",
         )
         assert event.source_ip == "198.51.100.7"
         assert event.object_id == created.json()["key_id"]
@@ -189,14 +194,23 @@ def test_a_refused_api_request_records_nothing():
 
 
 def test_api_grant_and_revoke_are_recorded_for_the_token_user():
-    admin = make_user("kms-admin", perms=["kms.add_serviceauthorization",
-                                          "kms.change_serviceauthorization"])
+    admin = make_user(
+        "kms-admin", perms=["kms.add_serviceauthorization", "kms.change_serviceauthorization"]
+    )
     api = token_client(admin)
 
-    assert api.post("/api/v1/kms/service-authorizations/", {"service": REGISTRY},
-                    format="json").status_code == 201
-    assert api.post("/api/v1/kms/service-authorizations/revoke/", {"service": REGISTRY},
-                    format="json").status_code == 200
+    assert (
+        api.post(
+            "/api/v1/kms/service-authorizations/", {"service": REGISTRY}, format="json"
+        ).status_code
+        == 201
+    )
+    assert (
+        api.post(
+            "/api/v1/kms/service-authorizations/revoke/", {"service": REGISTRY}, format="json"
+        ).status_code
+        == 200
+    )
 
     for action in ("kms.service_authorization.granted", "kms.service_authorization.revoked"):
         event = the_event(action)
@@ -219,7 +233,9 @@ def test_admin_actions_are_recorded_for_the_session_user(admin_client, admin_use
     assert response.status_code == 200
     event = the_event("kms.key.state_changed")
     assert (event.actor_type, event.actor_id, event.actor_label) == (
-        "user", admin_user.pk, admin_user.username
+        "user",
+        admin_user.pk,
+        admin_user.username,
     )
     assert event.source_ip == "192.0.2.44"
     assert event.changes == {"state": ["Enabled", "Disabled"]}
@@ -228,8 +244,12 @@ def test_admin_actions_are_recorded_for_the_session_user(admin_client, admin_use
 def test_creating_a_key_in_the_admin_is_recorded_for_the_session_user(admin_client, admin_user):
     response = admin_client.post(
         reverse("admin:kms_key_add"),
-        {"alias": "from-admin", "description": "", "region": "ap-guangzhou",
-         "key_usage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048"},
+        {
+            "alias": "from-admin",
+            "description": "",
+            "region": "ap-guangzhou",
+            "key_usage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+        },
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -251,7 +271,9 @@ def test_the_purge_command_is_recorded_as_the_command(settings):
 
     event = the_event("kms.key.purged")
     assert (event.actor_type, event.actor_label, event.actor_id) == (
-        "command", "manage.py purge_deleted_keys", None
+        "command",
+        "manage.py purge_deleted_keys",
+        None,
     )
     assert event.source_ip is None
     assert event.object_id == str(key.key_id)

@@ -44,7 +44,8 @@ def test_a_signature_through_the_api_records_key_caller_and_digest_not_the_messa
     key = make_key("direct")
 
     response = token_client(caller, REMOTE_ADDR="203.0.113.50").post(
-        f"{KEYS}/{key.key_id}/sign/", {"message": b64(MESSAGE), "algorithm": ALGORITHM},
+        f"{KEYS}/{key.key_id}/sign/",
+        {"message": b64(MESSAGE), "algorithm": ALGORITHM},
         format="json",
     )
 
@@ -52,7 +53,11 @@ def test_a_signature_through_the_api_records_key_caller_and_digest_not_the_messa
     signature = base64.b64decode(response.json()["signature"])
     event = the_event("kms.key.sign_requested")
     assert (event.actor_type, event.actor_id, event.actor_label, event.source_ip) == (
-        "user", caller.pk, "kms-caller", "203.0.113.50")
+        "user",
+        caller.pk,
+        "kms-caller",
+        "203.0.113.50",
+    )
     assert (event.object_type, event.object_id) == ("kms.key", str(key.key_id))
     assert (event.instance_name, event.instance_id) == ("", None)  # superusers only
     assert event.details == {
@@ -64,8 +69,12 @@ def test_a_signature_through_the_api_records_key_caller_and_digest_not_the_messa
         "outcome": "signed",
     }
     stored = _dump(event)
-    for secret in (MESSAGE.decode(), b64(MESSAGE), response.json()["signature"],
-                   b64(signature[:24])):
+    for secret in (
+        MESSAGE.decode(),
+        b64(MESSAGE),
+        response.json()["signature"],
+        b64(signature[:24]),
+    ):
         assert secret not in stored
 
 
@@ -75,15 +84,18 @@ def test_verifications_record_valid_and_invalid_outcomes(caller):
     api = token_client(caller)
     body = {"signature": b64(signature), "algorithm": ALGORITHM}
 
-    good = api.post(f"{KEYS}/{key.key_id}/verify/", {**body, "message": b64(MESSAGE)},
-                    format="json")
-    bad = api.post(f"{KEYS}/{key.key_id}/verify/", {**body, "message": b64(MESSAGE + b"!")},
-                   format="json")
+    good = api.post(
+        f"{KEYS}/{key.key_id}/verify/", {**body, "message": b64(MESSAGE)}, format="json"
+    )
+    bad = api.post(
+        f"{KEYS}/{key.key_id}/verify/", {**body, "message": b64(MESSAGE + b"!")}, format="json"
+    )
 
     assert (good.json(), bad.json()) == ({"signature_valid": True}, {"signature_valid": False})
     first, second = events("kms.key.verify_requested")
     assert [(e.actor_id, e.object_id) for e in (first, second)] == [
-        (caller.pk, str(key.key_id))] * 2
+        (caller.pk, str(key.key_id))
+    ] * 2
     assert (first.details["outcome"], second.details["outcome"]) == ("valid", "invalid")
     assert first.details["message_sha256"] == hashlib.sha256(MESSAGE).hexdigest()
     assert second.details["message_sha256"] == hashlib.sha256(MESSAGE + b"!").hexdigest()
@@ -100,20 +112,31 @@ def test_refused_signs_and_verifies_are_recorded_with_the_error_code(caller):
     api = token_client(caller)
     unknown = uuid.uuid4()
 
-    disabled = api.post(f"{KEYS}/{key.key_id}/sign/",
-                        {"message": b64(MESSAGE), "algorithm": ALGORITHM}, format="json")
-    missing = api.post(f"{KEYS}/{unknown}/verify/",
-                       {"message": b64(MESSAGE), "signature": b64(b"s"), "algorithm": ALGORITHM},
-                       format="json")
+    disabled = api.post(
+        f"{KEYS}/{key.key_id}/sign/",
+        {"message": b64(MESSAGE), "algorithm": ALGORITHM},
+        format="json",
+    )
+    missing = api.post(
+        f"{KEYS}/{unknown}/verify/",
+        {"message": b64(MESSAGE), "signature": b64(b"s"), "algorithm": ALGORITHM},
+        format="json",
+    )
     not_authorized = api.post(
         f"{KEYS}/{make_key('other').key_id}/sign/",
-        {"message": b64(MESSAGE), "algorithm": ALGORITHM,
-         "service": AuthorizedService.REGISTRY_SIGNING},
+        {
+            "message": b64(MESSAGE),
+            "algorithm": ALGORITHM,
+            "service": AuthorizedService.REGISTRY_SIGNING,
+        },
         format="json",
     )
 
     assert (disabled.status_code, missing.status_code, not_authorized.status_code) == (
-        409, 404, 403)
+        409,
+        404,
+        403,
+    )
     signs = events("kms.key.sign_requested")
     [verify] = events("kms.key.verify_requested")
     assert [(e.object_id, e.details["outcome"], e.details["error_code"]) for e in signs] == [
@@ -122,7 +145,10 @@ def test_refused_signs_and_verifies_are_recorded_with_the_error_code(caller):
     ]
     assert signs[1].details["on_behalf_of"] == AuthorizedService.REGISTRY_SIGNING
     assert (verify.object_id, verify.details["outcome"], verify.details["error_code"]) == (
-        str(unknown), "refused", missing.json()["code"])
+        str(unknown),
+        "refused",
+        missing.json()["code"],
+    )
     assert {event.actor_id for event in [*signs, verify]} == {caller.pk}
 
 
@@ -131,11 +157,13 @@ def test_requests_that_never_reach_a_key_record_nothing(caller):
     before = AuditEvent.objects.count()
 
     forbidden = token_client(make_user("no-perm")).post(
-        f"{KEYS}/{key.key_id}/sign/", {"message": b64(MESSAGE), "algorithm": ALGORITHM},
+        f"{KEYS}/{key.key_id}/sign/",
+        {"message": b64(MESSAGE), "algorithm": ALGORITHM},
         format="json",
     )
     malformed = token_client(caller).post(
-        f"{KEYS}/{key.key_id}/sign/", {"message": "not base64!", "algorithm": ALGORITHM},
+        f"{KEYS}/{key.key_id}/sign/",
+        {"message": "not base64!", "algorithm": ALGORITHM},
         format="json",
     )
 
@@ -146,7 +174,8 @@ def test_requests_that_never_reach_a_key_record_nothing(caller):
 def test_sub_accounts_do_not_read_kms_usage_events(caller, instance):
     response = token_client(caller).post(
         f"{KEYS}/{make_key('hidden').key_id}/sign/",
-        {"message": b64(MESSAGE), "algorithm": ALGORITHM}, format="json",
+        {"message": b64(MESSAGE), "algorithm": ALGORITHM},
+        format="json",
     )
     reader = make_user("reader", is_staff=True)
     grant(reader, instance, role="reader")

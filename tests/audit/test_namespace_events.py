@@ -37,8 +37,11 @@ def test_the_api_records_who_created_and_deleted_a_namespace(instance):
     admin = make_user("ns-admin", is_superuser=True, is_staff=True)
     api = token_client(admin, REMOTE_ADDR="198.51.100.30")
 
-    created = api.post(NAMESPACES, {"instance": instance.pk, "name": "apps",
-                                    "description": "the apps"}, format="json")
+    created = api.post(
+        NAMESPACES,
+        {"instance": instance.pk, "name": "apps", "description": "the apps"},
+        format="json",
+    )
     namespace_id = created.json()["id"]
     record_push(instance, "apps/web", "v1", fake_digest("apps-web"))
     deleted = api.delete(f"{NAMESPACES}{namespace_id}/")
@@ -48,63 +51,97 @@ def test_the_api_records_who_created_and_deleted_a_namespace(instance):
     made, gone = the_event("registry.namespace.created"), the_event("registry.namespace.deleted")
     for event in (made, gone):
         assert (event.actor_type, event.actor_id, event.source_ip) == (
-            "user", admin.pk, "198.51.100.30")
+            "user",
+            admin.pk,
+            "198.51.100.30",
+        )
         assert (event.object_type, event.object_id, event.object_repr) == (
-            "registry.namespace", str(namespace_id), "apps")
+            "registry.namespace",
+            str(namespace_id),
+            "apps",
+        )
         assert (event.instance_name, event.instance_id, event.namespace_name) == (
-            "audited", instance.pk, "apps")
+            "audited",
+            instance.pk,
+            "apps",
+        )
     assert made.details == {"description": "the apps"}
     assert gone.details == {"repositories": 1, "manifests": 1, "memberships_narrowed": 0}
 
 
-def test_the_admin_records_who_created_and_deleted_a_namespace(admin_client, admin_user,
-                                                                instance):
-    added = admin_client.post(reverse("admin:registry_namespace_add"),
-                              {"instance": instance.pk, "name": "tools", "description": ""})
+def test_the_admin_records_who_created_and_deleted_a_namespace(admin_client, admin_user, instance):
+    added = admin_client.post(
+        reverse("admin:registry_namespace_add"),
+        {"instance": instance.pk, "name": "tools", "description": ""},
+    )
     namespace = Namespace.objects.get(instance=instance, name="tools")
     narrowed = make_user("tools-reader", is_staff=True)
     grant(narrowed, instance, role=Role.READER, namespaces=[namespace])
-    removed = admin_client.post(reverse("admin:registry_namespace_delete", args=[namespace.pk]),
-                                {"post": "yes"})
+    removed = admin_client.post(
+        reverse("admin:registry_namespace_delete", args=[namespace.pk]), {"post": "yes"}
+    )
 
     assert (added.status_code, removed.status_code) == (302, 302)
     assert not Namespace.objects.filter(pk=namespace.pk).exists()
     for action in ("registry.namespace.created", "registry.namespace.deleted"):
         event = the_event(action)
         assert (event.actor_type, event.actor_id, event.source_ip) == (
-            "user", admin_user.pk, "127.0.0.1")
+            "user",
+            admin_user.pk,
+            "127.0.0.1",
+        )
         assert (event.object_id, event.instance_id, event.namespace_name) == (
-            str(namespace.pk), instance.pk, "tools")
+            str(namespace.pk),
+            instance.pk,
+            "tools",
+        )
     assert the_event("registry.namespace.deleted").details == {
-        "repositories": 0, "manifests": 0, "memberships_narrowed": 1,
+        "repositories": 0,
+        "manifests": 0,
+        "memberships_narrowed": 1,
     }
 
 
-def test_a_push_into_a_new_namespace_records_it_as_created_by_the_webhook(client,
-                                                                         instance_and_token):
+def test_a_push_into_a_new_namespace_records_it_as_created_by_the_webhook(
+    client, instance_and_token
+):
     instance, token = instance_and_token
     assert not events("registry.namespace.created")
-    envelope = {"events": [push_event("fresh/app", fake_digest("fresh-1"), tag="v1"),
-                           push_event("fresh/other", fake_digest("fresh-2"), tag="v1")]}
+    envelope = {
+        "events": [
+            push_event("fresh/app", fake_digest("fresh-1"), tag="v1"),
+            push_event("fresh/other", fake_digest("fresh-2"), tag="v1"),
+        ]
+    }
 
     response = client.post(
         reverse("registry-webhook", kwargs={"instance_name": instance.name}),
-        data=json.dumps(envelope), content_type=EVENTS_TYPE,
-        HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="192.0.2.90",
+        data=json.dumps(envelope),
+        content_type=EVENTS_TYPE,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        REMOTE_ADDR="192.0.2.90",
     )
     again = client.post(
         reverse("registry-webhook", kwargs={"instance_name": instance.name}),
         data=json.dumps({"events": [push_event("fresh/app", fake_digest("fresh-3"))]}),
-        content_type=EVENTS_TYPE, HTTP_AUTHORIZATION=f"Bearer {token}",
+        content_type=EVENTS_TYPE,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
     )
 
     assert (response.status_code, again.status_code) == (200, 200)
     namespace = Namespace.objects.get(instance=instance, name="fresh")
     event = the_event("registry.namespace.created")  # once, for the first repository
     assert (event.actor_type, event.actor_label, event.actor_id, event.source_ip) == (
-        "registry-webhook", "registry:audited", None, "192.0.2.90")
+        "registry-webhook",
+        "registry:audited",
+        None,
+        "192.0.2.90",
+    )
     assert (event.object_id, event.instance_id, event.namespace_name) == (
-        str(namespace.pk), instance.pk, "fresh")
+        str(namespace.pk),
+        instance.pk,
+        "fresh",
+    )
     assert event.details == {"source": "webhook", "repository": "fresh/app"}
 
 
@@ -123,7 +160,10 @@ def test_sync_records_the_namespaces_it_creates_and_a_dry_run_records_none(
     event = the_event("registry.namespace.created")
     assert (event.actor_type, event.actor_label) == ("command", "manage.py sync_registry")
     assert (event.object_id, event.instance_id, event.namespace_name) == (
-        str(namespace.pk), live_instance.pk, "synced")
+        str(namespace.pk),
+        live_instance.pk,
+        "synced",
+    )
     assert event.details == {"source": "sync", "repository": "synced/app"}
 
 
@@ -145,10 +185,13 @@ def test_a_narrowed_member_reads_its_namespaces_events_only(instance, namespace)
     member = make_user("team-member", is_staff=True)
     grant(member, instance, role=Role.READER, namespaces=[namespace])
 
-    response = token_client(member).get("/api/v1/audit/events/",
-                                        {"action": "registry.namespace.created"})
+    response = token_client(member).get(
+        "/api/v1/audit/events/", {"action": "registry.namespace.created"}
+    )
 
     assert response.status_code == 200
     assert [row["object_id"] for row in response.json()["results"]] == [str(namespace.pk)]
     assert {event.namespace_name for event in events("registry.namespace.created")} == {
-        namespace.name, other.name}
+        namespace.name,
+        other.name,
+    }

@@ -29,17 +29,28 @@ def _private_forms(key: Key) -> list[str]:
     stored = Key.objects.get(pk=key.pk)
     sealed = bytes(stored.sealed_private_key)
     der = crypto.open_sealed(
-        sealed, keyring=kms_services.master_keyring(), key_id=str(key.key_id),
+        sealed,
+        keyring=kms_services.master_keyring(),
+        key_id=str(key.key_id),
         version=stored.master_key_version,
     )
-    pem = serialization.load_der_private_key(der, password=None).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    pem = (
+        serialization.load_der_private_key(der, password=None)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
     body = "".join(pem.splitlines()[1:-1])
     return [
-        base64.b64encode(der).decode()[:40], der.hex()[:40], body[:40], body[-40:],
-        base64.b64encode(sealed).decode()[:40], sealed.hex()[:40],
+        base64.b64encode(der).decode()[:40],
+        der.hex()[:40],
+        body[:40],
+        body[-40:],
+        base64.b64encode(sealed).decode()[:40],
+        sealed.hex()[:40],
     ]
 
 
@@ -53,8 +64,11 @@ def test_no_event_holds_a_token_password_private_key_or_master_key(
     instance, first_token = instance_and_token
     second_token = registry_services.rotate_webhook_token(instance=instance)
     _, api_token = registry_services.create_instance(
-        name="other", backend_url="http://127.0.0.1:1",
-        default_domain="other.example.test", auth_type="bearer", secret="bearer-secret-9911",
+        name="other",
+        backend_url="http://127.0.0.1:1",
+        default_domain="other.example.test",
+        auth_type="bearer",
+        secret="bearer-secret-9911",
     )
     namespace = registry_services.create_namespace(instance=instance, name=NAMESPACE)
     keys = [make_key("secret-test-1"), make_key("secret-test-2")]
@@ -62,8 +76,13 @@ def test_no_event_holds_a_token_password_private_key_or_master_key(
     signing_services.create_policy(namespace=namespace, name="team-policy", key=keys[0])
     old_ring = settings.KMS_MASTER_KEY
     forbidden = [
-        first_token, second_token, api_token, REGISTRY_SECRET, "bearer-secret-9911",
-        "PRIVATE KEY", *_master_key_parts(old_ring),
+        first_token,
+        second_token,
+        api_token,
+        REGISTRY_SECRET,
+        "bearer-secret-9911",
+        "PRIVATE KEY",
+        *_master_key_parts(old_ring),
         *(_private_forms(key) for key in keys),
     ]
     settings.KMS_MASTER_KEY = crypto.generate_master_key_text(2) + "," + old_ring
@@ -72,8 +91,9 @@ def test_no_event_holds_a_token_password_private_key_or_master_key(
     for sealed_instance in Instance.objects.exclude(sealed_secret=None):
         forbidden.append(base64.b64encode(bytes(sealed_instance.sealed_secret)).decode()[:40])
     forbidden += list(Instance.objects.values_list("webhook_token_hash", flat=True))
-    forbidden = [item for group in forbidden for item in ([group] if isinstance(group, str)
-                                                          else group)]
+    forbidden = [
+        item for group in forbidden for item in ([group] if isinstance(group, str) else group)
+    ]
 
     stored = json.dumps(list(AuditEvent.objects.values()), cls=DjangoJSONEncoder)
     listed = token_client(admin_user).get("/api/v1/audit/events/?limit=1000")
@@ -86,9 +106,14 @@ def test_no_event_holds_a_token_password_private_key_or_master_key(
     pages = "".join(response.content.decode() for response in responses)
 
     recorded = set(AuditEvent.objects.values_list("action", flat=True))
-    assert {"registry.instance.created", "registry.instance.webhook_token_rotated",
-            "kms.key.created", "kms.service_authorization.granted", "signing.policy.created",
-            "kms.master_key.rotated"} <= recorded
+    assert {
+        "registry.instance.created",
+        "registry.instance.webhook_token_rotated",
+        "kms.key.created",
+        "kms.service_authorization.granted",
+        "signing.policy.created",
+        "kms.master_key.rotated",
+    } <= recorded
     assert listed.status_code == 200
     assert listed.json()["count"] == AuditEvent.objects.count()
     assert pages.count('class="audit-json"') >= len(recorded)

@@ -48,10 +48,19 @@ def test_record_takes_the_object_type_id_and_repr_from_the_object():
 
 
 def test_the_instance_and_namespace_names_are_stored_and_cut_to_their_columns():
-    event = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                         object_id="1", instance_name="i" * 60, namespace_name="n" * 300)
-    plain = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                         object_id="2", instance_name="prod")
+    event = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="1",
+        instance_name="i" * 60,
+        namespace_name="n" * 300,
+    )
+    plain = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="2",
+        instance_name="prod",
+    )
 
     stored = AuditEvent.objects.get(pk=event.pk)
     assert (stored.instance_name, stored.namespace_name) == ("i" * 50, "n" * 255)
@@ -115,15 +124,20 @@ def test_a_command_context_names_the_command_and_keeps_an_explicit_user():
     admin = make_user("root")
     with context.command_actor("manage.py bootstrap_demo"):
         plain = audit.record("kms.key.created", object_type="kms.key", object_id="a")
-        on_behalf = audit.record("kms.key.created", object_type="kms.key", object_id="b",
-                                 actor=admin)
+        on_behalf = audit.record(
+            "kms.key.created", object_type="kms.key", object_id="b", actor=admin
+        )
     after = audit.record("kms.key.created", object_type="kms.key", object_id="c")
 
     assert (plain.actor_type, plain.actor_label, plain.actor_id) == (
-        "command", "manage.py bootstrap_demo", None
+        "command",
+        "manage.py bootstrap_demo",
+        None,
     )
     assert (on_behalf.actor_type, on_behalf.actor_label, on_behalf.actor_id) == (
-        "command", "manage.py bootstrap_demo", admin.pk
+        "command",
+        "manage.py bootstrap_demo",
+        admin.pk,
     )
     assert after.actor_type == "system"
 
@@ -142,8 +156,9 @@ def test_command_actor_works_as_a_decorator_and_is_reset_after_each_call():
 
 def test_the_registry_webhook_context_labels_the_instance():
     with context.registry_webhook("prod"):
-        event = audit.record("signing.signature.failed", object_type="signing.signature",
-                             object_id="1")
+        event = audit.record(
+            "signing.signature.failed", object_type="signing.signature", object_id="1"
+        )
 
     assert (event.actor_type, event.actor_label) == ("registry-webhook", "registry:prod")
 
@@ -167,8 +182,7 @@ def test_a_client_supplied_forwarded_address_is_not_taken_as_the_source(settings
     """A client sends ``X-Forwarded-For: 198.51.100.66`` itself; the trusted proxy appends
     the address it really saw. Only that one is recorded."""
     settings.AUDIT_TRUST_X_FORWARDED_FOR = True
-    request = _request(REMOTE_ADDR="10.0.0.5",
-                       HTTP_X_FORWARDED_FOR="198.51.100.66, 203.0.113.7")
+    request = _request(REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="198.51.100.66, 203.0.113.7")
     with context.bound_request(request):
         event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
 
@@ -180,12 +194,12 @@ def test_a_client_supplied_forwarded_address_is_not_taken_as_the_source(settings
     [(1, "192.0.2.2"), (2, "203.0.113.7"), (3, "198.51.100.66"), (4, "10.0.0.5")],
     ids=["one-proxy", "two-proxies", "three-proxies", "more-proxies-than-hops"],
 )
-def test_the_configured_number_of_proxies_picks_the_hop_from_the_right(settings, count,
-                                                                       expected):
+def test_the_configured_number_of_proxies_picks_the_hop_from_the_right(settings, count, expected):
     settings.AUDIT_TRUST_X_FORWARDED_FOR = True
     settings.AUDIT_TRUSTED_PROXY_COUNT = count
-    request = _request(REMOTE_ADDR="10.0.0.5",
-                       HTTP_X_FORWARDED_FOR="198.51.100.66,203.0.113.7 , 192.0.2.2")
+    request = _request(
+        REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="198.51.100.66,203.0.113.7 , 192.0.2.2"
+    )
     with context.bound_request(request):
         event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
 
@@ -208,8 +222,7 @@ def test_a_malformed_forwarded_address_falls_back_to_the_peer(settings, forwarde
 
 def test_an_ipv6_forwarded_address_is_recorded_in_its_canonical_form(settings):
     settings.AUDIT_TRUST_X_FORWARDED_FOR = True
-    request = _request(REMOTE_ADDR="10.0.0.5",
-                       HTTP_X_FORWARDED_FOR="203.0.113.9, 2001:DB8:0:0::7")
+    request = _request(REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="203.0.113.9, 2001:DB8:0:0::7")
     with context.bound_request(request):
         event = audit.record("kms.key.created", object_type="kms.key", object_id="x")
 
@@ -282,7 +295,10 @@ def test_private_key_pem_values_and_url_passwords_are_masked():
         object_type="signing.signature",
         object_id="1",
         object_repr="http://robot:hunter2@registry.local/v2/",
-        details={"reason": f"cannot parse {pem}", "url": "https://robot:hunter2@registry.local/v2/"},
+        details={
+            "reason": f"cannot parse {pem}",
+            "url": "https://robot:hunter2@registry.local/v2/",
+        },
     )
 
     stored = AuditEvent.objects.get(pk=event.pk)
@@ -305,10 +321,15 @@ def test_values_are_stored_as_plain_json():
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.object_id == str(ident)
     assert stored.changes == {
-        "state": ["Enabled", "Disabled"], "when": [None, "2025-01-02T03:04:05+00:00"]
+        "state": ["Enabled", "Disabled"],
+        "when": [None, "2025-01-02T03:04:05+00:00"],
     }
-    assert stored.details == {"id": str(ident), "blob": "<3 bytes>", "tags": ["a", "b"],
-                              "pair": ["x", 1]}
+    assert stored.details == {
+        "id": str(ident),
+        "blob": "<3 bytes>",
+        "tags": ["a", "b"],
+        "pair": ["x", 1],
+    }
 
 
 def test_an_action_that_is_not_a_dotted_code_is_refused():
@@ -321,7 +342,8 @@ def test_an_action_that_is_not_a_dotted_code_is_refused():
 
 def test_diff_lists_only_the_changed_fields():
     assert audit.diff({"a": 1, "b": 2, "c": None}, {"a": 1, "b": 3, "d": 4}) == {
-        "b": [2, 3], "d": [None, 4]
+        "b": [2, 3],
+        "d": [None, 4],
     }
 
 

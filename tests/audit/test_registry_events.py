@@ -34,7 +34,9 @@ def test_creating_an_instance_records_its_settings_but_no_credential(instance_an
 
     event = the_event("registry.instance.created")
     assert (event.object_type, event.object_id, event.object_repr) == (
-        "registry.instance", str(instance.pk), "audited"
+        "registry.instance",
+        str(instance.pk),
+        "audited",
     )
     # About the whole instance, not one of its namespaces.
     assert (event.instance_name, event.namespace_name) == ("audited", "")
@@ -62,14 +64,18 @@ def test_rotating_the_webhook_token_records_the_rotation_not_the_token(instance_
 
 @pytest.mark.django_db
 def test_api_create_and_rotate_are_recorded_for_the_token_user():
-    admin = make_user("registry-admin",
-                      perms=["registry.add_instance", "registry.change_instance"])
+    admin = make_user("registry-admin", perms=["registry.add_instance", "registry.change_instance"])
     api = token_client(admin, REMOTE_ADDR="198.51.100.20")
 
     created = api.post(
         "/api/v1/registry/instances/",
-        {"name": "from-api", "backend_url": "http://127.0.0.1:1",
-         "default_domain": "r.example.test", "auth_type": "bearer", "secret": "api-secret-7781"},
+        {
+            "name": "from-api",
+            "backend_url": "http://127.0.0.1:1",
+            "default_domain": "r.example.test",
+            "auth_type": "bearer",
+            "secret": "api-secret-7781",
+        },
         format="json",
     )
     # Instance management is a plain permission, but on instances in the user's scope.
@@ -80,7 +86,9 @@ def test_api_create_and_rotate_are_recorded_for_the_token_user():
     for action in ("registry.instance.created", "registry.instance.webhook_token_rotated"):
         event = the_event(action)
         assert (event.actor_type, event.actor_id, event.source_ip) == (
-            "user", admin.pk, "198.51.100.20"
+            "user",
+            admin.pk,
+            "198.51.100.20",
         )
         assert event.instance_name == "from-api"
         dumped = json.dumps([event.details, event.changes])
@@ -90,9 +98,7 @@ def test_api_create_and_rotate_are_recorded_for_the_token_user():
 
 
 @pytest.mark.django_db
-def test_admin_token_rotation_is_recorded_for_the_session_user(
-    admin_client, admin_user, instance
-):
+def test_admin_token_rotation_is_recorded_for_the_session_user(admin_client, admin_user, instance):
     response = admin_client.post(
         reverse("admin:registry_instance_rotate_webhook_token", args=[instance.pk])
     )
@@ -100,7 +106,9 @@ def test_admin_token_rotation_is_recorded_for_the_session_user(
     assert response.status_code == 200
     event = the_event("registry.instance.webhook_token_rotated")
     assert (event.actor_type, event.actor_id, event.source_ip) == (
-        "user", admin_user.pk, "127.0.0.1"
+        "user",
+        admin_user.pk,
+        "127.0.0.1",
     )
 
 
@@ -128,7 +136,9 @@ def test_signing_failures_caused_by_a_webhook_delivery_name_the_registry(
     assert actions() == [*before, "signing.signature.failed"]
     failed = events("signing.signature.failed")[0]
     assert (failed.actor_type, failed.actor_label, failed.actor_id) == (
-        "registry-webhook", "registry:audited", None
+        "registry-webhook",
+        "registry:audited",
+        None,
     )
     assert failed.source_ip == "192.0.2.80"
     assert (failed.object_type, failed.object_id) == ("signing.signature", str(signature.pk))

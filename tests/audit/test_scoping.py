@@ -53,8 +53,12 @@ def recreated():
     old = _create("prod")
     registry_services.rotate_webhook_token(instance=old)
     old_team = audit.record(
-        "signing.policy.created", object_type="signing.signingpolicy", object_id="1",
-        object_repr="old-team-policy", instance_name="prod", namespace_name="team",
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="1",
+        object_repr="old-team-policy",
+        instance_name="prod",
+        namespace_name="team",
     )
     old_events = list(AuditEvent.objects.filter(instance_name="prod").order_by("id"))
     assert len(old_events) == 3 and old_team in old_events
@@ -69,8 +73,12 @@ def recreated():
     new = _create("prod")
     team = registry_services.create_namespace(instance=new, name="team")
     new_team = audit.record(
-        "signing.policy.created", object_type="signing.signingpolicy", object_id="2",
-        object_repr="new-team-policy", instance_name="prod", namespace_name="team",
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="2",
+        object_repr="new-team-policy",
+        instance_name="prod",
+        namespace_name="team",
     )
     reader = make_user("prod-reader", is_staff=True)
     grant(reader, new, role=Role.READER)
@@ -79,9 +87,16 @@ def recreated():
     new_events = list(
         AuditEvent.objects.filter(instance_name="prod").exclude(pk__in=[e.pk for e in old_events])
     )
-    return {"old_id": old_id, "new": new, "old_events": old_events, "new_events": new_events,
-            "old_team": old_team, "new_team": new_team, "reader": reader,
-            "narrowed": narrowed}
+    return {
+        "old_id": old_id,
+        "new": new,
+        "old_events": old_events,
+        "new_events": new_events,
+        "old_team": old_team,
+        "new_team": new_team,
+        "reader": reader,
+        "narrowed": narrowed,
+    }
 
 
 def test_a_re_created_instances_members_do_not_read_the_old_instances_events(recreated):
@@ -120,8 +135,9 @@ def test_a_narrowed_member_of_the_re_created_instance_reads_only_its_namespaces_
 ):
     narrowed = recreated["narrowed"]
 
-    team_created = AuditEvent.objects.get(action="registry.namespace.created",
-                                          instance_id=recreated["new"].pk)
+    team_created = AuditEvent.objects.get(
+        action="registry.namespace.created", instance_id=recreated["new"].pk
+    )
     assert _api_ids(narrowed) == sorted([team_created.pk, recreated["new_team"].pk])
     response = token_client(narrowed).get(f"{EVENTS}{recreated['old_team'].pk}/")
     assert response.status_code == 404
@@ -166,21 +182,34 @@ def test_record_takes_the_id_from_the_instance_the_object_or_the_live_instance_o
     other = _create("other")
 
     given = audit.record("registry.instance.webhook_token_rotated", obj=prod, instance=prod)
-    from_obj = audit.record("registry.instance.webhook_token_rotated", obj=other,
-                            instance_name="other")
-    by_name = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                           object_id="1", instance_name="prod", namespace_name="team")
-    unknown = audit.record("signing.policy.created", object_type="signing.signingpolicy",
-                           object_id="2", instance_name="gone")
+    from_obj = audit.record(
+        "registry.instance.webhook_token_rotated", obj=other, instance_name="other"
+    )
+    by_name = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="1",
+        instance_name="prod",
+        namespace_name="team",
+    )
+    unknown = audit.record(
+        "signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="2",
+        instance_name="gone",
+    )
     none = audit.record("kms.key.created", object_type="kms.key", object_id="k")
 
-    stored = {event.pk: AuditEvent.objects.get(pk=event.pk)
-              for event in (given, from_obj, by_name, unknown, none)}
+    stored = {
+        event.pk: AuditEvent.objects.get(pk=event.pk)
+        for event in (given, from_obj, by_name, unknown, none)
+    }
     assert (stored[given.pk].instance_id, stored[given.pk].instance_name) == (prod.pk, "prod")
     assert (stored[from_obj.pk].instance_id, stored[from_obj.pk].instance_name) == (
-        other.pk, "other")
-    assert (stored[by_name.pk].instance_id, stored[by_name.pk].namespace_name) == (
-        prod.pk, "team")
+        other.pk,
+        "other",
+    )
+    assert (stored[by_name.pk].instance_id, stored[by_name.pk].namespace_name) == (prod.pk, "team")
     assert (stored[unknown.pk].instance_id, stored[unknown.pk].instance_name) == (None, "gone")
     assert (stored[none.pk].instance_id, stored[none.pk].instance_name) == (None, "")
 
@@ -190,12 +219,19 @@ def test_an_instance_object_already_deleted_is_recorded_by_name_without_an_id():
     prod_id = prod.pk
     registry_services.delete_instance(instance=prod)  # Django sets prod.pk to None
 
-    event = audit.record("registry.instance.webhook_token_rotated", object_type="registry.instance",
-                         object_id=prod_id, instance=prod)
+    event = audit.record(
+        "registry.instance.webhook_token_rotated",
+        object_type="registry.instance",
+        object_id=prod_id,
+        instance=prod,
+    )
 
     stored = AuditEvent.objects.get(pk=event.pk)
     assert (stored.instance_id, stored.instance_name, stored.object_id) == (
-        None, "prod", str(prod_id))
+        None,
+        "prod",
+        str(prod_id),
+    )
 
 
 # --- events recorded before the column existed ----------------------------------------------
@@ -204,8 +240,13 @@ def test_an_instance_object_already_deleted_is_recorded_by_name_without_an_id():
 def _legacy(instance_name: str, at, namespace_name: str = "") -> AuditEvent:
     """An event as recorded before ``instance_id`` existed (the column NULL)."""
     event = AuditEvent(
-        at=at, actor_type="system", actor_label="system", action="signing.policy.created",
-        object_type="signing.signingpolicy", object_id="legacy", instance_name=instance_name,
+        at=at,
+        actor_type="system",
+        actor_label="system",
+        action="signing.policy.created",
+        object_type="signing.signingpolicy",
+        object_id="legacy",
+        instance_name=instance_name,
         namespace_name=namespace_name,
     )
     event.save()
@@ -239,8 +280,12 @@ def test_the_migration_keeps_earlier_events_as_they_were_with_no_instance_id():
     try:
         historical = executor.loader.project_state(before).apps.get_model("audit", "AuditEvent")
         old = historical.objects.create(
-            actor_type="system", actor_label="system", action="registry.instance.created",
-            object_type="registry.instance", object_id="7", instance_name="prod",
+            actor_type="system",
+            actor_label="system",
+            action="registry.instance.created",
+            object_type="registry.instance",
+            object_id="7",
+            instance_name="prod",
         )
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
@@ -250,7 +295,10 @@ def test_the_migration_keeps_earlier_events_as_they_were_with_no_instance_id():
     stored = AuditEvent.objects.filter(pk=old.pk).values().get()
     assert stored["instance_id"] is None
     assert (stored["instance_name"], stored["object_id"], stored["action"]) == (
-        "prod", "7", "registry.instance.created")
+        "prod",
+        "7",
+        "registry.instance.created",
+    )
     if connection.vendor == "postgresql":
         with (
             pytest.raises(DatabaseError, match="append-only"),

@@ -35,8 +35,11 @@ pytestmark = pytest.mark.usefixtures("wired")
 
 REGISTRY = AuthorizedService.REGISTRY_SIGNING
 SIGNER_PERMS = [
-    "signing.sign_images", "signing.view_signingpolicy", "signing.view_signature",
-    "signing.add_signingpolicy", "signing.change_signingpolicy",
+    "signing.sign_images",
+    "signing.view_signingpolicy",
+    "signing.view_signature",
+    "signing.add_signingpolicy",
+    "signing.change_signingpolicy",
     "signing.delete_signingpolicy",
 ]
 
@@ -52,8 +55,7 @@ class _Sink:
 @pytest.fixture
 def live_policy(live_instance, key, authorized) -> SigningPolicy:
     namespace = registry_services.create_namespace(instance=live_instance, name=NAMESPACE)
-    return signing_services.create_policy(namespace=namespace, name="live-policy",
-                                          key=key).policy
+    return signing_services.create_policy(namespace=namespace, name="live-policy", key=key).policy
 
 
 def push_real(registry_client, instance, tag: str) -> Manifest:
@@ -78,14 +80,22 @@ def test_creating_a_policy_records_its_key_and_domain(namespace, key, authorized
 
     event = the_event("signing.policy.created")
     assert (event.object_type, event.object_id, event.object_repr) == (
-        "signing.signingpolicy", str(policy.pk), "created-policy"
+        "signing.signingpolicy",
+        str(policy.pk),
+        "created-policy",
     )
     assert (event.actor_id, event.instance_name, event.namespace_name) == (
-        creator.pk, "audited", NAMESPACE
+        creator.pk,
+        "audited",
+        NAMESPACE,
     )
     assert event.details == {
-        "namespace": NAMESPACE, "key_id": str(key.key_id), "key_alias": key.alias,
-        "domain": policy.domain, "kms_region": key.region, "disabled": False,
+        "namespace": NAMESPACE,
+        "key_id": str(key.key_id),
+        "key_alias": key.alias,
+        "domain": policy.domain,
+        "kms_region": key.region,
+        "disabled": False,
     }
 
 
@@ -102,7 +112,9 @@ def test_changing_a_policy_records_the_changed_fields_before_and_after(policy, k
         "key_alias": [key.alias, other.alias],
     }
     assert (event.object_id, event.instance_name, event.namespace_name) == (
-        str(policy.pk), "audited", NAMESPACE
+        str(policy.pk),
+        "audited",
+        NAMESPACE,
     )
 
 
@@ -140,7 +152,10 @@ def test_deleting_a_policy_records_how_many_signatures_went_with_it(instance, po
     assert removed == 2
     assert event.details["signatures_removed"] == 2
     assert (event.object_id, event.object_repr, event.instance_name, event.namespace_name) == (
-        str(policy.pk), "team-policy", "audited", NAMESPACE
+        str(policy.pk),
+        "team-policy",
+        "audited",
+        NAMESPACE,
     )
     assert not SigningPolicy.objects.filter(pk=policy.pk).exists()
 
@@ -151,31 +166,38 @@ def test_api_policy_changes_are_recorded_for_the_token_user(instance, namespace,
     grant(operator, instance)
     api = token_client(operator, REMOTE_ADDR="203.0.113.30")
 
-    created = api.post("/api/v1/signing/policies/", {
-        "instance": instance.name, "namespace": NAMESPACE, "name": "api-policy",
-        "key": str(key.key_id),
-    }, format="json")
+    created = api.post(
+        "/api/v1/signing/policies/",
+        {
+            "instance": instance.name,
+            "namespace": NAMESPACE,
+            "name": "api-policy",
+            "key": str(key.key_id),
+        },
+        format="json",
+    )
     policy_id = created.json()["id"]
-    patched = api.patch(f"/api/v1/signing/policies/{policy_id}/", {"disabled": True},
-                        format="json")
+    patched = api.patch(f"/api/v1/signing/policies/{policy_id}/", {"disabled": True}, format="json")
     deleted = api.delete(f"/api/v1/signing/policies/{policy_id}/")
 
     assert (created.status_code, patched.status_code, deleted.status_code) == (201, 200, 200)
     recorded = events(object_type="signing.signingpolicy")
     assert [event.action for event in recorded] == [
-        "signing.policy.created", "signing.policy.disabled", "signing.policy.deleted"
+        "signing.policy.created",
+        "signing.policy.disabled",
+        "signing.policy.deleted",
     ]
     for event in recorded:
         assert (event.actor_type, event.actor_id, event.source_ip) == (
-            "user", operator.pk, "203.0.113.30"
+            "user",
+            operator.pk,
+            "203.0.113.30",
         )
     assert recorded[2].details["signatures_removed"] == 0
 
 
 @pytest.mark.django_db
-def test_admin_policy_deletion_is_recorded_for_the_session_user(
-    admin_client, admin_user, policy
-):
+def test_admin_policy_deletion_is_recorded_for_the_session_user(admin_client, admin_user, policy):
     response = admin_client.post(
         reverse("admin:signing_signingpolicy_delete", args=[policy.pk]), {"post": "yes"}
     )
@@ -208,15 +230,26 @@ def test_a_manual_sign_request_records_its_scope_and_counts(
     assert len(requested) == 2
     for event in requested:
         assert (event.actor_type, event.actor_id, event.source_ip) == (
-            "user", signer.pk, "203.0.113.40"
+            "user",
+            signer.pk,
+            "203.0.113.40",
         )
         assert (event.object_type, event.object_id) == (
-            "signing.signingpolicy", str(live_policy.pk)
+            "signing.signingpolicy",
+            str(live_policy.pk),
         )
         assert (event.instance_name, event.namespace_name) == ("live", NAMESPACE)
-    common = {"trigger": "manual", "instances": ["live"], "namespaces": [NAMESPACE],
-              "repositories": [REPOSITORY], "manifests": 2, "no_policy": 0, "failed": 0,
-              "skipped": 0, "queued": 0}
+    common = {
+        "trigger": "manual",
+        "instances": ["live"],
+        "namespaces": [NAMESPACE],
+        "repositories": [REPOSITORY],
+        "manifests": 2,
+        "no_policy": 0,
+        "failed": 0,
+        "skipped": 0,
+        "queued": 0,
+    }
     assert requested[0].details == {**common, "already_signed": 0, "signed": 2}
     assert requested[1].details == {**common, "already_signed": 2, "signed": 0}
     assert events("signing.signature.failed") == []
@@ -236,13 +269,16 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(
     before = actions()
 
     response = token_client(signer).post(
-        "/api/v1/signing/sign/", {"instance": live_instance.name, "namespace": NAMESPACE},
+        "/api/v1/signing/sign/",
+        {"instance": live_instance.name, "namespace": NAMESPACE},
         format="json",
     )
 
     assert response.status_code == 200, response.content
-    assert actions()[len(before):] == [
-        "signing.signature.failed", "signing.signature.failed", "signing.sign.requested"
+    assert actions()[len(before) :] == [
+        "signing.signature.failed",
+        "signing.signature.failed",
+        "signing.sign.requested",
     ]
     failed = events("signing.signature.failed")
     assert {event.object_id for event in failed} == {
@@ -261,9 +297,7 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failures_in_background_work_are_recorded_as_the_system(
-    settings, instance, namespace, key
-):
+def test_failures_in_background_work_are_recorded_as_the_system(settings, instance, namespace, key):
     offline_manifests(instance, "v1")  # before the policy: the push itself signs nothing
     kms_services.grant_service_authorization(service=REGISTRY)
     signing_services.create_policy(namespace=namespace, name="team-policy", key=key)
@@ -300,8 +334,14 @@ def test_retrying_now_records_the_retry_with_its_counts(instance, policy):
     retry = events("signing.sign.requested")[-1]
     signature = Signature.objects.get()
     assert retry.details == {
-        "trigger": "retry", "instances": ["audited"], "signatures": 1,
-        "signature_ids": [signature.pk], "signed": 0, "failed": 1, "skipped": 0, "queued": 0,
+        "trigger": "retry",
+        "instances": ["audited"],
+        "signatures": 1,
+        "signature_ids": [signature.pk],
+        "signed": 0,
+        "failed": 1,
+        "skipped": 0,
+        "queued": 0,
     }
     assert (retry.object_id, retry.actor_id) == (str(policy.pk), signer.pk)
     assert (retry.instance_name, retry.namespace_name) == ("audited", NAMESPACE)
@@ -325,12 +365,18 @@ def test_events_about_several_namespaces_name_none_of_them(instance, policy, key
     requests = [event for event in recorded if event.action == "signing.sign.requested"]
     # Each failure is about one signature, so one namespace.
     assert sorted(event.namespace_name for event in failed) == [
-        "ops", "ops", "ops", NAMESPACE, NAMESPACE
+        "ops",
+        "ops",
+        "ops",
+        NAMESPACE,
+        NAMESPACE,
     ]
     # The request and the retry of both namespaces: the instance, no single namespace;
     # the retry of ops' signature alone: ops.
     assert [(e.details["trigger"], e.instance_name, e.namespace_name) for e in requests] == [
-        ("manual", "audited", ""), ("retry", "audited", ""), ("retry", "audited", "ops"),
+        ("manual", "audited", ""),
+        ("retry", "audited", ""),
+        ("retry", "audited", "ops"),
     ]
     assert requests[0].details["namespaces"] == ["ops", NAMESPACE]
 
@@ -372,7 +418,9 @@ def test_the_backfill_command_is_recorded_as_the_command(
 
     event = the_event("signing.sign.requested")
     assert (event.actor_type, event.actor_label, event.actor_id) == (
-        "command", "manage.py backfill_signatures", None
+        "command",
+        "manage.py backfill_signatures",
+        None,
     )
     assert event.details["trigger"] == "backfill"
     assert (event.details["manifests"], event.details["signed"]) == (1, 1)
@@ -385,12 +433,15 @@ def test_a_failing_backfill_is_recorded_too(instance, policy):
     kms_services.revoke_service_authorization(service=REGISTRY)
 
     with pytest.raises(CommandError, match="failed to sign"):
-        call_command("backfill_signatures", "--instance", instance.name, stdout=_Sink(),
-                     stderr=_Sink())
+        call_command(
+            "backfill_signatures", "--instance", instance.name, stdout=_Sink(), stderr=_Sink()
+        )
 
     event = the_event("signing.sign.requested")
     assert (event.actor_type, event.details["trigger"], event.details["failed"]) == (
-        "command", "backfill", 1
+        "command",
+        "backfill",
+        1,
     )
     assert the_event("signing.signature.failed").actor_label == "manage.py backfill_signatures"
 

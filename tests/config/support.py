@@ -53,8 +53,13 @@ def _process_env(env: dict[str, str]) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], env=_process_env(env), cwd=BASE_DIR,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, *args],
+        env=_process_env(env),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

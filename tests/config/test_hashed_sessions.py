@@ -165,9 +165,13 @@ def test_the_async_session_api_hashes_keys_too():
 
 def test_sessions_written_before_the_upgrade_no_longer_sign_in_and_are_removed(staff):
     old = stock_db.SessionStore()  # Django's own backend, as before the upgrade
-    old.update({"_auth_user_id": str(staff.pk), "_auth_user_backend":
-                "django.contrib.auth.backends.ModelBackend",
-                "_auth_user_hash": staff.get_session_auth_hash()})
+    old.update(
+        {
+            "_auth_user_id": str(staff.pk),
+            "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
+            "_auth_user_hash": staff.get_session_auth_hash(),
+        }
+    )
     old.create()
     old.save()
     assert signed_in_as(with_cookie(old.session_key)) is None
@@ -182,7 +186,8 @@ def test_sessions_written_before_the_upgrade_no_longer_sign_in_and_are_removed(s
 def test_SESSION_COOKIE_AGE_comes_from_the_environment():
     env = minimal_production_env(SESSION_COOKIE_AGE="3600")
     assert load_settings(env, "SESSION_COOKIE_AGE", "SESSION_ENGINE") == {
-        "SESSION_COOKIE_AGE": 3600, "SESSION_ENGINE": "config.sessions"
+        "SESSION_COOKIE_AGE": 3600,
+        "SESSION_ENGINE": "config.sessions",
     }
 
 

@@ -39,33 +39,47 @@ def test_cookies_are_https_only_by_default_with_debug_off():
 def test_a_plain_http_loopback_setup_may_turn_secure_cookies_off():
     env = minimal_production_env(SESSION_COOKIE_SECURE="0", CSRF_COOKIE_SECURE="0")
     assert load_settings(env, *COOKIES) == {
-        "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
     }
 
 
 def test_development_mode_keeps_plain_http_cookies():
     env = {"DEBUG": "1", "SIGNET_ENV_FILE": "/nonexistent"}
     assert load_settings(env, *COOKIES) == {
-        "SESSION_COOKIE_SECURE": False, "CSRF_COOKIE_SECURE": False
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
     }
 
 
 def test_tls_proxy_redirect_and_hsts_settings_come_from_the_environment():
-    names = ("SECURE_PROXY_SSL_HEADER", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-             "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
+    names = (
+        "SECURE_PROXY_SSL_HEADER",
+        "SECURE_SSL_REDIRECT",
+        "SECURE_HSTS_SECONDS",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        "SECURE_HSTS_PRELOAD",
+    )
     assert load_settings(minimal_production_env(), *names) == {
-        "SECURE_PROXY_SSL_HEADER": None, "SECURE_SSL_REDIRECT": False,
-        "SECURE_HSTS_SECONDS": 0, "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+        "SECURE_PROXY_SSL_HEADER": None,
+        "SECURE_SSL_REDIRECT": False,
+        "SECURE_HSTS_SECONDS": 0,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
         "SECURE_HSTS_PRELOAD": False,
     }
     env = minimal_production_env(
-        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto,https", SECURE_SSL_REDIRECT="1",
-        SECURE_HSTS_SECONDS="600", SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1",
+        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto,https",
+        SECURE_SSL_REDIRECT="1",
+        SECURE_HSTS_SECONDS="600",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        SECURE_HSTS_PRELOAD="1",
     )
     assert load_settings(env, *names) == {
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
-        "SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 600,
-        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_HSTS_PRELOAD": True,
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
     }
 
 

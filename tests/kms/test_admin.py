@@ -53,12 +53,16 @@ def run_action(client, action: str, *keys: Key, url: str = CHANGELIST, **extra):
 
 def post_schedule_deletion(client, *keys: Key, days):
     # What the intermediate page posts back (it has no "index" field).
-    return client.post(CHANGELIST, {
-        "action": "schedule_deletion",
-        "_selected_action": [str(key.pk) for key in keys],
-        "pending_window_in_days": days,
-        "apply": "Schedule deletion",
-    }, follow=True)
+    return client.post(
+        CHANGELIST,
+        {
+            "action": "schedule_deletion",
+            "_selected_action": [str(key.pk) for key in keys],
+            "pending_window_in_days": days,
+            "apply": "Schedule deletion",
+        },
+        follow=True,
+    )
 
 
 def state_of(key: Key) -> str:
@@ -167,15 +171,24 @@ def test_the_add_form_offers_the_configured_regions_and_usages(admin_client):
 
 
 def test_the_add_form_creates_a_key_through_the_service(admin_client, superuser):
-    response = admin_client.post(ADD, {
-        "alias": "release-signer", "description": "signs releases",
-        "region": "ap-shanghai", "key_usage": KeyUsage.ECC,
-    }, follow=True)
+    response = admin_client.post(
+        ADD,
+        {
+            "alias": "release-signer",
+            "description": "signs releases",
+            "region": "ap-shanghai",
+            "key_usage": KeyUsage.ECC,
+        },
+        follow=True,
+    )
 
     assert response.status_code == 200
     key = Key.objects.get(alias="release-signer")
-    assert (key.region, key.key_usage, key.key_spec) == ("ap-shanghai", KeyUsage.ECC,
-                                                         "ECC_NIST_P256")
+    assert (key.region, key.key_usage, key.key_spec) == (
+        "ap-shanghai",
+        KeyUsage.ECC,
+        "ECC_NIST_P256",
+    )
     assert key.state == KeyState.ENABLED
     assert key.created_by == superuser
     assert key.master_key_version == 1
@@ -184,16 +197,23 @@ def test_the_add_form_creates_a_key_through_the_service(admin_client, superuser)
     assert LogEntry.objects.filter(object_id=str(key.pk), action_flag=1).exists()
 
 
-@pytest.mark.parametrize("alias, expected", [
-    ("bad alias!", "Alias must be 1-60 letters"),
-    ("kms-internal", "The alias prefix 'kms-' is reserved."),
-])
-def test_the_add_form_shows_the_service_message_for_an_invalid_alias(admin_client, alias,
-                                                                       expected):
-    response = admin_client.post(ADD, {
-        "alias": alias, "description": "", "region": "ap-guangzhou",
-        "key_usage": KeyUsage.RSA_2048,
-    })
+@pytest.mark.parametrize(
+    "alias, expected",
+    [
+        ("bad alias!", "Alias must be 1-60 letters"),
+        ("kms-internal", "The alias prefix 'kms-' is reserved."),
+    ],
+)
+def test_the_add_form_shows_the_service_message_for_an_invalid_alias(admin_client, alias, expected):
+    response = admin_client.post(
+        ADD,
+        {
+            "alias": alias,
+            "description": "",
+            "region": "ap-guangzhou",
+            "key_usage": KeyUsage.RSA_2048,
+        },
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert any(expected in message for message in errors["alias"])
@@ -201,9 +221,15 @@ def test_the_add_form_shows_the_service_message_for_an_invalid_alias(admin_clien
 
 
 def test_the_add_form_shows_the_same_region_message_as_the_api(admin_client):
-    response = admin_client.post(ADD, {
-        "alias": "signer", "description": "", "region": "mars", "key_usage": KeyUsage.RSA_2048,
-    })
+    response = admin_client.post(
+        ADD,
+        {
+            "alias": "signer",
+            "description": "",
+            "region": "mars",
+            "key_usage": KeyUsage.RSA_2048,
+        },
+    )
     assert response.status_code == 200
     with pytest.raises(services.InvalidParameter) as api_error:
         services.validate_key_fields(
@@ -215,9 +241,15 @@ def test_the_add_form_shows_the_same_region_message_as_the_api(admin_client):
 
 def test_a_duplicate_alias_is_a_form_error_not_a_server_error(admin_client):
     existing = make_key("taken", key_usage=KeyUsage.ECC)
-    response = admin_client.post(ADD, {
-        "alias": "taken", "description": "", "region": "ap-beijing", "key_usage": KeyUsage.ECC,
-    })
+    response = admin_client.post(
+        ADD,
+        {
+            "alias": "taken",
+            "description": "",
+            "region": "ap-beijing",
+            "key_usage": KeyUsage.ECC,
+        },
+    )
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["alias"] == [
         "A key with alias 'taken' already exists."
@@ -242,15 +274,24 @@ def test_the_change_page_shows_the_public_key_and_its_download_link(admin_client
 
 def test_only_the_description_can_be_changed_after_creation(admin_client):
     key = make_key("signer", key_usage=KeyUsage.ECC)
-    response = admin_client.post(change_url(key), {
-        "description": "rotated yearly", "alias": "renamed", "region": "ap-beijing",
-        "key_usage": KeyUsage.RSA_2048, "state": KeyState.DISABLED,
-    })
+    response = admin_client.post(
+        change_url(key),
+        {
+            "description": "rotated yearly",
+            "alias": "renamed",
+            "region": "ap-beijing",
+            "key_usage": KeyUsage.RSA_2048,
+            "state": KeyState.DISABLED,
+        },
+    )
     assert response.status_code == 302
     key.refresh_from_db()
     assert key.description == "rotated yearly"
     assert (key.alias, key.region, key.key_usage, key.state) == (
-        "signer", "ap-guangzhou", KeyUsage.ECC, KeyState.ENABLED
+        "signer",
+        "ap-guangzhou",
+        KeyUsage.ECC,
+        KeyState.ENABLED,
     )
 
 
@@ -298,8 +339,10 @@ def test_the_public_key_download_needs_view_permission(client):
 
 
 def test_the_public_key_download_of_an_unknown_key_is_a_404(admin_client):
-    assert admin_client.get(pem_url(Key(key_id="00000000-0000-0000-0000-000000000000"))
-                            ).status_code == 404
+    assert (
+        admin_client.get(pem_url(Key(key_id="00000000-0000-0000-0000-000000000000"))).status_code
+        == 404
+    )
     assert admin_client.get("/admin/kms/key/not-a-uuid/public-key.pem").status_code == 404
 
 
@@ -377,9 +420,13 @@ def test_scheduling_deletion_first_shows_a_form_for_the_pending_window(manager_c
     key = make_key("signer", key_usage=KeyUsage.ECC)
     services.disable_key(key_id=str(key.key_id))
 
-    response = manager_client.post(CHANGELIST, {
-        "action": "schedule_deletion", "_selected_action": [str(key.pk)],
-    })
+    response = manager_client.post(
+        CHANGELIST,
+        {
+            "action": "schedule_deletion",
+            "_selected_action": [str(key.pk)],
+        },
+    )
 
     body = response.content.decode()
     assert response.status_code == 200
@@ -396,12 +443,15 @@ def test_the_schedule_deletion_page_warns_about_enabled_keys(manager_client):
     assert "these will be refused" in response.content.decode()
 
 
-@pytest.mark.parametrize("days, error", [
-    ("3", "greater than or equal to 7"),
-    ("31", "less than or equal to 30"),
-    ("abc", "Enter a whole number."),
-    ("", "This field is required."),
-])
+@pytest.mark.parametrize(
+    "days, error",
+    [
+        ("3", "greater than or equal to 7"),
+        ("31", "less than or equal to 30"),
+        ("abc", "Enter a whole number."),
+        ("", "This field is required."),
+    ],
+)
 def test_an_invalid_pending_window_shows_the_form_again(manager_client, days, error):
     key = make_key("signer", key_usage=KeyUsage.ECC)
     services.disable_key(key_id=str(key.key_id))
@@ -546,8 +596,7 @@ def test_service_authorization_records_are_read_only(admin_client):
 
 def test_staff_without_change_permission_cannot_revoke(client):
     grant = services.grant_service_authorization(service=REGISTRY)
-    client.force_login(make_user("auditor", perms=["kms.view_serviceauthorization"],
-                                 is_staff=True))
+    client.force_login(make_user("auditor", perms=["kms.view_serviceauthorization"], is_staff=True))
     listing = client.get(GRANTS)
     assert listing.status_code == 200
     assert listing.context["action_form"] is None

@@ -135,7 +135,9 @@ def _sign():
 
     def check(response):
         assert services.verify(
-            key_id=str(key.key_id), message=b"hello", algorithm="RSA_PKCS1_SHA_256",
+            key_id=str(key.key_id),
+            message=b"hello",
+            algorithm="RSA_PKCS1_SHA_256",
             signature=base64.b64decode(response.data["signature"]),
         )
 
@@ -228,7 +230,11 @@ ENDPOINTS = [
     Endpoint("schedule-deletion", "POST", "kms.manage_key_state", 200, True, _schedule_deletion),
     Endpoint("cancel-deletion", "POST", "kms.manage_key_state", 200, True, _cancel_deletion),
     Endpoint(
-        "list-authorizations", "GET", "kms.view_serviceauthorization", 200, False,
+        "list-authorizations",
+        "GET",
+        "kms.view_serviceauthorization",
+        200,
+        False,
         _authorizations,
     ),
     Endpoint("grant", "POST", "kms.add_serviceauthorization", 201, True, _grant),
@@ -368,7 +374,8 @@ def test_it_uses_the_default_region_for_a_null_region(client_with, settings):
 
 def test_it_creates_an_ecc_key_in_the_region_asked_for(client_with):
     response = client_with("kms.add_key").post(
-        f"{BASE}/keys/", {"alias": "ecc_1", "region": "ap-shanghai", "key_usage": ECC},
+        f"{BASE}/keys/",
+        {"alias": "ecc_1", "region": "ap-shanghai", "key_usage": ECC},
         format="json",
     )
 
@@ -394,9 +401,18 @@ def test_it_creates_an_ecc_key_in_the_region_asked_for(client_with):
         ({"alias": 7}, "alias"),
     ],
     ids=[
-        "bad-characters", "leading-dash", "too-long", "blank", "missing", "reserved-prefix",
-        "reserved-prefix-any-case", "description-over-1024-bytes", "unknown-region", "blank-region",
-        "unknown-usage", "not-a-string",
+        "bad-characters",
+        "leading-dash",
+        "too-long",
+        "blank",
+        "missing",
+        "reserved-prefix",
+        "reserved-prefix-any-case",
+        "description-over-1024-bytes",
+        "unknown-region",
+        "blank-region",
+        "unknown-usage",
+        "not-a-string",
     ],
 )
 def test_it_rejects_invalid_key_fields_with_a_field_error(client_with, payload, field):
@@ -497,8 +513,11 @@ def test_it_describes_a_key(client_with):
         ("", "PATCH", {"description": "x"}),
         ("public-key", "GET", None),
         ("sign", "POST", {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256"}),
-        ("verify", "POST", {"message": b64(b"m"), "signature": b64(b"s"),
-                            "algorithm": "RSA_PKCS1_SHA_256"}),
+        (
+            "verify",
+            "POST",
+            {"message": b64(b"m"), "signature": b64(b"s"), "algorithm": "RSA_PKCS1_SHA_256"},
+        ),
         ("enable", "POST", None),
         ("disable", "POST", None),
         ("schedule-deletion", "POST", {"pending_window_in_days": 7}),
@@ -536,7 +555,8 @@ def test_it_refuses_to_patch_anything_but_the_description(client_with):
     before = db_snapshot()
 
     response = client_with("kms.change_key").patch(
-        key_url(key), {"description": "new", "alias": "renamed", "key_state": "Disabled"},
+        key_url(key),
+        {"description": "new", "alias": "renamed", "key_state": "Disabled"},
         format="json",
     )
 
@@ -564,13 +584,20 @@ def test_it_returns_the_public_key_as_pem_and_base64_der(client_with):
 
     assert response.status_code == 200
     assert set(response.data) == {
-        "key_id", "key_usage", "public_key_pem", "public_key", "fingerprint"
+        "key_id",
+        "key_usage",
+        "public_key_pem",
+        "public_key",
+        "fingerprint",
     }
     der = base64.b64decode(response.data["public_key"])
     from_pem = serialization.load_pem_public_key(response.data["public_key_pem"].encode())
-    assert from_pem.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == der
+    assert (
+        from_pem.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == der
+    )
     assert isinstance(from_pem, ec.EllipticCurvePublicKey)
     assert response.data["fingerprint"] == hashlib.sha256(der).hexdigest()
     assert response.data["key_usage"] == ECC
@@ -627,8 +654,11 @@ def test_it_signs_what_cryptography_verifies_and_verifies_it_back(
     with pytest.raises(InvalidSignature):
         independently_verify(public_der, algorithm, data + b"!", signature)
 
-    verify = {"signature": signed.data["signature"], "algorithm": algorithm,
-              "message_type": message_type}
+    verify = {
+        "signature": signed.data["signature"],
+        "algorithm": algorithm,
+        "message_type": message_type,
+    }
     good = client.post(key_url(key, "verify"), {**verify, "message": b64(message)}, format="json")
     tampered = bytes([message[0] ^ 1]) + message[1:]
     bad = client.post(key_url(key, "verify"), {**verify, "message": b64(tampered)}, format="json")
@@ -657,7 +687,8 @@ def test_it_signs_raw_by_default(client_with):
     key = make_key("default-raw")
 
     response = client_with("kms.use_key").post(
-        key_url(key, "sign"), {"message": b64(b"payload"), "algorithm": "RSA_PKCS1_SHA_256"},
+        key_url(key, "sign"),
+        {"message": b64(b"payload"), "algorithm": "RSA_PKCS1_SHA_256"},
         format="json",
     )
 
@@ -667,7 +698,9 @@ def test_it_signs_raw_by_default(client_with):
         serialization.load_pem_public_key(key.public_key_pem.encode()).public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
-        "RSA_PKCS1_SHA_256", b"payload", base64.b64decode(response.data["signature"]),
+        "RSA_PKCS1_SHA_256",
+        b"payload",
+        base64.b64decode(response.data["signature"]),
     )
 
 
@@ -678,26 +711,52 @@ def test_it_signs_raw_by_default(client_with):
         ("sign", {"message": "YWJj=", "algorithm": "RSA_PKCS1_SHA_256"}, "message"),
         ("sign", {"message": 12, "algorithm": "RSA_PKCS1_SHA_256"}, "message"),
         ("sign", {"message": "", "algorithm": "RSA_PKCS1_SHA_256"}, "message"),
-        ("sign", {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256",
-                  "message_type": "HEX"}, "message_type"),
-        ("sign", {"message": b64(b"short"), "algorithm": "RSA_PKCS1_SHA_256",
-                  "message_type": "DIGEST"}, "message"),
+        (
+            "sign",
+            {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256", "message_type": "HEX"},
+            "message_type",
+        ),
+        (
+            "sign",
+            {"message": b64(b"short"), "algorithm": "RSA_PKCS1_SHA_256", "message_type": "DIGEST"},
+            "message",
+        ),
         ("sign", {"message": b64(b"x" * 4097), "algorithm": "RSA_PKCS1_SHA_256"}, "message"),
         ("sign", {"message": b64(b"m")}, "algorithm"),
-        ("sign", {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256",
-                  "service": "nobody"}, "service"),
-        ("sign", {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256",
-                  "service": ""}, "service"),
-        ("verify", {"message": b64(b"m"), "signature": "%%%",
-                    "algorithm": "RSA_PKCS1_SHA_256"}, "signature"),
-        ("verify", {"message": "@@", "signature": b64(b"s"),
-                    "algorithm": "RSA_PKCS1_SHA_256"}, "message"),
+        (
+            "sign",
+            {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256", "service": "nobody"},
+            "service",
+        ),
+        (
+            "sign",
+            {"message": b64(b"m"), "algorithm": "RSA_PKCS1_SHA_256", "service": ""},
+            "service",
+        ),
+        (
+            "verify",
+            {"message": b64(b"m"), "signature": "%%%", "algorithm": "RSA_PKCS1_SHA_256"},
+            "signature",
+        ),
+        (
+            "verify",
+            {"message": "@@", "signature": b64(b"s"), "algorithm": "RSA_PKCS1_SHA_256"},
+            "message",
+        ),
     ],
     ids=[
-        "sign-bad-base64", "sign-bad-padding", "sign-not-a-string", "sign-empty",
-        "sign-unknown-message-type", "sign-digest-wrong-length", "sign-raw-too-long",
-        "sign-no-algorithm", "sign-unknown-service", "sign-blank-service",
-        "verify-bad-signature-base64", "verify-bad-message-base64",
+        "sign-bad-base64",
+        "sign-bad-padding",
+        "sign-not-a-string",
+        "sign-empty",
+        "sign-unknown-message-type",
+        "sign-digest-wrong-length",
+        "sign-raw-too-long",
+        "sign-no-algorithm",
+        "sign-unknown-service",
+        "sign-blank-service",
+        "verify-bad-signature-base64",
+        "verify-bad-message-base64",
     ],
 )
 def test_it_rejects_bad_sign_and_verify_input_naming_the_field(client_with, action, payload, field):
@@ -756,18 +815,30 @@ def test_it_refuses_to_use_a_key_that_is_not_enabled(superuser_client, action, m
 @pytest.mark.parametrize(
     "make, action, payload, code",
     [
-        (make_key, "schedule-deletion", {"pending_window_in_days": 7},
-         "ResourceUnavailable.CmkShouldBeDisabled"),
+        (
+            make_key,
+            "schedule-deletion",
+            {"pending_window_in_days": 7},
+            "ResourceUnavailable.CmkShouldBeDisabled",
+        ),
         (pending_key, "enable", None, "ResourceUnavailable.KeyPendingDelete"),
         (pending_key, "disable", None, "ResourceUnavailable.KeyPendingDelete"),
-        (pending_key, "schedule-deletion", {"pending_window_in_days": 7},
-         "ResourceUnavailable.KeyPendingDelete"),
+        (
+            pending_key,
+            "schedule-deletion",
+            {"pending_window_in_days": 7},
+            "ResourceUnavailable.KeyPendingDelete",
+        ),
         (make_key, "cancel-deletion", None, "ResourceUnavailable.CmkStateNotSupport"),
         (disabled_key, "cancel-deletion", None, "ResourceUnavailable.CmkStateNotSupport"),
     ],
     ids=[
-        "schedule-enabled", "enable-pending", "disable-pending", "schedule-pending",
-        "cancel-enabled", "cancel-disabled",
+        "schedule-enabled",
+        "enable-pending",
+        "disable-pending",
+        "schedule-pending",
+        "cancel-enabled",
+        "cancel-disabled",
     ],
 )
 def test_it_answers_409_with_the_state_code_for_a_transition_the_state_forbids(
@@ -852,7 +923,9 @@ def test_it_refuses_to_sign_for_an_unauthorized_service_then_signs_once_granted(
     assert granted.status_code == 201
     assert allowed.status_code == 200
     assert services.verify(
-        key_id=str(key.key_id), message=b"image", algorithm="RSA_PKCS1_SHA_256",
+        key_id=str(key.key_id),
+        message=b"image",
+        algorithm="RSA_PKCS1_SHA_256",
         signature=base64.b64decode(allowed.data["signature"]),
     )
 
@@ -862,7 +935,8 @@ def test_it_signs_without_a_service_regardless_of_authorizations(client_with):
     assert not services.is_service_authorized(SERVICE)
 
     response = client_with("kms.use_key").post(
-        key_url(key, "sign"), {"message": b64(b"x"), "algorithm": "RSA_PKCS1_SHA_256"},
+        key_url(key, "sign"),
+        {"message": b64(b"x"), "algorithm": "RSA_PKCS1_SHA_256"},
         format="json",
     )
 
@@ -953,12 +1027,20 @@ def test_it_lists_the_authorization_history_newest_first(client_with):
     rows = response.data["results"]
     assert [row["id"] for row in rows] == [second.pk, first.pk]
     assert set(rows[0]) == {
-        "id", "service", "granted_by", "granted_at", "note", "revoked_by", "revoked_at",
+        "id",
+        "service",
+        "granted_by",
+        "granted_at",
+        "note",
+        "revoked_by",
+        "revoked_at",
         "active",
     }
     assert (rows[0]["granted_by"], rows[0]["active"], rows[0]["revoked_by"]) == ("bob", True, None)
     assert (rows[1]["granted_by"], rows[1]["active"], rows[1]["revoked_by"]) == (
-        "alice", False, "bob"
+        "alice",
+        False,
+        "bob",
     )
 
 
@@ -975,12 +1057,16 @@ def test_no_response_carries_private_or_sealed_material(superuser_client):
         client.get(f"{BASE}/keys/"),
         client.get(key_url(key)),
         client.get(key_url(key, "public-key")),
-        client.post(key_url(key, "sign"), {"message": b64(b"m"), "algorithm": "RSA_PSS_SHA_256"},
-                    format="json"),
+        client.post(
+            key_url(key, "sign"),
+            {"message": b64(b"m"), "algorithm": "RSA_PSS_SHA_256"},
+            format="json",
+        ),
         client.patch(key_url(key), {"description": "d"}, format="json"),
         client.post(key_url(key, "disable")),
-        client.post(key_url(key, "schedule-deletion"), {"pending_window_in_days": 7},
-                    format="json"),
+        client.post(
+            key_url(key, "schedule-deletion"), {"pending_window_in_days": 7}, format="json"
+        ),
         client.post(key_url(key, "cancel-deletion")),
         client.post(key_url(key, "enable")),
         client.options(key_url(key)),

@@ -124,15 +124,27 @@ def test_it_signs_and_verifies_a_round_trip(make_client, key_usage, algorithm, m
         key_id=str(key.key_id), message=message, algorithm=algorithm, message_type=message_type
     )
 
-    assert client.verify(
-        key_id=str(key.key_id), message=message, signature=signature, algorithm=algorithm,
-        message_type=message_type,
-    ) is True
+    assert (
+        client.verify(
+            key_id=str(key.key_id),
+            message=message,
+            signature=signature,
+            algorithm=algorithm,
+            message_type=message_type,
+        )
+        is True
+    )
     tampered = signature[:-1] + bytes([signature[-1] ^ 1])
-    assert client.verify(
-        key_id=str(key.key_id), message=message, signature=tampered, algorithm=algorithm,
-        message_type=message_type,
-    ) is False
+    assert (
+        client.verify(
+            key_id=str(key.key_id),
+            message=message,
+            signature=tampered,
+            algorithm=algorithm,
+            message_type=message_type,
+        )
+        is False
+    )
     # Independently of the KMS: the signature is over SHA-256(payload).
     public = serialization.load_pem_public_key(key.public_key_pem.encode())
     if algorithm == "ECDSA_SHA_256":
@@ -153,7 +165,9 @@ def test_it_signs_for_the_registry_service_once_it_is_authorized(make_client):
     )
 
     assert services.verify(
-        key_id=str(key.key_id), message=b"image", signature=signature,
+        key_id=str(key.key_id),
+        message=b"image",
+        signature=signature,
         algorithm="RSA_PKCS1_SHA_256",
     )
 

@@ -76,11 +76,17 @@ def test_generate_master_key_never_prints_the_current_master_key(settings):
     assert KEY_A not in out + err
 
 
-@pytest.mark.parametrize("version, message", [
-    ("0", "--version must be a positive whole number, not 0."),
-    ("1", "Version 1 is already in KMS_MASTER_KEY; choose a new version "
-          "(for example --version 2)."),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        ("0", "--version must be a positive whole number, not 0."),
+        (
+            "1",
+            "Version 1 is already in KMS_MASTER_KEY; choose a new version "
+            "(for example --version 2).",
+        ),
+    ],
+)
 def test_generate_master_key_refuses_a_bad_version(version, message):
     with pytest.raises(CommandError) as error:
         run("generate_master_key", "--version", version)
@@ -119,8 +125,9 @@ def test_rotate_master_key_reseals_every_key_under_the_new_version(settings):
     use_keyring(settings, RING_A)  # the old key alone opens nothing any more
     for key in Key.objects.all():
         with pytest.raises(MasterKeyError) as error:
-            services.sign(key_id=str(key.key_id), message=MESSAGE,
-                          algorithm=key.allowed_algorithms[0])
+            services.sign(
+                key_id=str(key.key_id), message=MESSAGE, algorithm=key.allowed_algorithms[0]
+            )
         assert str(key.key_id) in str(error.value.details.get("key_id"))
 
 
@@ -225,8 +232,12 @@ def test_rotating_the_master_key_reseals_registry_credentials_too(settings):
 
     settings.KMS_MASTER_KEY = "1:" + base64.b64encode(b"a" * 32).decode()
     instance, _token = registry_services.create_instance(
-        name="creds", backend_url="http://127.0.0.1:1", default_domain="r.example.com",
-        auth_type="basic", username="robot", secret="s3cret-password",
+        name="creds",
+        backend_url="http://127.0.0.1:1",
+        default_domain="r.example.com",
+        auth_type="basic",
+        username="robot",
+        secret="s3cret-password",
     )
     settings.KMS_MASTER_KEY = (
         "2:" + base64.b64encode(b"b" * 32).decode() + ",1:" + base64.b64encode(b"a" * 32).decode()

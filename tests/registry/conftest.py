@@ -25,8 +25,15 @@ from tests.registry import handlers
 from tests.registry.events import EVENTS_TYPE
 
 REGISTRY_MODELS = [
-    Instance, InstanceDomain, Namespace, Repository, Manifest, ManifestReference, Tag,
-    TagHistory, RegistryEvent,
+    Instance,
+    InstanceDomain,
+    Namespace,
+    Repository,
+    Manifest,
+    ManifestReference,
+    Tag,
+    TagHistory,
+    RegistryEvent,
 ]
 
 
@@ -71,8 +78,12 @@ def post_events(instance, webhook_token) -> Callable[..., Any]:
     client = Client(enforce_csrf_checks=True)
 
     def post(
-        body: Any, *, token: str | None = webhook_token, instance_name: str | None = None,
-        content_type: str = EVENTS_TYPE, **headers: str,
+        body: Any,
+        *,
+        token: str | None = webhook_token,
+        instance_name: str | None = None,
+        content_type: str = EVENTS_TYPE,
+        **headers: str,
     ):
         import json
 

@@ -88,7 +88,12 @@ def push_index(
         for child, arch in zip(children, ["amd64", "arm64", "s390x", "ppc64le"], strict=False)
     ]
     return event(
-        "push", repository, digest=digest, tag=tag, media_type=OCI_INDEX, references=references,
+        "push",
+        repository,
+        digest=digest,
+        tag=tag,
+        media_type=OCI_INDEX,
+        references=references,
         **kwargs,
     )
 

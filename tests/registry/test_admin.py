@@ -31,10 +31,18 @@ def admin_client(db) -> Client:
 
 def _instance_form(**fields: str) -> dict[str, str]:
     return {
-        "name": "prod", "region": "ap-guangzhou", "description": "",
-        "backend_url": "http://127.0.0.1:5000", "auth_type": "basic", "username": "robot",
-        "secret": "adm1n-secret", "secret_env": "", "default_domain": "registry.example.com",
-        "custom_domains": "pull.example.com\n", "_save": "Save", **fields,
+        "name": "prod",
+        "region": "ap-guangzhou",
+        "description": "",
+        "backend_url": "http://127.0.0.1:5000",
+        "auth_type": "basic",
+        "username": "robot",
+        "secret": "adm1n-secret",
+        "secret_env": "",
+        "default_domain": "registry.example.com",
+        "custom_domains": "pull.example.com\n",
+        "_save": "Save",
+        **fields,
     }
 
 
@@ -71,9 +79,13 @@ def test_adding_an_instance_shows_the_token_and_config_block_once(admin_client):
 
 
 def test_the_admin_form_shows_the_services_validation_errors(admin_client):
-    response = admin_client.post(f"{ADMIN}/instance/add/", _instance_form(
-        default_domain="not a domain", username="",
-    ))
+    response = admin_client.post(
+        f"{ADMIN}/instance/add/",
+        _instance_form(
+            default_domain="not a domain",
+            username="",
+        ),
+    )
 
     assert response.status_code == 200
     assert not Instance.objects.exists()
@@ -84,7 +96,9 @@ def test_the_admin_form_shows_the_services_validation_errors(admin_client):
 
 def test_changing_an_instance_keeps_the_secret_unless_a_new_one_is_given(admin_client):
     instance, _ = make_instance(
-        auth_type=AuthType.BASIC, username="robot", secret="first",
+        auth_type=AuthType.BASIC,
+        username="robot",
+        secret="first",
         backend_url="http://127.0.0.1:5000",  # the form's: the secret stays with its origin
     )
     url = f"{ADMIN}/instance/{instance.pk}/change/"
@@ -113,9 +127,9 @@ def test_the_rotate_button_shows_a_new_token_once(admin_client):
     instance.refresh_from_db()
     assert services.authenticate_webhook(instance=instance, token=new)
     assert not services.authenticate_webhook(instance=instance, token=old)
-    assert admin_client.get(
-        f"{ADMIN}/instance/{instance.pk}/rotate-webhook-token/"
-    ).status_code == 405
+    assert (
+        admin_client.get(f"{ADMIN}/instance/{instance.pk}/rotate-webhook-token/").status_code == 405
+    )
 
 
 def test_rotating_needs_the_change_permission(db):
@@ -136,16 +150,25 @@ def test_the_rotate_action_handles_exactly_one_instance(admin_client):
     first, first_token = make_instance("one")
     second, _ = make_instance("two")
 
-    refused = admin_client.post(f"{ADMIN}/instance/", {
-        "action": "rotate_webhook_token_action", "_selected_action": [first.pk, second.pk],
-    }, follow=True)
+    refused = admin_client.post(
+        f"{ADMIN}/instance/",
+        {
+            "action": "rotate_webhook_token_action",
+            "_selected_action": [first.pk, second.pk],
+        },
+        follow=True,
+    )
     first.refresh_from_db()
     assert services.authenticate_webhook(instance=first, token=first_token)
     assert "Select exactly one instance" in refused.content.decode()
 
-    response = admin_client.post(f"{ADMIN}/instance/", {
-        "action": "rotate_webhook_token_action", "_selected_action": [first.pk],
-    })
+    response = admin_client.post(
+        f"{ADMIN}/instance/",
+        {
+            "action": "rotate_webhook_token_action",
+            "_selected_action": [first.pk],
+        },
+    )
     first.refresh_from_db()
     assert services.authenticate_webhook(instance=first, token=_token_on(response.content.decode()))
 
@@ -167,16 +190,27 @@ def test_an_instance_with_namespaces_cannot_be_deleted_in_the_admin(admin_client
 def test_namespaces_are_created_and_deleted_through_the_services(admin_client):
     instance, _ = make_instance()
 
-    added = admin_client.post(f"{ADMIN}/namespace/add/", {
-        "instance": instance.pk, "name": "team", "description": "Team", "_save": "Save",
-    })
-    bad = admin_client.post(f"{ADMIN}/namespace/add/", {
-        "instance": instance.pk, "name": "Bad Name", "_save": "Save",
-    })
+    added = admin_client.post(
+        f"{ADMIN}/namespace/add/",
+        {
+            "instance": instance.pk,
+            "name": "team",
+            "description": "Team",
+            "_save": "Save",
+        },
+    )
+    bad = admin_client.post(
+        f"{ADMIN}/namespace/add/",
+        {
+            "instance": instance.pk,
+            "name": "Bad Name",
+            "_save": "Save",
+        },
+    )
     namespace = Namespace.objects.get()
-    services.record_events(instance=instance, envelope=ev.envelope(
-        ev.push("team/app", "v1", ev.digest_of("a"))
-    ))
+    services.record_events(
+        instance=instance, envelope=ev.envelope(ev.push("team/app", "v1", ev.digest_of("a")))
+    )
     deleted = admin_client.post(f"{ADMIN}/namespace/{namespace.pk}/delete/", {"post": "yes"})
 
     assert added.status_code == 302
@@ -215,12 +249,19 @@ def test_tags_show_a_short_digest_with_the_full_one_to_copy(admin_client, instan
 
 def test_tags_are_searched_and_filtered(admin_client, instance):
     other, _ = make_instance("staging")
-    services.record_events(instance=instance, envelope=ev.envelope(
-        ev.push("prod/web", "v1", ev.digest_of("a")), ev.push("team/api", "v2", ev.digest_of("b")),
-    ))
-    services.record_events(instance=other, envelope=ev.envelope(
-        ev.push("prod/web", "v3", ev.digest_of("c")),
-    ))
+    services.record_events(
+        instance=instance,
+        envelope=ev.envelope(
+            ev.push("prod/web", "v1", ev.digest_of("a")),
+            ev.push("team/api", "v2", ev.digest_of("b")),
+        ),
+    )
+    services.record_events(
+        instance=other,
+        envelope=ev.envelope(
+            ev.push("prod/web", "v3", ev.digest_of("c")),
+        ),
+    )
     team = Namespace.objects.get(name="team")
 
     def rows(query: str) -> list[str]:
@@ -243,8 +284,10 @@ def test_changelist_query_counts_do_not_grow_with_rows(admin_client, model):
     def queries_for(rows: int) -> tuple[int, int]:
         for i in range(rows if model in ("instance", "namespace") else 1):
             instance, _ = make_instance(f"r{rows}-{i}", custom_domains=[f"r{rows}-{i}.example"])
-            pushes = [ev.push(f"ns{rows}-{i}/app{n}", "v1", ev.digest_of(f"{rows}-{i}-{n}"))
-                      for n in range(1 if model in ("instance", "namespace") else rows)]
+            pushes = [
+                ev.push(f"ns{rows}-{i}/app{n}", "v1", ev.digest_of(f"{rows}-{i}-{n}"))
+                for n in range(1 if model in ("instance", "namespace") else rows)
+            ]
             services.record_events(instance=instance, envelope=ev.envelope(*pushes))
         with CaptureQueriesContext(connection) as captured:
             response = admin_client.get(f"{ADMIN}/{model}/")

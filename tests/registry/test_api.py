@@ -26,11 +26,13 @@ VIEW_PERMS = {
 
 def fill(instance, count: int, *, namespace: str = "prod") -> None:
     """``count`` repositories with one tag each, plus an index with two children."""
-    pushes = [ev.push(f"{namespace}/app{i}", "v1", ev.digest_of(f"{namespace}{i}"))
-              for i in range(count)]
+    pushes = [
+        ev.push(f"{namespace}/app{i}", "v1", ev.digest_of(f"{namespace}{i}")) for i in range(count)
+    ]
     amd, arm = ev.digest_of(f"{namespace}-amd"), ev.digest_of(f"{namespace}-arm")
     pushes += [
-        ev.push(f"{namespace}/multi", None, amd), ev.push(f"{namespace}/multi", None, arm),
+        ev.push(f"{namespace}/multi", None, amd),
+        ev.push(f"{namespace}/multi", None, arm),
         ev.push_index(f"{namespace}/multi", "v1", ev.digest_of(f"{namespace}-idx"), [amd, arm]),
     ]
     services.record_events(instance=instance, envelope=ev.envelope(*pushes))
@@ -90,11 +92,19 @@ def test_recorded_objects_are_read_only(superuser_client, instance):
 def test_creating_an_instance_returns_the_webhook_token_once(client_with):
     api = client_with("registry.add_instance", "registry.view_instance")
 
-    response = api.post(f"{API}/instances/", {
-        "name": "prod", "backend_url": "http://127.0.0.1:5000/", "default_domain": "reg.example",
-        "auth_type": "basic", "username": "robot", "secret": "pa55-secret",
-        "custom_domains": ["pull.example"],
-    }, format="json")
+    response = api.post(
+        f"{API}/instances/",
+        {
+            "name": "prod",
+            "backend_url": "http://127.0.0.1:5000/",
+            "default_domain": "reg.example",
+            "auth_type": "basic",
+            "username": "robot",
+            "secret": "pa55-secret",
+            "custom_domains": ["pull.example"],
+        },
+        format="json",
+    )
 
     assert response.status_code == 201
     body = response.json()
@@ -118,9 +128,15 @@ def test_creating_an_instance_returns_the_webhook_token_once(client_with):
 
 
 def test_creating_an_invalid_instance_answers_400_with_fields(superuser_client):
-    response = superuser_client.post(f"{API}/instances/", {
-        "name": "Bad_Name", "backend_url": "http://127.0.0.1:5000", "default_domain": "x y",
-    }, format="json")
+    response = superuser_client.post(
+        f"{API}/instances/",
+        {
+            "name": "Bad_Name",
+            "backend_url": "http://127.0.0.1:5000",
+            "default_domain": "x y",
+        },
+        format="json",
+    )
 
     assert response.status_code == 400
     assert {"name", "default_domain"} <= response.json()["fields"].keys()
@@ -128,10 +144,15 @@ def test_creating_an_invalid_instance_answers_400_with_fields(superuser_client):
 
 
 def test_creating_a_duplicate_instance_answers_409(superuser_client, instance):
-    response = superuser_client.post(f"{API}/instances/", {
-        "name": instance.name, "backend_url": "http://127.0.0.1:5000",
-        "default_domain": "reg.example",
-    }, format="json")
+    response = superuser_client.post(
+        f"{API}/instances/",
+        {
+            "name": instance.name,
+            "backend_url": "http://127.0.0.1:5000",
+            "default_domain": "reg.example",
+        },
+        format="json",
+    )
 
     assert response.status_code == 409
     assert response.json()["code"] == "ResourceInUse.InstanceExists"
@@ -152,9 +173,15 @@ def test_updating_an_instance_keeps_its_name(superuser_client, instance):
     url = f"{API}/instances/{instance.pk}/"
 
     renamed = superuser_client.patch(url, {"name": "other"}, format="json")
-    updated = superuser_client.patch(url, {
-        "description": "Main registry", "auth_type": "bearer", "secret": "tok",
-    }, format="json")
+    updated = superuser_client.patch(
+        url,
+        {
+            "description": "Main registry",
+            "auth_type": "bearer",
+            "secret": "tok",
+        },
+        format="json",
+    )
 
     assert renamed.status_code == 400
     assert "name" in renamed.json()["fields"]
@@ -163,7 +190,9 @@ def test_updating_an_instance_keeps_its_name(superuser_client, instance):
     assert updated.json()["has_secret"] is True
     instance.refresh_from_db()
     assert (instance.name, instance.auth_type, instance.secret()) == (
-        "prod", AuthType.BEARER, "tok"
+        "prod",
+        AuthType.BEARER,
+        "tok",
     )
 
 
@@ -196,17 +225,22 @@ def test_an_unknown_instance_answers_404(superuser_client, db):
 
 def test_creating_updating_and_deleting_a_namespace(client_with, instance):
     api = client_with(
-        "registry.add_namespace", "registry.change_namespace", "registry.delete_namespace",
+        "registry.add_namespace",
+        "registry.change_namespace",
+        "registry.delete_namespace",
         member_of=instance,
     )
 
-    created = api.post(f"{API}/namespaces/", {"instance": instance.pk, "name": "team"},
-                       format="json")
+    created = api.post(
+        f"{API}/namespaces/", {"instance": instance.pk, "name": "team"}, format="json"
+    )
     namespace_id = created.json()["id"]
-    changed = api.patch(f"{API}/namespaces/{namespace_id}/", {"description": "Team A"},
-                        format="json")
-    renamed = api.patch(f"{API}/namespaces/{namespace_id}/", {"description": "x", "name": "b"},
-                        format="json")
+    changed = api.patch(
+        f"{API}/namespaces/{namespace_id}/", {"description": "Team A"}, format="json"
+    )
+    renamed = api.patch(
+        f"{API}/namespaces/{namespace_id}/", {"description": "x", "name": "b"}, format="json"
+    )
     fill(instance, 1, namespace="team")
     deleted = api.delete(f"{API}/namespaces/{namespace_id}/")
 
@@ -228,8 +262,9 @@ def test_creating_updating_and_deleting_a_namespace(client_with, instance):
         ({"instance": "x", "name": "ok"}, 400, "instance"),
     ],
 )
-def test_creating_an_invalid_namespace_answers_400(superuser_client, instance, payload, status,
-                                                    field):
+def test_creating_an_invalid_namespace_answers_400(
+    superuser_client, instance, payload, status, field
+):
     response = superuser_client.post(
         f"{API}/namespaces/", {"instance": instance.pk, **payload}, format="json"
     )
@@ -259,21 +294,23 @@ def test_tags_are_represented_with_their_place_and_digest(superuser_client, inst
     body = superuser_client.get(f"{API}/tags/").json()
 
     tag = Tag.objects.get()
-    assert body["results"] == [{
-        "id": tag.pk,
-        "instance": instance.pk,
-        "instance_name": "prod",
-        "namespace": tag.repository.namespace_id,
-        "namespace_name": "prod-ns",
-        "repository": tag.repository_id,
-        "repository_name": "prod-ns/web-app",
-        "name": "v1.2.3",
-        "digest": "sha256:8008d244da857ce428566420c62f74f550377b4a40581ba3cae1245de04242cd",
-        "media_type": "application/vnd.oci.image.manifest.v1+json",
-        "size": 401,
-        "pushed_at": "2026-11-28T13:29:26.077299Z",
-        "updated_at": "2026-11-28T13:29:26.077299Z",
-    }]
+    assert body["results"] == [
+        {
+            "id": tag.pk,
+            "instance": instance.pk,
+            "instance_name": "prod",
+            "namespace": tag.repository.namespace_id,
+            "namespace_name": "prod-ns",
+            "repository": tag.repository_id,
+            "repository_name": "prod-ns/web-app",
+            "name": "v1.2.3",
+            "digest": "sha256:8008d244da857ce428566420c62f74f550377b4a40581ba3cae1245de04242cd",
+            "media_type": "application/vnd.oci.image.manifest.v1+json",
+            "size": 401,
+            "pushed_at": "2026-11-28T13:29:26.077299Z",
+            "updated_at": "2026-11-28T13:29:26.077299Z",
+        }
+    ]
 
 
 def test_lists_filter_by_instance_namespace_repository_and_name(superuser_client, instance):
@@ -296,7 +333,8 @@ def test_lists_filter_by_instance_namespace_repository_and_name(superuser_client
     assert names(f"{API}/repositories/?instance={other.pk}") == ["prod/app0", "prod/multi"]
     assert names(f"{API}/tags/?repository={repository.pk}") == ["prod/app1"]
     assert names(f"{API}/tags/?instance={instance.pk}&namespace={team.pk}") == [
-        "team/app0", "team/multi",
+        "team/app0",
+        "team/multi",
     ]
     assert len(names(f"{API}/tags/?name=v1")) == 7
     assert names(f"{API}/tags/?search=nothing") == []
@@ -314,7 +352,8 @@ def test_manifests_list_their_tags_and_index_children(superuser_client, instance
     assert manifest["is_index"] is True
     assert manifest["tags"] == ["v1"]
     assert [child["digest"] for child in manifest["children"]] == [
-        ev.digest_of("prod-amd"), ev.digest_of("prod-arm"),
+        ev.digest_of("prod-amd"),
+        ev.digest_of("prod-arm"),
     ]
     assert all(child["manifest"] for child in manifest["children"])
 

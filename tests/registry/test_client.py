@@ -631,7 +631,10 @@ def test_the_token_flow_pushes_and_pulls(
 ) -> None:
     session = CountingSession()
     client = RegistryClient(
-        token_registry.url, username="alice", password="alice-password", session=session,
+        token_registry.url,
+        username="alice",
+        password="alice-password",
+        session=session,
         allowed_realm_origins=[token_server.origin],
     )
 
@@ -660,8 +663,10 @@ def test_a_cached_token_is_reused_for_the_same_scope(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
     client = RegistryClient(
-        token_registry.url, allowed_realm_origins=[token_server.origin],
-        username="alice", password="alice-password"
+        token_registry.url,
+        allowed_realm_origins=[token_server.origin],
+        username="alice",
+        password="alice-password",
     )
     push_image(client, "prod/app", "v1")
     token_server.requests.clear()
@@ -681,7 +686,9 @@ def test_an_expired_token_is_fetched_again(registry_server_factory, tmp_path) ->
     with TokenServer(workdir=tmp_path, users=TOKEN_USERS, expires_in=2) as tokens:
         registry = registry_server_factory(auth=tokens.registry_auth_config())
         client = RegistryClient(
-            registry.url, username="alice", password="alice-password",
+            registry.url,
+            username="alice",
+            password="alice-password",
             allowed_realm_origins=[tokens.origin],
         )
 
@@ -697,13 +704,17 @@ def test_a_token_without_push_access_cannot_push(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
     writer = RegistryClient(
-        token_registry.url, allowed_realm_origins=[token_server.origin],
-        username="alice", password="alice-password"
+        token_registry.url,
+        allowed_realm_origins=[token_server.origin],
+        username="alice",
+        password="alice-password",
     )
     digest = push_image(writer, "prod/app", "v1")
     reader = RegistryClient(
-        token_registry.url, allowed_realm_origins=[token_server.origin],
-        username="reader", password="reader-password"
+        token_registry.url,
+        allowed_realm_origins=[token_server.origin],
+        username="reader",
+        password="reader-password",
     )
 
     assert reader.get_manifest("prod/app", "v1").digest == digest
@@ -720,8 +731,10 @@ def test_wrong_token_credentials_raise_an_auth_error(
     token_registry: RegistryServer, token_server: TokenServer
 ) -> None:
     client = RegistryClient(
-        token_registry.url, allowed_realm_origins=[token_server.origin],
-        username="alice", password="not-her-password"
+        token_registry.url,
+        allowed_realm_origins=[token_server.origin],
+        username="alice",
+        password="not-her-password",
     )
 
     with pytest.raises(RegistryAuthError) as caught:
@@ -739,8 +752,7 @@ def test_a_static_token_issued_by_the_realm_works_on_the_real_registry(
         access=[{"type": "repository", "name": "prod/app", "actions": ["pull", "push"]}],
     )
     client = RegistryClient(
-        token_registry.url, allowed_realm_origins=[token_server.origin],
-        token=token
+        token_registry.url, allowed_realm_origins=[token_server.origin], token=token
     )
 
     digest = push_image(client, "prod/app", "v1", seed="static")

@@ -97,6 +97,7 @@ def test_a_blob_read_follows_a_redirect_to_storage_without_the_authorization():
         return Reply(200, b"" if request.method == "HEAD" else blob)
 
     with StubRegistry(storage_handler) as storage:
+
         def registry_handler(request: SeenRequest) -> Reply:
             if request.headers.get("Authorization") != "Bearer registry-token":
                 return Reply(401)
@@ -110,10 +111,10 @@ def test_a_blob_read_follows_a_redirect_to_storage_without_the_authorization():
 
     assert (content, exists) == (blob, True)
     assert [r.method for r in registry.requests] == ["GET", "HEAD"]
-    assert all(r.headers.get("Authorization") == "Bearer registry-token"
-               for r in registry.requests)
+    assert all(r.headers.get("Authorization") == "Bearer registry-token" for r in registry.requests)
     assert [(r.method, r.path) for r in storage.requests] == [
-        ("GET", "/bucket/blob?signature=x"), ("HEAD", "/bucket/blob?signature=x"),
+        ("GET", "/bucket/blob?signature=x"),
+        ("HEAD", "/bucket/blob?signature=x"),
     ]
     assert all("Authorization" not in r.headers for r in storage.requests)
 
@@ -158,7 +159,9 @@ def test_an_http_realm_is_used_when_the_setting_allows_its_origin(
     with TokenServer(workdir=tmp_path, users={"alice": "alice-password"}) as tokens:
         registry = registry_server_factory(auth=tokens.registry_auth_config())
         instance, _ = make_instance(
-            backend_url=registry.url, auth_type="basic", username="alice",
+            backend_url=registry.url,
+            auth_type="basic",
+            username="alice",
             secret="alice-password",
         )
         with pytest.raises(RegistryAuthError):
@@ -187,7 +190,9 @@ def test_an_http_realm_on_the_registry_origin_is_accepted():
 
     assert manifest.media_type == OCI_MANIFEST
     assert [r.path.split("?")[0] for r in registry.requests] == [
-        "/v2/prod/app/manifests/v1", "/token", "/v2/prod/app/manifests/v1"
+        "/v2/prod/app/manifests/v1",
+        "/token",
+        "/v2/prod/app/manifests/v1",
     ]
 
 
@@ -269,7 +274,8 @@ def test_an_oversize_token_answer_is_refused_with_a_clear_error():
 
     assert "the most Signet reads for token endpoint answers" in str(caught.value)
     assert [r.path.split("?")[0] for r in registry.requests] == [
-        "/v2/prod/app/manifests/v1", "/token"
+        "/v2/prod/app/manifests/v1",
+        "/token",
     ]
 
 
@@ -291,12 +297,15 @@ def test_link_local_networks_are_denied_by_default(settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("backend_url", [
-    "http://169.254.169.254",
-    "http://169.254.169.254:80/latest",
-    "http://[fe80::1]:5000",
-    "http://[::ffff:169.254.169.254]:5000",
-])
+@pytest.mark.parametrize(
+    "backend_url",
+    [
+        "http://169.254.169.254",
+        "http://169.254.169.254:80/latest",
+        "http://[fe80::1]:5000",
+        "http://[::ffff:169.254.169.254]:5000",
+    ],
+)
 def test_a_backend_url_in_a_denied_network_is_refused_at_save(backend_url):
     with pytest.raises(ValidationFailed) as caught:
         make_instance(backend_url=backend_url)
@@ -319,10 +328,15 @@ def test_a_host_name_resolving_into_a_denied_network_is_refused_at_save(settings
 
 @pytest.mark.django_db
 def test_the_api_refuses_a_denied_backend_url_with_400(superuser_client):
-    response = superuser_client.post("/api/v1/registry/instances/", {
-        "name": "meta", "backend_url": "http://169.254.169.254",
-        "default_domain": "meta.example.test",
-    }, format="json")
+    response = superuser_client.post(
+        "/api/v1/registry/instances/",
+        {
+            "name": "meta",
+            "backend_url": "http://169.254.169.254",
+            "default_domain": "meta.example.test",
+        },
+        format="json",
+    )
 
     assert response.status_code == 400, response.content
     assert "backend_url" in response.json()["fields"]
@@ -336,9 +350,7 @@ def stub_registry() -> Iterator[StubRegistry]:
 
 
 @pytest.mark.django_db
-def test_a_denied_address_is_refused_at_connect_time_after_dns_resolution(
-    settings, stub_registry
-):
+def test_a_denied_address_is_refused_at_connect_time_after_dns_resolution(settings, stub_registry):
     port = stub_registry.server.server_address[1]
     instance, _ = make_instance(backend_url=f"http://localhost:{port}")
     instance.registry_client().ping()  # allowed while loopback is not denied

@@ -21,8 +21,9 @@ API = "/api/v1/registry/instances/"
 
 @pytest.fixture
 def prod(db) -> Instance:
-    return make_instance("prod", default_domain="registry.example.com",
-                         custom_domains=["pull.example.com"])[0]
+    return make_instance(
+        "prod", default_domain="registry.example.com", custom_domains=["pull.example.com"]
+    )[0]
 
 
 def _domains() -> set[tuple[str, str, bool]]:
@@ -30,8 +31,10 @@ def _domains() -> set[tuple[str, str, bool]]:
 
 
 def test_every_domain_name_of_an_instance_has_a_row_the_default_one_flagged(prod):
-    assert _domains() == {("prod", "registry.example.com", True),
-                          ("prod", "pull.example.com", False)}
+    assert _domains() == {
+        ("prod", "registry.example.com", True),
+        ("prod", "pull.example.com", False),
+    }
     assert prod.domain_names() == ["registry.example.com", "pull.example.com"]
 
 
@@ -67,12 +70,15 @@ def test_an_instance_cannot_take_another_instances_domain_name_by_update(prod):
 
 def test_an_instance_keeps_and_reshuffles_its_own_names(prod):
     services.update_instance(
-        instance=prod, default_domain="pull.example.com",
+        instance=prod,
+        default_domain="pull.example.com",
         custom_domains=["registry.example.com", "new.example.com"],
     )
-    assert _domains() == {("prod", "pull.example.com", True),
-                          ("prod", "registry.example.com", False),
-                          ("prod", "new.example.com", False)}
+    assert _domains() == {
+        ("prod", "pull.example.com", True),
+        ("prod", "registry.example.com", False),
+        ("prod", "new.example.com", False),
+    }
     prod.refresh_from_db()
     assert prod.default_domain == "pull.example.com"
 
@@ -93,16 +99,23 @@ def test_the_database_refuses_a_shared_domain_name_whatever_writes_it(prod):
 
 
 def test_the_api_answers_409_naming_the_field_but_not_the_other_instance(prod, superuser_client):
-    response = superuser_client.post(API, {
-        "name": "staging", "backend_url": "http://127.0.0.1:5000",
-        "default_domain": "staging.example.com", "custom_domains": ["Pull.Example.com"],
-    }, format="json")
+    response = superuser_client.post(
+        API,
+        {
+            "name": "staging",
+            "backend_url": "http://127.0.0.1:5000",
+            "default_domain": "staging.example.com",
+            "custom_domains": ["Pull.Example.com"],
+        },
+        format="json",
+    )
     assert response.status_code == 409, response.content
     body = response.json()
     assert body["code"] == "ResourceInUse.DomainName"
     assert body["fields"] == {
-        "custom_domains": ["pull.example.com is already a domain name of another registry "
-                           "instance."]
+        "custom_domains": [
+            "pull.example.com is already a domain name of another registry instance."
+        ]
     }
     assert "prod" not in response.content.decode()
     assert not Instance.objects.filter(name="staging").exists()
@@ -120,12 +133,22 @@ def test_the_api_answers_409_naming_the_field_but_not_the_other_instance(prod, s
 def test_the_admin_form_shows_the_taken_name_on_its_field(prod):
     client = Client()
     client.force_login(make_user("root", is_superuser=True, is_staff=True))
-    response = client.post("/admin/registry/instance/add/", {
-        "name": "staging", "region": "ap-guangzhou", "description": "",
-        "backend_url": "http://127.0.0.1:5000", "auth_type": "none", "username": "",
-        "secret": "", "secret_env": "", "default_domain": "registry.example.com",
-        "custom_domains": "", "_save": "Save",
-    })
+    response = client.post(
+        "/admin/registry/instance/add/",
+        {
+            "name": "staging",
+            "region": "ap-guangzhou",
+            "description": "",
+            "backend_url": "http://127.0.0.1:5000",
+            "auth_type": "none",
+            "username": "",
+            "secret": "",
+            "secret_env": "",
+            "default_domain": "registry.example.com",
+            "custom_domains": "",
+            "_save": "Save",
+        },
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["default_domain"] == [
@@ -149,8 +172,11 @@ def _old_models():
 
 def _old_instance(model, name: str, domain: str):
     return model.objects.create(
-        name=name, region="ap-guangzhou", backend_url="http://127.0.0.1:9",
-        default_domain=domain, webhook_token_hash="0" * 64,
+        name=name,
+        region="ap-guangzhou",
+        backend_url="http://127.0.0.1:9",
+        default_domain=domain,
+        webhook_token_hash="0" * 64,
     )
 
 
@@ -180,6 +206,8 @@ def test_the_migration_stops_naming_domain_names_two_instances_share(at_the_prev
 
     OldDomain.objects.filter(instance=b).delete()
     MigrationExecutor(connection).migrate(AFTER)
-    assert _domains() == {("alpha", "shared.example.com", True),
-                          ("alpha", "alpha-pull.example.com", False),
-                          ("beta", "beta.example.com", True)}
+    assert _domains() == {
+        ("alpha", "shared.example.com", True),
+        ("alpha", "alpha-pull.example.com", False),
+        ("beta", "beta.example.com", True),
+    }

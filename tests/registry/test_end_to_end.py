@@ -75,9 +75,7 @@ def test_a_real_index_push_records_the_index_and_its_children(attached):
     index_digest, children = push_index(attached.client, "prod/multi", "v2", seed="multi")
 
     wait_for(lambda: Tag.objects.filter(name="v2").exists(), "the index tag")
-    wait_for(
-        lambda: Manifest.objects.filter(digest__in=children).count() == 2, "both children"
-    )
+    wait_for(lambda: Manifest.objects.filter(digest__in=children).count() == 2, "both children")
 
     index = Manifest.objects.get(digest=index_digest)
     assert index.media_type == OCI_INDEX
@@ -90,12 +88,11 @@ def test_a_real_re_push_moves_the_tag(attached):
     wait_for(lambda: Tag.objects.filter(name="latest").exists(), "the first push")
 
     new = push_image(attached.client, "prod/web", "latest", seed="new")
-    wait_for(
-        lambda: Tag.objects.filter(name="latest", manifest__digest=new).exists(), "the move"
-    )
+    wait_for(lambda: Tag.objects.filter(name="latest", manifest__digest=new).exists(), "the move")
 
-    history = list(TagHistory.objects.order_by("moved_at", "id")
-                   .values_list("from_digest", "to_digest"))
+    history = list(
+        TagHistory.objects.order_by("moved_at", "id").values_list("from_digest", "to_digest")
+    )
     assert history == [("", old), (old, new)]
 
 

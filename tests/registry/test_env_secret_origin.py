@@ -59,7 +59,9 @@ def instance_a(monkeypatch, home) -> Instance:
     monkeypatch.setenv("SIGNET_REGISTRY_SECRET_A", PASSWORD_A)
     monkeypatch.setenv("SIGNET_REGISTRY_ORIGIN_A", home.url)
     instance, _ = make_instance(
-        "prod", backend_url=home.url, auth_type=AuthType.BEARER,
+        "prod",
+        backend_url=home.url,
+        auth_type=AuthType.BEARER,
         secret_env="SIGNET_REGISTRY_SECRET_A",
     )
     return instance
@@ -97,15 +99,16 @@ def test_a_variable_bound_to_the_backend_origin_is_sent_there(instance_a, home, 
     assert attacker.requests == []
 
 
-@pytest.mark.parametrize(("declared", "backend"), [
-    ("https://127.0.0.1", "https://127.0.0.1:443/v2-mirror"),
-    ("https://127.0.0.1:443", "https://127.0.0.1"),
-    ("HTTPS://127.0.0.1:443/", "https://127.0.0.1/"),
-    ("http://127.0.0.1", "http://127.0.0.1:80"),
-])
-def test_the_companion_is_accepted_with_or_without_the_default_port(
-    monkeypatch, declared, backend
-):
+@pytest.mark.parametrize(
+    ("declared", "backend"),
+    [
+        ("https://127.0.0.1", "https://127.0.0.1:443/v2-mirror"),
+        ("https://127.0.0.1:443", "https://127.0.0.1"),
+        ("HTTPS://127.0.0.1:443/", "https://127.0.0.1/"),
+        ("http://127.0.0.1", "http://127.0.0.1:80"),
+    ],
+)
+def test_the_companion_is_accepted_with_or_without_the_default_port(monkeypatch, declared, backend):
     monkeypatch.setenv("SIGNET_REGISTRY_SECRET_PROD", "token-x")
     monkeypatch.setenv("SIGNET_REGISTRY_ORIGIN_PROD", declared)
 
@@ -128,12 +131,21 @@ def test_the_admin_refuses_moving_the_origin_with_the_prefilled_secret_env(
     assert 'value="SIGNET_REGISTRY_SECRET_A"' in page  # the form sends it back as it is
     before = db_snapshot()
 
-    response = client.post(f"{ADMIN}/instance/{instance_a.pk}/change/", {
-        "region": instance_a.region, "description": "", "backend_url": attacker.url,
-        "auth_type": "bearer", "username": "", "secret": "",
-        "secret_env": "SIGNET_REGISTRY_SECRET_A",
-        "default_domain": instance_a.default_domain, "custom_domains": "", "_save": "Save",
-    })
+    response = client.post(
+        f"{ADMIN}/instance/{instance_a.pk}/change/",
+        {
+            "region": instance_a.region,
+            "description": "",
+            "backend_url": attacker.url,
+            "auth_type": "bearer",
+            "username": "",
+            "secret": "",
+            "secret_env": "SIGNET_REGISTRY_SECRET_A",
+            "default_domain": instance_a.default_domain,
+            "custom_domains": "",
+            "_save": "Save",
+        },
+    )
 
     assert response.status_code == 200  # the form again, with the error
     html = response.content.decode()
@@ -181,7 +193,8 @@ def test_the_api_refuses_moving_the_origin_while_naming_the_variable_again(
 
     response = api.patch(
         f"/api/v1/registry/instances/{instance_a.pk}/",
-        {"backend_url": attacker.url, "secret_env": "SIGNET_REGISTRY_SECRET_A"}, format="json",
+        {"backend_url": attacker.url, "secret_env": "SIGNET_REGISTRY_SECRET_A"},
+        format="json",
     )
 
     assert response.status_code == 400, response.content
@@ -193,7 +206,9 @@ def test_the_api_refuses_moving_the_origin_while_naming_the_variable_again(
 
 def test_another_instance_may_use_the_variable_at_the_bound_origin(instance_a, home):
     other, _ = make_instance(
-        "mirror", backend_url=f"{home.url}/mirror", auth_type=AuthType.BEARER,
+        "mirror",
+        backend_url=f"{home.url}/mirror",
+        auth_type=AuthType.BEARER,
         secret_env="SIGNET_REGISTRY_SECRET_A",
     )
 
@@ -206,7 +221,8 @@ def test_a_missing_companion_is_refused_on_save_naming_what_to_set(monkeypatch):
 
     with pytest.raises(ValidationFailed) as error:
         make_instance(
-            backend_url="https://127.0.0.1:8443", auth_type=AuthType.BEARER,
+            backend_url="https://127.0.0.1:8443",
+            auth_type=AuthType.BEARER,
             secret_env="SIGNET_REGISTRY_SECRET_NEW",
         )
 
@@ -217,16 +233,24 @@ def test_a_missing_companion_is_refused_on_save_naming_what_to_set(monkeypatch):
     assert not Instance.objects.exists()
 
 
-@pytest.mark.parametrize("declared", [
-    "https://127.0.0.1:8443/v2", "https://127.0.0.1:8443?x=1", "127.0.0.1:8443",
-    "ftp://127.0.0.1:8443", "https://user:pw@127.0.0.1:8443", "https://127.0.0.1:port",
-])
+@pytest.mark.parametrize(
+    "declared",
+    [
+        "https://127.0.0.1:8443/v2",
+        "https://127.0.0.1:8443?x=1",
+        "127.0.0.1:8443",
+        "ftp://127.0.0.1:8443",
+        "https://user:pw@127.0.0.1:8443",
+        "https://127.0.0.1:port",
+    ],
+)
 def test_a_companion_that_is_not_an_origin_is_refused(monkeypatch, declared):
     monkeypatch.setenv("SIGNET_REGISTRY_ORIGIN_NEW", declared)
 
     with pytest.raises(ValidationFailed) as error:
         make_instance(
-            backend_url="https://127.0.0.1:8443", auth_type=AuthType.BEARER,
+            backend_url="https://127.0.0.1:8443",
+            auth_type=AuthType.BEARER,
             secret_env="SIGNET_REGISTRY_SECRET_NEW",
         )
 
@@ -239,7 +263,8 @@ def test_the_companion_variable_cannot_be_used_as_a_secret(instance_a, home):
 
     response = api.patch(
         f"/api/v1/registry/instances/{instance_a.pk}/",
-        {"secret_env": "SIGNET_REGISTRY_ORIGIN_A"}, format="json",
+        {"secret_env": "SIGNET_REGISTRY_ORIGIN_A"},
+        format="json",
     )
 
     assert response.status_code == 400, response.content
@@ -265,9 +290,14 @@ def _companion_removed(monkeypatch, instance, attacker) -> None:
     monkeypatch.delenv("SIGNET_REGISTRY_ORIGIN_A")
 
 
-@pytest.mark.parametrize("change", [
-    _moved_behind_signets_back, _rebound_by_the_operator, _companion_removed,
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        _moved_behind_signets_back,
+        _rebound_by_the_operator,
+        _companion_removed,
+    ],
+)
 def test_a_binding_that_no_longer_matches_refuses_to_build_the_client(
     instance_a, home, attacker, monkeypatch, caplog, change
 ):
@@ -300,15 +330,26 @@ def test_a_later_save_shows_the_editor_why_the_binding_fails(instance_a, monkeyp
 # --- backend_url takes no query string or fragment ----------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:5000/?x=1", "http://127.0.0.1:5000/v2#frag", "http://127.0.0.1:5000?",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5000/?x=1",
+        "http://127.0.0.1:5000/v2#frag",
+        "http://127.0.0.1:5000?",
+    ],
+)
 def test_it_refuses_a_backend_url_with_a_query_or_fragment(url):
     api = token_client(make_user(perms=["registry.add_instance"]))
 
-    response = api.post("/api/v1/registry/instances/", {
-        "name": "prod", "backend_url": url, "default_domain": "registry.example.com",
-    }, format="json")
+    response = api.post(
+        "/api/v1/registry/instances/",
+        {
+            "name": "prod",
+            "backend_url": url,
+            "default_domain": "registry.example.com",
+        },
+        format="json",
+    )
 
     assert response.status_code == 400, response.content
     assert "query string" in response.json()["fields"]["backend_url"][0]

@@ -12,11 +12,23 @@ DIGEST = "sha256:" + "a" * 64
 
 
 def _push(**target):
-    return {"events": [{
-        "id": "ev-1", "timestamp": "2026-11-28T13:29:26Z", "action": "push",
-        "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 10,
-                   "digest": DIGEST, "repository": "prod/app", "tag": "v1", **target},
-    }]}
+    return {
+        "events": [
+            {
+                "id": "ev-1",
+                "timestamp": "2026-11-28T13:29:26Z",
+                "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "size": 10,
+                    "digest": DIGEST,
+                    "repository": "prod/app",
+                    "tag": "v1",
+                    **target,
+                },
+            }
+        ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,8 +75,11 @@ def test_signing_with_an_odd_digit_instance_is_a_client_error(superuser_client):
 def test_credentials_in_the_backend_url_are_refused(superuser_client):
     response = superuser_client.post(
         "/api/v1/registry/instances/",
-        {"name": "leaky", "backend_url": "http://robot:hunter2@127.0.0.1:5000",
-         "default_domain": "r.example.com"},
+        {
+            "name": "leaky",
+            "backend_url": "http://robot:hunter2@127.0.0.1:5000",
+            "default_domain": "r.example.com",
+        },
         format="json",
     )
     assert response.status_code == 400

@@ -37,9 +37,7 @@ ADMIN = "/admin/registry"
 
 def _editor(instance: Instance, **fields):
     """The weakest instance editor: the plain change permission and a reader membership."""
-    user = make_user(
-        perms=["registry.change_instance", "registry.delete_instance"], **fields
-    )
+    user = make_user(perms=["registry.change_instance", "registry.delete_instance"], **fields)
     grant(user, instance, role=Role.READER)
     return user
 
@@ -87,11 +85,21 @@ def test_it_refuses_secret_env_naming_the_master_key_through_the_admin(protected
     client.force_login(_editor(protected, is_staff=True))
     before = db_snapshot()
 
-    response = client.post(f"{ADMIN}/instance/{protected.pk}/change/", {
-        "region": protected.region, "description": "", "backend_url": protected.backend_url,
-        "auth_type": "bearer", "username": "", "secret": "", "secret_env": "KMS_MASTER_KEY",
-        "default_domain": protected.default_domain, "custom_domains": "", "_save": "Save",
-    })
+    response = client.post(
+        f"{ADMIN}/instance/{protected.pk}/change/",
+        {
+            "region": protected.region,
+            "description": "",
+            "backend_url": protected.backend_url,
+            "auth_type": "bearer",
+            "username": "",
+            "secret": "",
+            "secret_env": "KMS_MASTER_KEY",
+            "default_domain": protected.default_domain,
+            "custom_domains": "",
+            "_save": "Save",
+        },
+    )
 
     assert response.status_code == 200  # the form again, with the error
     assert "SIGNET_REGISTRY_SECRET_" in response.content.decode()
@@ -135,11 +143,14 @@ def test_a_variable_with_the_prefix_is_read(protected, monkeypatch):
 # --- the stored secret is bound to the backend origin -------------------------------------
 
 
-@pytest.mark.parametrize("moved_to", [
-    "http://localhost:5000",  # another host
-    "http://127.0.0.1:5001",  # another port
-    "https://127.0.0.1:5000",  # another scheme
-])
+@pytest.mark.parametrize(
+    "moved_to",
+    [
+        "http://localhost:5000",  # another host
+        "http://127.0.0.1:5001",  # another port
+        "https://127.0.0.1:5000",  # another scheme
+    ],
+)
 def test_moving_backend_url_to_another_origin_needs_the_secret_again(protected, moved_to):
     api = token_client(_editor(protected))
     before = db_snapshot()
@@ -159,7 +170,8 @@ def test_moving_backend_url_with_a_new_secret_seals_it_for_the_new_origin(protec
 
     response = api.patch(
         f"/api/v1/registry/instances/{protected.pk}/",
-        {"backend_url": "http://localhost:5000", "secret": "new-one"}, format="json",
+        {"backend_url": "http://localhost:5000", "secret": "new-one"},
+        format="json",
     )
 
     assert response.status_code == 200, response.content
@@ -176,7 +188,8 @@ def test_moving_backend_url_to_another_origin_drops_the_environment_variable(pro
     assert "secret" in error.value.fields
     instance = Instance.objects.get(pk=protected.pk)
     assert (instance.backend_url, instance.secret_env) == (
-        "http://127.0.0.1:5000", "SIGNET_REGISTRY_SECRET_PROD"
+        "http://127.0.0.1:5000",
+        "SIGNET_REGISTRY_SECRET_PROD",
     )
 
 
@@ -192,11 +205,21 @@ def test_the_admin_refuses_moving_the_origin_without_the_secret(protected):
     client.force_login(_editor(protected, is_staff=True))
     before = db_snapshot()
 
-    response = client.post(f"{ADMIN}/instance/{protected.pk}/change/", {
-        "region": protected.region, "description": "", "backend_url": "http://localhost:5000",
-        "auth_type": "bearer", "username": "", "secret": "", "secret_env": "",
-        "default_domain": protected.default_domain, "custom_domains": "", "_save": "Save",
-    })
+    response = client.post(
+        f"{ADMIN}/instance/{protected.pk}/change/",
+        {
+            "region": protected.region,
+            "description": "",
+            "backend_url": "http://localhost:5000",
+            "auth_type": "bearer",
+            "username": "",
+            "secret": "",
+            "secret_env": "",
+            "default_domain": protected.default_domain,
+            "custom_domains": "",
+            "_save": "Save",
+        },
+    )
 
     assert response.status_code == 200
     assert "Give the secret (or secret_env) again" in response.content.decode()
@@ -232,18 +255,27 @@ def test_the_migration_reseals_existing_secrets_for_their_origin(protected):
 
     instance = Instance.objects.get(pk=protected.pk)
     assert instance.secret() == "legacy-password"
-    assert crypto.open_sealed(
-        bytes(instance.sealed_secret), keyring=master_keyring(),
-        key_id=key_id(pk=protected.pk, backend_url="http://127.0.0.1:5000"),
-        version=instance.secret_master_key_version,
-    ) == b"legacy-password"
+    assert (
+        crypto.open_sealed(
+            bytes(instance.sealed_secret),
+            keyring=master_keyring(),
+            key_id=key_id(pk=protected.pk, backend_url="http://127.0.0.1:5000"),
+            version=instance.secret_master_key_version,
+        )
+        == b"legacy-password"
+    )
     migration.forwards(django_apps, None)  # a second run changes nothing
     assert Instance.objects.get(pk=protected.pk).secret() == "legacy-password"
     migration.backwards(django_apps, None)
-    assert crypto.open_sealed(
-        bytes(Instance.objects.get(pk=protected.pk).sealed_secret), keyring=master_keyring(),
-        key_id=legacy_key_id(protected.pk), version=version,
-    ) == b"legacy-password"
+    assert (
+        crypto.open_sealed(
+            bytes(Instance.objects.get(pk=protected.pk).sealed_secret),
+            keyring=master_keyring(),
+            key_id=legacy_key_id(protected.pk),
+            version=version,
+        )
+        == b"legacy-password"
+    )
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -255,15 +287,20 @@ def test_changing_an_instance_is_audited_with_before_and_after_and_no_secret(pro
 
     response = api.patch(
         f"/api/v1/registry/instances/{protected.pk}/",
-        {"backend_url": "http://localhost:5000", "secret": "next-password-77",
-         "description": "moved"},
+        {
+            "backend_url": "http://localhost:5000",
+            "secret": "next-password-77",
+            "description": "moved",
+        },
         format="json",
     )
 
     assert response.status_code == 200, response.content
     event = AuditEvent.objects.get(action="registry.instance.updated")
     assert (event.object_type, event.object_id, event.instance_name) == (
-        "registry.instance", str(protected.pk), "prod"
+        "registry.instance",
+        str(protected.pk),
+        "prod",
     )
     assert event.actor_id == editor.pk
     assert event.changes["backend_url"] == ["http://127.0.0.1:5000", "http://localhost:5000"]
@@ -292,7 +329,10 @@ def test_deleting_an_instance_is_audited_with_what_it_was(protected):
     assert not Instance.objects.filter(pk=protected.pk).exists()
     event = AuditEvent.objects.get(action="registry.instance.deleted")
     assert (event.object_type, event.object_id, event.object_repr, event.instance_name) == (
-        "registry.instance", str(protected.pk), "prod", "prod"
+        "registry.instance",
+        str(protected.pk),
+        "prod",
+        "prod",
     )
     assert event.changes["backend_url"] == ["http://127.0.0.1:5000", None]
     assert event.changes["auth_type"] == ["bearer", None]
@@ -315,8 +355,9 @@ CONNECTION = ("backend_url", "username", "secret_env")
 
 
 def test_readers_get_no_backend_url_username_or_secret_env_from_the_api(protected):
-    services.update_instance(instance=protected, auth_type=AuthType.BASIC, username="robot",
-                             secret="x")
+    services.update_instance(
+        instance=protected, auth_type=AuthType.BASIC, username="robot", secret="x"
+    )
     reader = token_client(_reader(protected))
     editor = token_client(_editor(protected))
 
@@ -334,8 +375,9 @@ def test_readers_get_no_backend_url_username_or_secret_env_from_the_api(protecte
 
 
 def test_readers_see_no_backend_url_username_or_secret_env_in_the_admin(protected):
-    services.update_instance(instance=protected, auth_type=AuthType.BASIC, username="robot-x9",
-                             secret="x")
+    services.update_instance(
+        instance=protected, auth_type=AuthType.BASIC, username="robot-x9", secret="x"
+    )
     client = Client()
     client.force_login(_reader(protected, is_staff=True))
 
@@ -360,8 +402,12 @@ def test_readers_see_no_backend_url_username_or_secret_env_in_the_admin(protecte
 
 def test_readers_see_instance_events_without_the_connection_settings(protected):
     services.update_instance(
-        instance=protected, backend_url="http://localhost:5000", secret="moved-secret",
-        auth_type=AuthType.BASIC, username="robot-x9", description="moved",
+        instance=protected,
+        backend_url="http://localhost:5000",
+        secret="moved-secret",
+        auth_type=AuthType.BASIC,
+        username="robot-x9",
+        description="moved",
     )
     reader_user = _reader(protected, is_staff=True)
     editor_user = _editor(protected, is_staff=True)
@@ -379,11 +425,10 @@ def test_readers_see_instance_events_without_the_connection_settings(protected):
     dumped = json.dumps(seen_by_reader)
     assert "localhost:5000" not in dumped and "127.0.0.1:5000" not in dumped
     assert "robot-x9" not in dumped
-    assert seen_by_reader["changes"]["backend_url"] == (
-        "[hidden: needs registry.change_instance]"
-    )
+    assert seen_by_reader["changes"]["backend_url"] == ("[hidden: needs registry.change_instance]")
     assert edited.json()["results"][0]["changes"]["backend_url"] == [
-        "http://127.0.0.1:5000", "http://localhost:5000"
+        "http://127.0.0.1:5000",
+        "http://localhost:5000",
     ]
 
     event = AuditEvent.objects.get(action="registry.instance.updated")

@@ -198,9 +198,9 @@ def test_an_instance_with_namespaces_cannot_be_deleted():
 
 def test_an_empty_instance_is_deleted_with_its_domains_and_events():
     instance, _ = make_instance(custom_domains=["a.example"])
-    services.record_events(instance=instance, envelope=ev.envelope(ev.sample_event(
-        "pull GET blob no-tag"
-    )))
+    services.record_events(
+        instance=instance, envelope=ev.envelope(ev.sample_event("pull GET blob no-tag"))
+    )
 
     services.delete_instance(instance=instance)
 
@@ -210,9 +210,7 @@ def test_an_empty_instance_is_deleted_with_its_domains_and_events():
 
 def test_it_reseals_secrets_after_a_master_key_rotation():
     instance, _ = make_instance(auth_type=AuthType.BEARER, secret="token-value")
-    old = crypto.MasterKeyring.parse(
-        "1:dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY="
-    )
+    old = crypto.MasterKeyring.parse("1:dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY=")
     new_text = crypto.generate_master_key_text(2)
     rotated = f"{new_text},1:dGVzdC1tYXN0ZXIta2V5LTAxMjM0NTY3ODlhYmNkZWY="
     assert old.current == 1
@@ -232,8 +230,9 @@ def test_the_notifications_block_names_the_url_token_and_filters():
     instance, token = make_instance()
 
     text = services.notifications_config(
-        instance=instance, token=token, webhook_url="http://signet.example/api/v1/registry/"
-        "instances/prod/events/",
+        instance=instance,
+        token=token,
+        webhook_url="http://signet.example/api/v1/registry/instances/prod/events/",
     )
 
     assert text == (
@@ -267,7 +266,9 @@ def test_it_creates_namespaces_with_registry_naming_rules():
     namespace = services.create_namespace(instance=instance, name="team-a.b_c", description="A")
 
     assert (namespace.instance, namespace.name, namespace.description) == (
-        instance, "team-a.b_c", "A"
+        instance,
+        "team-a.b_c",
+        "A",
     )
 
 
@@ -297,10 +298,14 @@ def test_deleting_a_namespace_removes_its_records_after_telling_the_delete_handl
     recorded_calls,
 ):
     instance, _ = make_instance()
-    services.record_events(instance=instance, envelope=ev.envelope(
-        ev.push("team/app", "v1", ev.digest_of("a")), ev.push("team/db", "v1", ev.digest_of("b")),
-        ev.push("other/app", "v1", ev.digest_of("c")),
-    ))
+    services.record_events(
+        instance=instance,
+        envelope=ev.envelope(
+            ev.push("team/app", "v1", ev.digest_of("a")),
+            ev.push("team/db", "v1", ev.digest_of("b")),
+            ev.push("other/app", "v1", ev.digest_of("c")),
+        ),
+    )
 
     services.delete_namespace(namespace=Namespace.objects.get(name="team"))
 
@@ -336,12 +341,14 @@ def test_the_database_refuses_a_malformed_manifest_digest(repository, digest):
 
 def test_the_database_refuses_a_second_row_for_one_digest_in_a_repository(repository):
     digest = ev.digest_of("a")
-    Manifest.objects.create(repository=repository, digest=digest, media_type="x",
-                            pushed_at=timezone.now())
+    Manifest.objects.create(
+        repository=repository, digest=digest, media_type="x", pushed_at=timezone.now()
+    )
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        Manifest.objects.create(repository=repository, digest=digest, media_type="x",
-                                pushed_at=timezone.now())
+        Manifest.objects.create(
+            repository=repository, digest=digest, media_type="x", pushed_at=timezone.now()
+        )
 
 
 def test_the_database_refuses_bad_tags_and_repository_names(repository):
@@ -350,20 +357,28 @@ def test_the_database_refuses_bad_tags_and_repository_names(repository):
     )
     now = timezone.now()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Tag.objects.create(repository=repository, name=".hidden", manifest=manifest,
-                           pushed_at=now, updated_at=now)
+        Tag.objects.create(
+            repository=repository, name=".hidden", manifest=manifest, pushed_at=now, updated_at=now
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
-        Tag.objects.create(repository=repository, name="v1", manifest=manifest,
-                           pushed_at=now, updated_at=now - timezone.timedelta(seconds=1))
+        Tag.objects.create(
+            repository=repository,
+            name="v1",
+            manifest=manifest,
+            pushed_at=now,
+            updated_at=now - timezone.timedelta(seconds=1),
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
         Repository.objects.create(namespace=repository.namespace, name="noslash")
     with pytest.raises(IntegrityError), transaction.atomic():
         Namespace.objects.create(instance=repository.namespace.instance, name="X")
-    tag = Tag.objects.create(repository=repository, name="v1", manifest=manifest,
-                             pushed_at=now, updated_at=now)
+    tag = Tag.objects.create(
+        repository=repository, name="v1", manifest=manifest, pushed_at=now, updated_at=now
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
-        TagHistory.objects.create(tag=tag, from_digest=manifest.digest, to_digest=manifest.digest,
-                                  moved_at=now)
+        TagHistory.objects.create(
+            tag=tag, from_digest=manifest.digest, to_digest=manifest.digest, moved_at=now
+        )
 
 
 def test_a_namespace_protects_its_instance_from_deletion(repository):
@@ -379,8 +394,21 @@ def test_a_namespace_protects_its_instance_from_deletion(repository):
 
 @pytest.mark.parametrize(
     "value",
-    ["prod/app", "a/b/c", "a.b/c_d/e__f/g--h", "Prod/app", "prod/app/", "a//b", "a/-b", "a/b_",
-     "a/" + "b" * 253, "a/b-c", "a/b---c", "a/b___c", "a/b._c"],
+    [
+        "prod/app",
+        "a/b/c",
+        "a.b/c_d/e__f/g--h",
+        "Prod/app",
+        "prod/app/",
+        "a//b",
+        "a/-b",
+        "a/b_",
+        "a/" + "b" * 253,
+        "a/b-c",
+        "a/b---c",
+        "a/b___c",
+        "a/b._c",
+    ],
 )
 def test_repository_names_follow_the_same_grammar_as_the_client(value):
     import re

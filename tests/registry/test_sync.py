@@ -50,7 +50,10 @@ def test_it_imports_what_the_registry_already_holds(filled):
 
     assert sorted(Namespace.objects.values_list("name", flat=True)) == ["prod", "team"]
     assert sorted(Repository.objects.values_list("name", flat=True)) == [
-        "prod/multi", "prod/web", "team/api", "team/group/svc",
+        "prod/multi",
+        "prod/web",
+        "team/api",
+        "team/group/svc",
     ]
     tags = {
         (tag.repository.name, tag.name): tag.manifest.digest
@@ -67,7 +70,8 @@ def test_it_imports_what_the_registry_already_holds(filled):
     assert index.media_type == OCI_INDEX
     assert sorted(m.digest for m in index.children.all()) == sorted(filled["children"])
     assert sorted(index.child_references.values_list("platform", flat=True)) == [
-        "linux/amd64", "linux/arm64",
+        "linux/amd64",
+        "linux/arm64",
     ]
     assert "prod/web: 2 tag(s), 2 created" in output
     assert "skip loose: not inside a valid namespace" in output
@@ -97,7 +101,8 @@ def test_it_moves_tags_that_point_elsewhere_now(filled, registry_client):
     assert Tag.objects.get(repository__name="prod/web", name="v1").manifest.digest == moved
     history = Tag.objects.get(repository__name="prod/web", name="v1").history.order_by("id")
     assert [(h.from_digest, h.to_digest) for h in history] == [
-        ("", filled["web-v1"]), (filled["web-v1"], moved),
+        ("", filled["web-v1"]),
+        (filled["web-v1"], moved),
     ]
     assert "Tags: 0 created, 1 updated, 4 unchanged" in output
 
@@ -106,9 +111,12 @@ def test_it_agrees_with_what_the_webhook_recorded(filled):
     from tests.registry import events as ev
 
     instance = services.get_instance(name="prod")
-    services.record_events(instance=instance, envelope=ev.envelope(
-        ev.push("prod/web", "v1", filled["web-v1"]),
-    ))
+    services.record_events(
+        instance=instance,
+        envelope=ev.envelope(
+            ev.push("prod/web", "v1", filled["web-v1"]),
+        ),
+    )
 
     output = sync("prod")
 
@@ -120,7 +128,8 @@ def test_it_can_sync_one_namespace(filled):
     sync("prod", "--namespace", "team")
 
     assert sorted(Repository.objects.values_list("name", flat=True)) == [
-        "team/api", "team/group/svc",
+        "team/api",
+        "team/group/svc",
     ]
 
 
@@ -174,12 +183,17 @@ def test_it_syncs_through_token_auth_with_the_stored_credentials(
         settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = [tokens.origin]  # a plain-http realm
         server = registry_server_factory(auth=tokens.registry_auth_config())
         with RegistryClient(
-            server.url, username="robot", password="s3cret-pw",
+            server.url,
+            username="robot",
+            password="s3cret-pw",
             allowed_realm_origins=[tokens.origin],
         ) as client:
             digest = push_image(client, "prod/secured", "v1", seed="secured")
         make_instance(
-            "prod", backend_url=server.url, auth_type=AuthType.BASIC, username="robot",
+            "prod",
+            backend_url=server.url,
+            auth_type=AuthType.BASIC,
+            username="robot",
             secret="s3cret-pw",
         )
         tokens.requests.clear()

@@ -19,8 +19,11 @@ pytestmark = pytest.mark.django_db
 HOST = "signet.example.com"
 PROXIED_HTTPS = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": HOST}
 WEBHOOK = f"https://{HOST}/api/v1/registry/instances/prod/events/"
-NEW_INSTANCE = {"name": "prod", "backend_url": "http://127.0.0.1:5000",
-                "default_domain": "registry.example.com"}
+NEW_INSTANCE = {
+    "name": "prod",
+    "backend_url": "http://127.0.0.1:5000",
+    "default_domain": "registry.example.com",
+}
 
 
 @pytest.fixture
@@ -84,8 +87,11 @@ def test_a_plain_http_request_through_the_proxy_is_redirected_to_https(
     behind_tls_proxy, superuser_client
 ):
     response = superuser_client.post(
-        "/api/v1/registry/instances/", NEW_INSTANCE, format="json",
-        HTTP_X_FORWARDED_PROTO="http", HTTP_HOST=HOST,
+        "/api/v1/registry/instances/",
+        NEW_INSTANCE,
+        format="json",
+        HTTP_X_FORWARDED_PROTO="http",
+        HTTP_HOST=HOST,
     )
     assert response.status_code == 301
     assert response["Location"] == f"https://{HOST}/api/v1/registry/instances/"

@@ -58,7 +58,9 @@ def test_it_records_a_manifest_pushed_by_tag_from_the_captured_body(post_events,
     assert recorded.event_id == "d4428702-08aa-4430-a8db-4339fa6e0164"
     assert recorded.status == EventStatus.PROCESSED
     assert (recorded.repository, recorded.tag, recorded.digest) == (
-        "prod-ns/web-app", "v1.2.3", SAMPLE_DIGEST
+        "prod-ns/web-app",
+        "v1.2.3",
+        SAMPLE_DIGEST,
     )
 
 
@@ -83,10 +85,17 @@ def test_it_records_a_manifest_pushed_by_digest_without_a_tag(post_events):
 
 def test_it_ignores_blob_pull_mount_and_signature_events(post_events):
     kinds = [
-        "push PUT blob no-tag", "mount POST blob no-tag", "pull GET blob no-tag",
-        "pull GET manifest no-tag", "pull GET manifest tag", "pull GET manifest sig",
-        "pull HEAD blob no-tag", "pull HEAD manifest sig", "pull HEAD manifest tag",
-        "push PUT manifest sig", "delete DELETE tag sig",
+        "push PUT blob no-tag",
+        "mount POST blob no-tag",
+        "pull GET blob no-tag",
+        "pull GET manifest no-tag",
+        "pull GET manifest tag",
+        "pull GET manifest sig",
+        "pull HEAD blob no-tag",
+        "pull HEAD manifest sig",
+        "pull HEAD manifest tag",
+        "push PUT manifest sig",
+        "delete DELETE tag sig",
     ]
     response = post_events(ev.envelope(*[ev.sample_event(kind) for kind in kinds]))
 
@@ -128,11 +137,13 @@ def test_it_records_a_tag_that_only_looks_like_a_signature(post_events):
 
 def test_it_records_an_index_and_links_children_pushed_before_it(post_events):
     amd, arm, index = ev.digest_of("amd"), ev.digest_of("arm"), ev.digest_of("index")
-    response = post_events(ev.envelope(
-        ev.push("prod/multi", None, amd),
-        ev.push("prod/multi", None, arm),
-        ev.push_index("prod/multi", "v1", index, [amd, arm]),
-    ))
+    response = post_events(
+        ev.envelope(
+            ev.push("prod/multi", None, amd),
+            ev.push("prod/multi", None, arm),
+            ev.push_index("prod/multi", "v1", index, [amd, arm]),
+        )
+    )
 
     assert response.status_code == 200
     assert response.json()["manifests_created"] == 3
@@ -234,7 +245,9 @@ def test_it_records_a_repository_with_several_path_segments(post_events):
 
     repository = Repository.objects.get()
     assert (repository.namespace.name, repository.name, repository.short_name) == (
-        "prod", "prod/team/app", "team/app"
+        "prod",
+        "prod/team/app",
+        "team/app",
     )
 
 
@@ -243,24 +256,33 @@ def test_it_records_a_repository_with_several_path_segments(post_events):
 
 def test_a_delete_by_digest_removes_the_manifest_and_its_tags(post_events):
     digest, kept = ev.digest_of("gone"), ev.digest_of("kept")
-    post_events(ev.envelope(
-        ev.push("prod/app", "v1", digest), ev.push("prod/app", "stable", digest),
-        ev.push("prod/app", "v2", kept),
-    ))
+    post_events(
+        ev.envelope(
+            ev.push("prod/app", "v1", digest),
+            ev.push("prod/app", "stable", digest),
+            ev.push("prod/app", "v2", kept),
+        )
+    )
 
     # What Distribution sends: delete {digest}, then delete {tag} per tag that pointed at it.
-    response = post_events(ev.envelope(
-        ev.delete_digest("prod/app", digest), ev.delete_tag("prod/app", "v1"),
-        ev.delete_tag("prod/app", "stable"),
-    ))
+    response = post_events(
+        ev.envelope(
+            ev.delete_digest("prod/app", digest),
+            ev.delete_tag("prod/app", "v1"),
+            ev.delete_tag("prod/app", "stable"),
+        )
+    )
 
     assert response.status_code == 200
     assert response.json()["manifests_deleted"] == 1
     assert response.json()["tags_deleted"] == 2
     assert list(Manifest.objects.values_list("digest", flat=True)) == [kept]
     assert list(Tag.objects.values_list("name", flat=True)) == ["v2"]
-    assert list(RegistryEvent.objects.filter(action="delete").values_list("reason", flat=True)
-                .order_by("id")) == ["", "not recorded in Signet", "not recorded in Signet"]
+    assert list(
+        RegistryEvent.objects.filter(action="delete")
+        .values_list("reason", flat=True)
+        .order_by("id")
+    ) == ["", "not recorded in Signet", "not recorded in Signet"]
 
 
 def test_a_delete_by_tag_removes_only_the_tag(post_events):
@@ -283,9 +305,9 @@ def test_a_delete_of_something_never_recorded_is_harmless(post_events):
 
 def test_deleting_an_index_child_keeps_the_reference_by_digest(post_events):
     amd, index = ev.digest_of("amd"), ev.digest_of("index")
-    post_events(ev.envelope(
-        ev.push("prod/m", None, amd), ev.push_index("prod/m", "v1", index, [amd])
-    ))
+    post_events(
+        ev.envelope(ev.push("prod/m", None, amd), ev.push_index("prod/m", "v1", index, [amd]))
+    )
 
     post_events(ev.envelope(ev.delete_digest("prod/m", amd)))
 
@@ -327,7 +349,8 @@ def test_it_answers_401_without_a_token(post_events, unchanged):
 )
 def test_it_answers_401_for_a_wrong_token_or_scheme(post_events, unchanged, header):
     response = post_events(
-        ev.envelope(ev.push("prod/app", "v9", ev.digest_of("z"))), token=None,
+        ev.envelope(ev.push("prod/app", "v9", ev.digest_of("z"))),
+        token=None,
         HTTP_AUTHORIZATION=header,
     )
 
@@ -394,8 +417,10 @@ def test_it_answers_400_for_deeply_nested_json(post_events, unchanged):
         ({"events": [{"id": "", "action": "push", "target": {}}]}, "events[0].id"),
         ({"events": [{"id": "e1", "target": {"repository": "prod/a"}}]}, "events[0].action"),
         ({"events": [{"id": "e1", "action": "push"}]}, "events[0].target"),
-        ({"events": [{"id": "e1", "action": "delete", "target": {"repository": "prod/a"}}]},
-         "events[0].target"),
+        (
+            {"events": [{"id": "e1", "action": "delete", "target": {"repository": "prod/a"}}]},
+            "events[0].target",
+        ),
     ],
 )
 def test_it_answers_400_naming_the_broken_part_of_the_envelope(post_events, unchanged, body, field):
@@ -420,7 +445,8 @@ def test_it_answers_400_for_an_invalid_digest_and_writes_nothing_of_the_delivery
 
 
 @pytest.mark.parametrize(
-    "digest", ["sha256:" + "a" * 63, "sha512:" + "a" * 128, "sha256:" + "a" * 64 + "\n", ""],
+    "digest",
+    ["sha256:" + "a" * 63, "sha512:" + "a" * 128, "sha256:" + "a" * 64 + "\n", ""],
 )
 def test_it_answers_400_for_each_malformed_manifest_digest(post_events, unchanged, digest):
     response = post_events(ev.envelope(ev.push("prod/app", "v2", digest)))
@@ -431,7 +457,8 @@ def test_it_answers_400_for_each_malformed_manifest_digest(post_events, unchange
 
 
 @pytest.mark.parametrize(
-    "repository", ["Prod/App", "prod//app", "/prod/app", "prod/app/", "prod/a" * 60, "prod/app\n"],
+    "repository",
+    ["Prod/App", "prod//app", "/prod/app", "prod/app/", "prod/a" * 60, "prod/app\n"],
 )
 def test_it_answers_400_for_an_invalid_repository_name(post_events, unchanged, repository):
     response = post_events(ev.envelope(ev.push(repository, "v2", ev.digest_of("r"))))
@@ -448,8 +475,10 @@ def test_it_answers_400_for_an_invalid_repository_name(post_events, unchanged, r
         (lambda e: e["target"].update(size="401"), "events[0].target.size"),
         (lambda e: e.update(timestamp="yesterday"), "events[0].timestamp"),
         (lambda e: e.update(timestamp="2026-11-28T13:29:26"), "events[0].timestamp"),
-        (lambda e: e["target"].update(references=[{"digest": "md5:x"}]),
-         "events[0].target.references[0].digest"),
+        (
+            lambda e: e["target"].update(references=[{"digest": "md5:x"}]),
+            "events[0].target.references[0].digest",
+        ),
         (lambda e: e["target"].update(references="none"), "events[0].target.references"),
         (lambda e: e.update(id="x" * 101), "events[0].id"),
     ],
@@ -462,8 +491,10 @@ def test_it_answers_400_for_other_invalid_event_fields(post_events, unchanged, m
     assert field in body["fields"]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
 def test_it_answers_415_for_another_content_type(post_events, unchanged, content_type):
     response = post_events(json.dumps(ev.sample_push()), content_type=content_type)
 
@@ -480,12 +511,14 @@ def test_it_answers_413_when_the_declared_body_is_too_large(post_events, unchang
 
 def test_it_answers_413_when_the_bytes_read_exceed_the_limit(instance, webhook_token, unchanged):
     # A server that streams the body without a Content-Length (chunked): only the read counts.
-    payload = json.dumps(ev.envelope(
-        *[ev.push("prod/app", f"t{i}", ev.digest_of(str(i))) for i in range(20)]
-    )).encode()
+    payload = json.dumps(
+        ev.envelope(*[ev.push("prod/app", f"t{i}", ev.digest_of(str(i))) for i in range(20)])
+    ).encode()
     request = RequestFactory().post(
-        f"/api/v1/registry/instances/{instance.name}/events/", data=b"{}",
-        content_type=ev.EVENTS_TYPE, HTTP_AUTHORIZATION=f"Bearer {webhook_token}",
+        f"/api/v1/registry/instances/{instance.name}/events/",
+        data=b"{}",
+        content_type=ev.EVENTS_TYPE,
+        HTTP_AUTHORIZATION=f"Bearer {webhook_token}",
     )
     request._stream = io.BytesIO(payload)
     request.META.pop("CONTENT_LENGTH", None)
@@ -541,18 +574,29 @@ def test_push_handlers_run_inside_the_recording_transaction(
 
     amd, index = ev.digest_of("amd"), ev.digest_of("index")
     with django_capture_on_commit_callbacks(execute=True):
-        response = post_events(ev.envelope(
-            ev.push("prod/m", None, amd), ev.push_index("prod/m", "v1", index, [amd]),
-            ev.sample_event("push PUT manifest sig"), ev.sample_event("push PUT blob no-tag"),
-        ))
+        response = post_events(
+            ev.envelope(
+                ev.push("prod/m", None, amd),
+                ev.push_index("prod/m", "v1", index, [amd]),
+                ev.sample_event("push PUT manifest sig"),
+                ev.sample_event("push PUT blob no-tag"),
+            )
+        )
 
     assert response.status_code == 200
     assert response.json()["handler_errors"] == 0
-    assert recorded_calls == [{
-        "kind": "push", "instance": "prod", "digests": [amd, index],
-        "tags": [("prod/m", "v1", index)], "source": "webhook", "in_atomic_block": True,
-        "manifests_visible": 2, "tags_visible": 1,
-    }]
+    assert recorded_calls == [
+        {
+            "kind": "push",
+            "instance": "prod",
+            "digests": [amd, index],
+            "tags": [("prod/m", "v1", index)],
+            "source": "webhook",
+            "in_atomic_block": True,
+            "manifests_visible": 2,
+            "tags_visible": 1,
+        }
+    ]
     # The handler's own row committed with the push; its on_commit work ran after it.
     assert instance.domains.filter(name="h1.handler.example").exists()
     committed = handlers.COMMITTED
@@ -576,9 +620,12 @@ def test_push_handlers_hear_about_moved_tags_but_not_duplicates_or_unchanged_tag
     ]
 
 
-@override_settings(REGISTRY_PUSH_HANDLERS=[
-    "tests.registry.handlers.write_then_fail", "tests.registry.handlers.record_push",
-])
+@override_settings(
+    REGISTRY_PUSH_HANDLERS=[
+        "tests.registry.handlers.write_then_fail",
+        "tests.registry.handlers.record_push",
+    ]
+)
 def test_a_failing_push_handler_is_rolled_back_alone_and_the_push_is_kept(
     post_events, recorded_calls, instance, caplog
 ):
@@ -599,10 +646,15 @@ def test_delete_handlers_run_before_the_manifest_is_deleted(post_events, recorde
 
     post_events(ev.envelope(ev.delete_digest("prod/app", digest)))
 
-    assert recorded_calls == [{
-        "kind": "delete", "instance": "prod", "digests": [digest], "source": "webhook",
-        "still_recorded": 1,
-    }]
+    assert recorded_calls == [
+        {
+            "kind": "delete",
+            "instance": "prod",
+            "digests": [digest],
+            "source": "webhook",
+            "still_recorded": 1,
+        }
+    ]
     assert not Manifest.objects.exists()
 
 
@@ -614,12 +666,13 @@ def test_handlers_see_a_push_before_a_delete_of_it_in_the_same_delivery(
     post_events, recorded_calls
 ):
     digest = ev.digest_of("short-lived")
-    post_events(ev.envelope(
-        ev.push("prod/app", "v1", digest), ev.delete_digest("prod/app", digest)
-    ))
+    post_events(
+        ev.envelope(ev.push("prod/app", "v1", digest), ev.delete_digest("prod/app", digest))
+    )
 
     assert [(c["kind"], c["digests"]) for c in recorded_calls] == [
-        ("push", [digest]), ("delete", [digest]),
+        ("push", [digest]),
+        ("delete", [digest]),
     ]
     assert recorded_calls[0]["manifests_visible"] == 1
 

@@ -185,7 +185,10 @@ def push_image_event(instance: Instance, registry: RegistryClient) -> Callable[.
     """Push a real image by tag, then record the registry's notification for it."""
 
     def push(
-        repository: str = REPOSITORY, tag: str | None = "v1", *, seed: str = "x",
+        repository: str = REPOSITORY,
+        tag: str | None = "v1",
+        *,
+        seed: str = "x",
         record: bool = True,
     ) -> Pushed:
         image = build_image(seed=seed)
@@ -229,7 +232,11 @@ def push_index_event(instance: Instance, registry: RegistryClient) -> Callable[.
         index_digest = registry.put_manifest(repository, tag, index, OCI_INDEX)
         events.append(
             push_event(
-                repository, index_digest, media_type=OCI_INDEX, size=len(index), tag=tag,
+                repository,
+                index_digest,
+                media_type=OCI_INDEX,
+                size=len(index),
+                tag=tag,
                 references=references,
             )
         )

@@ -71,7 +71,9 @@ def key(authorized):
 @pytest.fixture
 def instance(registry_server) -> Instance:
     created, _token = registry_services.create_instance(
-        name="prod", backend_url=registry_server.url, default_domain=DOMAIN,
+        name="prod",
+        backend_url=registry_server.url,
+        default_domain=DOMAIN,
         custom_domains=["mirror.example.com"],
     )
     return created
@@ -81,7 +83,9 @@ def instance(registry_server) -> Instance:
 def offline_instance(db) -> Instance:
     """An instance whose registry is never contacted (page and query tests)."""
     created, _token = registry_services.create_instance(
-        name="offline", backend_url="http://127.0.0.1:9", default_domain=f"offline.{DOMAIN}",
+        name="offline",
+        backend_url="http://127.0.0.1:9",
+        default_domain=f"offline.{DOMAIN}",
     )
     return created
 
@@ -114,8 +118,11 @@ def record_tag(namespace: Namespace, repository: str, tag: str) -> Tag:
     repo, _ = Repository.objects.get_or_create(namespace=namespace, name=repository)
     now = timezone.now()
     manifest = Manifest.objects.create(
-        repository=repo, digest="sha256:" + f"{next(_seeds):064x}",
-        media_type="application/vnd.oci.image.manifest.v1+json", size=100, pushed_at=now,
+        repository=repo,
+        digest="sha256:" + f"{next(_seeds):064x}",
+        media_type="application/vnd.oci.image.manifest.v1+json",
+        size=100,
+        pushed_at=now,
     )
     return Tag.objects.create(
         repository=repo, name=tag, manifest=manifest, pushed_at=now, updated_at=now
@@ -126,7 +133,9 @@ def add_signature(policy: SigningPolicy, tag: Tag, status: str) -> Signature:
     fields: dict = {"status": status, "trigger": "push"}
     if status == SignatureStatus.SIGNED:
         fields.update(
-            signed_at=timezone.now(), signature_value="c2ln", key_id=policy.key_id,
+            signed_at=timezone.now(),
+            signature_value="c2ln",
+            key_id=policy.key_id,
             key_fingerprint=policy.key.public_key_fingerprint,
         )
     if status == SignatureStatus.FAILED:
@@ -234,8 +243,9 @@ def test_list_health_matches_policy_health_in_every_state(offline_instance, auth
 # --- the add/change form -------------------------------------------------------------------
 
 
-def test_the_key_picker_offers_only_enabled_rsa_2048_keys(admin_client, offline_instance,
-                                                         authorized):
+def test_the_key_picker_offers_only_enabled_rsa_2048_keys(
+    admin_client, offline_instance, authorized
+):
     suitable = make_key("good-key")
     ecc = make_key("ecc-key", key_usage=KeyUsage.ECC)
     disabled = make_key("off-key")
@@ -270,8 +280,11 @@ def test_it_creates_a_policy_through_the_service(admin_client, namespace, key, s
 
     assert response.status_code == 200
     policy = SigningPolicy.objects.get()
-    assert (policy.name, policy.key_id, policy.domain) == ("team-policy", key.pk,
-                                                           "mirror.example.com")
+    assert (policy.name, policy.key_id, policy.domain) == (
+        "team-policy",
+        key.pk,
+        "mirror.example.com",
+    )
     assert policy.kms_region == key.region
     assert policy.created_by == superuser
     assert not any(m.level_tag == "warning" for m in response.context["messages"])
@@ -331,8 +344,7 @@ def test_without_the_service_authorization_the_key_field_says_how_to_grant_it(
     assert not SigningPolicy.objects.exists()
 
 
-def test_a_key_in_another_region_saves_with_a_visible_warning(admin_client, namespace,
-                                                             authorized):
+def test_a_key_in_another_region_saves_with_a_visible_warning(admin_client, namespace, authorized):
     far_key = make_key("far-key", region="ap-singapore")
     add_page = admin_client.get(POLICY_ADD).content.decode()
     assert "Keep the key and the instance in the same region" in add_page
@@ -389,8 +401,7 @@ def test_changing_the_key_offers_a_resign_that_resigns_with_the_new_key(
     assert policy.key_id == new_key.pk
     resign_url = reverse("admin:signing_signingpolicy_resign", args=[policy.pk])
     assert any(
-        "Re-sign 1 images with the new key" in m and resign_url in m
-        for m in messages_of(response)
+        "Re-sign 1 images with the new key" in m and resign_url in m for m in messages_of(response)
     )
     signature = Signature.objects.get()
     assert signature.key_id == old_key.pk  # still valid until re-signed
@@ -421,9 +432,7 @@ def test_a_view_only_user_sees_no_resign_or_retry_buttons(client, offline_instan
     page = response.content.decode()
     assert "policy-1" in page
     assert "failed signatures" not in page
-    response = client.post(
-        reverse("admin:signing_signingpolicy_retry_failed", args=[policy.pk])
-    )
+    response = client.post(reverse("admin:signing_signingpolicy_retry_failed", args=[policy.pk]))
     assert response.status_code == 403
 
 
@@ -438,8 +447,7 @@ def _signed_policy(instance, policy) -> Tag:
     return tag
 
 
-def test_the_delete_page_warns_with_the_signature_count(admin_client, offline_instance,
-                                                        authorized):
+def test_the_delete_page_warns_with_the_signature_count(admin_client, offline_instance, authorized):
     (policy,) = _policies(offline_instance, 1, start=1)
     record = record_tag(policy.namespace, "ns01/app", "v2")
     add_signature(policy, record, SignatureStatus.PENDING)
@@ -475,7 +483,8 @@ def test_deleting_a_policy_removes_its_signatures_and_sig_artifacts(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
-            reverse("admin:signing_signingpolicy_delete", args=[policy.pk]), {"post": "yes"},
+            reverse("admin:signing_signingpolicy_delete", args=[policy.pk]),
+            {"post": "yes"},
             follow=True,
         )
 
@@ -511,8 +520,7 @@ def test_bulk_deleting_policies_removes_their_signatures_and_sig_artifacts(
 # --- the tag list: signature column, Sign button, bulk sign and verify -------------------
 
 
-def test_the_tag_list_costs_the_same_queries_for_2_and_20_tags(admin_client, offline_instance,
-                                                               key):
+def test_the_tag_list_costs_the_same_queries_for_2_and_20_tags(admin_client, offline_instance, key):
     namespace = registry_services.create_namespace(instance=offline_instance, name="team")
     policy = services.create_policy(namespace=namespace, name="team-policy", key=key).policy
     bare = registry_services.create_namespace(instance=offline_instance, name="bare")
@@ -562,7 +570,10 @@ def test_the_tag_list_shows_each_signature_state_and_filters_by_it(
     assert ">unsigned<" in page
     assert ">no policy<" in page
     expected = {
-        "signed": signed, "pending": pending, "failed": failed, "unsigned": unsigned,
+        "signed": signed,
+        "pending": pending,
+        "failed": failed,
+        "unsigned": unsigned,
         "none": no_policy,
     }
     for value, tag in expected.items():
@@ -570,8 +581,7 @@ def test_the_tag_list_shows_each_signature_state_and_filters_by_it(
         assert [row.pk for row in rows] == [tag.pk], value
 
 
-def test_the_sign_button_signs_the_tag_in_the_registry(admin_client, instance, policy,
-                                                       superuser):
+def test_the_sign_button_signs_the_tag_in_the_registry(admin_client, instance, policy, superuser):
     tag = push_and_sync(instance, "team/app", "v1")
     page = admin_client.get(TAGS).content.decode()
     assert f'formaction="{sign_url(tag)}"' in page
@@ -683,7 +693,8 @@ def test_sign_selected_signs_every_selected_tag(admin_client, instance, policy):
     assert messages_of(response) == ["2 tag(s) selected. Images: 2 signed."]
     signed = Signature.objects.filter(status=SignatureStatus.SIGNED)
     assert set(signed.values_list("manifest_id", flat=True)) == {
-        first.manifest_id, second.manifest_id
+        first.manifest_id,
+        second.manifest_id,
     }
     assert sig_head(instance, first) is not None
     assert sig_head(instance, second) is not None
@@ -778,9 +789,7 @@ def test_the_signature_list_shows_records_and_retry_signs_failed_ones(
     page = admin_client.get(SIGNATURES).content.decode()
     assert "ServiceNotAuthorized: The Registry image-signing service is not authorized" in page
     assert ">v1<" in page or "v1</td>" in page
-    assert admin_client.get(SIGNATURES, {"status__exact": "failed"}).context[
-        "cl"
-    ].result_count == 1
+    assert admin_client.get(SIGNATURES, {"status__exact": "failed"}).context["cl"].result_count == 1
 
     kms_services.grant_service_authorization(service=SERVICE, granted_by=superuser)
     response = run_action(admin_client, SIGNATURES, "retry_selected", [failed])
@@ -812,8 +821,7 @@ def test_the_signature_detail_page_shows_the_payload_and_cannot_be_edited(
     assert admin_client.get(reverse("admin:signing_signature_add")).status_code == 403
 
 
-def test_retry_failed_on_a_policy_signs_its_failed_rows(admin_client, instance, policy,
-                                                         superuser):
+def test_retry_failed_on_a_policy_signs_its_failed_rows(admin_client, instance, policy, superuser):
     tag = push_and_sync(instance, "team/app", "v1")
     kms_services.revoke_service_authorization(service=SERVICE)
     services.request_signing(manifests=[tag.manifest])
@@ -863,9 +871,7 @@ def test_the_resign_action_resigns_with_the_current_key(admin_client, instance, 
 # --- namespaces ---------------------------------------------------------------------------
 
 
-def test_the_namespace_list_shows_and_filters_the_policy_state(
-    admin_client, offline_instance, key
-):
+def test_the_namespace_list_shows_and_filters_the_policy_state(admin_client, offline_instance, key):
     enabled_ns = registry_services.create_namespace(instance=offline_instance, name="on")
     disabled_ns = registry_services.create_namespace(instance=offline_instance, name="off")
     bare = registry_services.create_namespace(instance=offline_instance, name="bare")
@@ -877,8 +883,7 @@ def test_the_namespace_list_shows_and_filters_the_policy_state(
     page = response.content.decode()
     assert response.status_code == 200
     assert ">enabled</a>" in page and ">disabled</a>" in page and ">none<" in page
-    for value, namespace in {"none": bare, "enabled": enabled_ns,
-                             "disabled": disabled_ns}.items():
+    for value, namespace in {"none": bare, "enabled": enabled_ns, "disabled": disabled_ns}.items():
         rows = admin_client.get(NAMESPACES, {"signing_policy": value}).context["cl"].result_list
         assert [row.pk for row in rows] == [namespace.pk], value
 
@@ -901,4 +906,3 @@ def test_the_namespace_page_shows_a_policy_health_error(admin_client, offline_in
     assert "error: Key signer is Disabled: new images are not signed." in page
     listing = admin_client.get(NAMESPACES).content.decode()
     assert "(key Disabled)" in listing
-

@@ -181,61 +181,121 @@ def _endpoints(env: Env, data: dict[str, Any]) -> dict[str, tuple]:
     return {
         "list policies": ("get", f"{API}/policies/", None, "signing.view_signingpolicy", 200),
         "retrieve policy": (
-            "get", f"{API}/policies/{policy.pk}/", None, "signing.view_signingpolicy", 200,
+            "get",
+            f"{API}/policies/{policy.pk}/",
+            None,
+            "signing.view_signingpolicy",
+            200,
         ),
         "delete preview": (
-            "get", f"{API}/policies/{policy.pk}/delete-preview/", None,
-            "signing.view_signingpolicy", 200,
+            "get",
+            f"{API}/policies/{policy.pk}/delete-preview/",
+            None,
+            "signing.view_signingpolicy",
+            200,
         ),
         "create policy": (
-            "post", f"{API}/policies/",
-            {"instance": "prod", "namespace": "other", "name": "other-policy",
-             "key": str(env.key.key_id)},
-            "signing.add_signingpolicy", 201,
+            "post",
+            f"{API}/policies/",
+            {
+                "instance": "prod",
+                "namespace": "other",
+                "name": "other-policy",
+                "key": str(env.key.key_id),
+            },
+            "signing.add_signingpolicy",
+            201,
         ),
         "update policy": (
-            "patch", f"{API}/policies/{policy.pk}/", {"disabled": True},
-            "signing.change_signingpolicy", 200,
+            "patch",
+            f"{API}/policies/{policy.pk}/",
+            {"disabled": True},
+            "signing.change_signingpolicy",
+            200,
         ),
         "delete policy": (
-            "delete", f"{API}/policies/{policy.pk}/", None, "signing.delete_signingpolicy", 200,
+            "delete",
+            f"{API}/policies/{policy.pk}/",
+            None,
+            "signing.delete_signingpolicy",
+            200,
         ),
         "resign policy": (
-            "post", f"{API}/policies/{policy.pk}/resign/", {}, "signing.sign_images", 200,
+            "post",
+            f"{API}/policies/{policy.pk}/resign/",
+            {},
+            "signing.sign_images",
+            200,
         ),
         "retry policy": (
-            "post", f"{API}/policies/{policy.pk}/retry/", {}, "signing.sign_images", 200,
+            "post",
+            f"{API}/policies/{policy.pk}/retry/",
+            {},
+            "signing.sign_images",
+            200,
         ),
         "list signatures": ("get", f"{API}/signatures/", None, "signing.view_signature", 200),
         "retrieve signature": (
-            "get", f"{API}/signatures/{signed.pk}/", None, "signing.view_signature", 200,
+            "get",
+            f"{API}/signatures/{signed.pk}/",
+            None,
+            "signing.view_signature",
+            200,
         ),
         "retry signature": (
-            "post", f"{API}/signatures/{failed.pk}/retry/", {}, "signing.sign_images", 200,
+            "post",
+            f"{API}/signatures/{failed.pk}/retry/",
+            {},
+            "signing.sign_images",
+            200,
         ),
         "sign": (
-            "post", f"{API}/sign/",
+            "post",
+            f"{API}/sign/",
             {"instance": "prod", "namespace": "team", "repository": "app", "tag": "v2"},
-            "signing.sign_images", 200,
+            "signing.sign_images",
+            200,
         ),
         "sign tag": (
-            "post", f"/api/v1/registry/tags/{tag.pk}/sign/", {}, "signing.sign_images", 200,
+            "post",
+            f"/api/v1/registry/tags/{tag.pk}/sign/",
+            {},
+            "signing.sign_images",
+            200,
         ),
         "verify": (
-            "post", f"{API}/verify/", {"image": f"{env.domain}/team/app:v1"},
-            "signing.view_signature", 200,
+            "post",
+            f"{API}/verify/",
+            {"image": f"{env.domain}/team/app:v1"},
+            "signing.view_signature",
+            200,
         ),
         "namespaces": (
-            "get", f"{API}/namespaces/", None,
-            ("registry.view_namespace", "signing.view_signingpolicy"), 200,
+            "get",
+            f"{API}/namespaces/",
+            None,
+            ("registry.view_namespace", "signing.view_signingpolicy"),
+            200,
         ),
     }
 
 
 ENDPOINTS = [
-    "list policies", "retrieve policy", "delete preview", "create policy", "update policy",
-    "delete policy", "resign policy", "retry policy", "list signatures", "retrieve signature",
-    "retry signature", "sign", "sign tag", "verify", "namespaces",
+    "list policies",
+    "retrieve policy",
+    "delete preview",
+    "create policy",
+    "update policy",
+    "delete policy",
+    "resign policy",
+    "retry policy",
+    "list signatures",
+    "retrieve signature",
+    "retry signature",
+    "sign",
+    "sign tag",
+    "verify",
+    "namespaces",
 ]
 
 
@@ -284,9 +344,7 @@ def test_a_superuser_may_use_every_endpoint_without_explicit_permissions(env, sc
 def test_staff_status_alone_grants_no_signing_permission(env, scenario):
     client = token_client(make_user(is_staff=True))
 
-    response = client.post(
-        f"{API}/sign/", {"instance": "prod", "namespace": "team"}, format="json"
-    )
+    response = client.post(f"{API}/sign/", {"instance": "prod", "namespace": "team"}, format="json")
 
     assert response.status_code == 403
     assert Signature.objects.get(pk=scenario["failed"].pk).status == SignatureStatus.FAILED
@@ -603,13 +661,17 @@ def test_patch_changes_name_domain_and_disabled_through_update_policy(env, scena
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["name"], body["domain"], body["disabled"]) == (
-        "renamed", "registry.example.com", True,
+        "renamed",
+        "registry.example.com",
+        True,
     )
     # v1 was signed for the old domain: it is offered for a re-sign.
     assert body["resign_candidates"] == 1
     policy.refresh_from_db()
     assert (policy.name, policy.domain, policy.disabled) == (
-        "renamed", "registry.example.com", True,
+        "renamed",
+        "registry.example.com",
+        True,
     )
 
 
@@ -818,9 +880,10 @@ def test_a_signature_renders_its_record_tags_and_payload(env, scenario):
     }
     layer = env.sig_layers("team/app", "v1")[0]
     assert body["signature_value"] == layer.signature_b64
-    assert body["sig_manifest_digest"] == env.registry.head_manifest(
-        "team/app", signature_tag(signed.manifest.digest)
-    ).digest
+    assert (
+        body["sig_manifest_digest"]
+        == env.registry.head_manifest("team/app", signature_tag(signed.manifest.digest)).digest
+    )
     failed = env.admin.get(f"{API}/signatures/{scenario['failed'].pk}/").json()
     assert failed["status"] == "failed"
     assert failed["failure_code"] and failed["failure_reason"]
@@ -923,7 +986,10 @@ def test_sign_one_tag_like_tcr_create_signature(images):
     body = response.json()
     digest = env.tag("team/app", "v1").digest
     assert (body["requested"], body["signed"], body["already_signed"], body["queued"]) == (
-        1, 1, 0, 0,
+        1,
+        1,
+        0,
+        0,
     )
     listed = [(row["repository_name"], row["digest"], row["status"]) for row in body["signatures"]]
     assert listed == [("team/app", digest, "signed")]
@@ -942,9 +1008,7 @@ def test_sign_a_list_of_tags_with_the_full_repository_path(images):
 
     assert response.status_code == 200, response.content
     assert response.json()["signed"] == 2
-    assert _signed_refs() == {
-        f"team/app@{env.tag('team/app', tag).digest}" for tag in ("v1", "v2")
-    }
+    assert _signed_refs() == {f"team/app@{env.tag('team/app', tag).digest}" for tag in ("v1", "v2")}
 
 
 def test_sign_a_whole_repository_including_an_index_and_its_children(images):
@@ -1200,8 +1264,12 @@ def test_namespaces_show_their_policy_and_filter_by_kms_sign_policy(env, scenari
 
     policy = scenario["policy"]
     team_policy = {
-        "id": policy.pk, "name": "team-policy", "enabled": True,
-        "key_id": str(env.key.key_id), "key_alias": "signer", "key_state": "Enabled",
+        "id": policy.pk,
+        "name": "team-policy",
+        "enabled": True,
+        "key_id": str(env.key.key_id),
+        "key_alias": "signer",
+        "key_state": "Enabled",
     }
     third_policy = {**team_policy, "id": disabled.pk, "name": "third-policy", "enabled": False}
     assert listed() == [("other", None), ("team", team_policy), ("third", third_policy)]
@@ -1251,9 +1319,15 @@ def test_the_policy_snippets_are_valid_for_skopeo(env, scenario, tmp_path):
     def copy(tag: str):
         return run_verifier(
             [
-                skopeo, "--policy", str(tmp_path / "policy.json"),
-                "--registries.d", str(registries_d), "copy", "--src-tls-verify=false",
-                f"docker://{env.domain}/team/app:{tag}", f"dir:{tmp_path / tag}",
+                skopeo,
+                "--policy",
+                str(tmp_path / "policy.json"),
+                "--registries.d",
+                str(registries_d),
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{env.domain}/team/app:{tag}",
+                f"dir:{tmp_path / tag}",
             ],
             env=offline_env(tmp_path / "home"),
         )

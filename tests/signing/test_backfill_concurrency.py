@@ -47,7 +47,9 @@ def three_images(instance, policy, registry) -> list[Manifest]:
 def held_row(policy, manifest: Manifest, *, seconds: float) -> Signature:
     """A row another worker has claimed (its lease ends in ``seconds``)."""
     return Signature.objects.create(
-        policy=policy, manifest=manifest, trigger="backfill",
+        policy=policy,
+        manifest=manifest,
+        trigger="backfill",
         claimed_until=timezone.now() + timedelta(seconds=seconds),
     )
 
@@ -56,8 +58,14 @@ def backfill(*args: str) -> tuple[str, float]:
     out = StringIO()
     started = time.monotonic()
     call_command(
-        "backfill_signatures", "--instance", "signet", "--batch-size", "1", *args,
-        stdout=out, stderr=StringIO(),
+        "backfill_signatures",
+        "--instance",
+        "signet",
+        "--batch-size",
+        "1",
+        *args,
+        stdout=out,
+        stderr=StringIO(),
     )
     return out.getvalue(), time.monotonic() - started
 
@@ -125,9 +133,7 @@ def test_an_image_another_worker_signs_meanwhile_counts_as_signed(
 
     assert " 0 failed, " in out.splitlines()[-1], out
     assert "still being signed" not in out
-    assert set(Signature.objects.values_list("status", "attempts")) == {
-        (SignatureStatus.SIGNED, 1)
-    }
+    assert set(Signature.objects.values_list("status", "attempts")) == {(SignatureStatus.SIGNED, 1)}
     for manifest in three_images:
         assert layer_fingerprints(registry, "team/app", manifest.digest) == [
             key.public_key_fingerprint
@@ -138,7 +144,9 @@ def test_queued_artifact_removals_finish_while_another_connection_keeps_writing(
     # More than one page (200): the old loop kept its read open across the removals.
     ArtifactCleanup.objects.bulk_create(
         ArtifactCleanup(
-            instance=instance, repository="team/app", manifest_digest=f"sha256:{n:064x}",
+            instance=instance,
+            repository="team/app",
+            manifest_digest=f"sha256:{n:064x}",
             reason=CleanupReason.POLICY_DELETED,
         )
         for n in range(230)

@@ -85,10 +85,21 @@ class Backfill:
             "PYTHONPATH": str(settings.BASE_DIR),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "backfill_signatures", "--instance", "prod",
-             "--batch-size", BATCH, *args],
-            cwd=settings.BASE_DIR, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "manage.py",
+                "backfill_signatures",
+                "--instance",
+                "prod",
+                "--batch-size",
+                BATCH,
+                *args,
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
 
     def running(self) -> bool:
@@ -239,13 +250,12 @@ def live(signet, signing_wired, tmpfs_registry) -> Iterator[Setup]:
     client.close()
 
 
-def test_a_backfill_finishes_while_the_webhook_records_and_signs_real_pushes(
-    live, start_backfill
-):
+def test_a_backfill_finishes_while_the_webhook_records_and_signs_real_pushes(live, start_backfill):
     push_many(live.client, "team/bulk", IMAGES)
     live_signet.wait_for(
         lambda: Manifest.objects.filter(repository__name="team/bulk").count() == IMAGES,
-        "the webhook to record the bulk push", seconds=60,
+        "the webhook to record the bulk push",
+        seconds=60,
     )
     _policy(live.instance, "team", live.key)  # after the bulk: only the backfill signs it
 
@@ -263,10 +273,14 @@ def test_a_backfill_finishes_while_the_webhook_records_and_signs_real_pushes(
         time.sleep(0.05)
     run = backfill.wait()
     live_signet.wait_for(
-        lambda: Signature.objects.filter(
-            manifest__repository__name="team/live", status=SignatureStatus.SIGNED
-        ).count() == pushed_meanwhile,
-        "the pushes to be signed", seconds=60,
+        lambda: (
+            Signature.objects.filter(
+                manifest__repository__name="team/live", status=SignatureStatus.SIGNED
+            ).count()
+            == pushed_meanwhile
+        ),
+        "the pushes to be signed",
+        seconds=60,
     )
     assert wait_for_background_work(timeout=30)
 

@@ -189,7 +189,8 @@ def test_after_a_domain_change_the_dry_run_and_the_run_re_sign_everything(images
     assert "Dry run: 5 would be signed, 0 already signed" in dry
     assert "5 signed, 0 already signed" in out
     assert set(Signature.objects.values_list("docker_reference", flat=True)) == {
-        "registry.example.com/team/app", "registry.example.com/team/multi",
+        "registry.example.com/team/app",
+        "registry.example.com/team/multi",
     }
 
 
@@ -243,8 +244,15 @@ def test_it_exits_non_zero_when_the_registry_is_unreachable_and_a_rerun_finishes
     out, err = StringIO(), StringIO()
 
     with pytest.raises(CommandError) as caught:
-        call_command("backfill_signatures", "--instance", "prod", "--repository", "team/app",
-                     stdout=out, stderr=err)
+        call_command(
+            "backfill_signatures",
+            "--instance",
+            "prod",
+            "--repository",
+            "team/app",
+            stdout=out,
+            stderr=err,
+        )
 
     assert str(caught.value) == (
         "2 image(s) failed to sign; they are retried by `manage.py retry_signatures`, "
@@ -390,12 +398,13 @@ def test_retry_prints_failures_and_exits_zero_unless_asked(failed, key):
         retry("--fail-on-error")
 
 
-def test_retry_runs_pending_artifact_removals(images, instance, registry_client,
-                                              django_capture_on_commit_callbacks):
+def test_retry_runs_pending_artifact_removals(
+    images, instance, registry_client, django_capture_on_commit_callbacks
+):
     backfill("--instance", "prod", "--repository", "team/app")
-    manifest = Manifest.objects.select_related("repository").filter(
-        repository__name="team/app"
-    ).first()
+    manifest = (
+        Manifest.objects.select_related("repository").filter(repository__name="team/app").first()
+    )
     assert has_sig(registry_client, manifest)
     Instance.objects.filter(pk=instance.pk).update(backend_url=DEAD_BACKEND)
     with django_capture_on_commit_callbacks(execute=True):

@@ -61,9 +61,9 @@ def test_two_threads_creating_a_policy_for_one_namespace_leave_exactly_one(
 
     outcomes = run_concurrently(
         2,
-        lambda n: services.create_policy(
-            namespace=namespace, name=f"policy-{n}", key=keys[n]
-        ).policy.pk,
+        lambda n: (
+            services.create_policy(namespace=namespace, name=f"policy-{n}", key=keys[n]).policy.pk
+        ),
     )
 
     succeeded = [value for kind, value in outcomes if kind == "ok"]
@@ -85,9 +85,11 @@ def test_many_threads_creating_policies_for_several_namespaces_get_one_each(
 
     outcomes = run_concurrently(
         THREADS,
-        lambda n: services.create_policy(
-            namespace=namespaces[n % 3], name=f"policy-{n}", key=key
-        ).policy.namespace_id,
+        lambda n: (
+            services.create_policy(
+                namespace=namespaces[n % 3], name=f"policy-{n}", key=key
+            ).policy.namespace_id
+        ),
     )
 
     winners = sorted(value for kind, value in outcomes if kind == "ok")

@@ -48,9 +48,7 @@ def wait_for(predicate: Callable[[], bool], what: str) -> None:
 
 
 def signed(digest: str) -> bool:
-    return Signature.objects.filter(
-        manifest__digest=digest, status=SignatureStatus.SIGNED
-    ).exists()
+    return Signature.objects.filter(manifest__digest=digest, status=SignatureStatus.SIGNED).exists()
 
 
 def wait_until_signed(*digests: str) -> None:
@@ -70,8 +68,13 @@ class Live:
 
 @pytest.fixture
 def live(
-    signet, signing_wired, registry_server_factory, tmp_path, key,
-    authorized, verifiers_available,
+    signet,
+    signing_wired,
+    registry_server_factory,
+    tmp_path,
+    key,
+    authorized,
+    verifiers_available,
 ) -> Live:
     """An instance whose real registry posts its notifications to the live Signet.
 
@@ -81,7 +84,9 @@ def live(
     """
     signing_wired.SIGNING_DISPATCH = "thread"
     instance, token = registry_services.create_instance(
-        name="live", backend_url="http://127.0.0.1:9", default_domain=DOMAIN,
+        name="live",
+        backend_url="http://127.0.0.1:9",
+        default_domain=DOMAIN,
         custom_domains=[CUSTOM_DOMAIN],
     )
     server = registry_server_factory(
@@ -109,7 +114,9 @@ def test_a_real_push_is_signed_in_the_background_and_both_verifiers_accept_it(li
     assert (event.action, event.digest, event.status) == ("push", digest, "processed")
     row = Signature.objects.get(manifest__digest=digest)
     assert (row.trigger, row.key_id, row.docker_reference) == (
-        Trigger.PUSH, live.key.key_id, f"{DOMAIN}/team/app"
+        Trigger.PUSH,
+        live.key.key_id,
+        f"{DOMAIN}/team/app",
     )
     [layer] = sig_layers(live.client, "team/app", digest)
     assert layer.payload == expected_payload(f"{DOMAIN}/team/app", digest)

@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signing_wired")]
 
 LENGTH = "Policy name must be 2 to 50 characters long (it is {})."
 CHARACTERS = (
-    "Policy name may contain only lowercase letters, digits and the separators . _ - / "
-    "(found {})."
+    "Policy name may contain only lowercase letters, digits and the separators . _ - / (found {})."
 )
 
 INVALID_NAMES = [
@@ -59,7 +58,9 @@ def test_it_rejects_a_policy_name_that_breaks_the_rule_saying_which_part(
     assert (error.code, error.http_status, error.message) == ("InvalidPolicyName", 400, message)
     assert error.fields == {"name": [message]}
     assert error.as_dict() == {
-        "code": "InvalidPolicyName", "message": message, "fields": {"name": [message]}
+        "code": "InvalidPolicyName",
+        "message": message,
+        "fields": {"name": [message]},
     }
     assert not SigningPolicy.objects.exists()
 
@@ -106,7 +107,10 @@ def test_a_namespace_gets_only_one_policy(policy, namespace, other_key):
 def test_the_database_itself_refuses_a_second_policy_for_a_namespace(policy, namespace, other_key):
     with pytest.raises(IntegrityError), transaction.atomic():
         SigningPolicy.objects.create(
-            namespace=namespace, name="sneaky", key=other_key, kms_region=other_key.region,
+            namespace=namespace,
+            name="sneaky",
+            key=other_key,
+            kms_region=other_key.region,
             domain=DOMAIN,
         )
 
@@ -341,7 +345,8 @@ def test_a_disabled_policy_is_healthy_but_says_it_signs_nothing_new(namespace, k
     health = services.policy_health(policy)
 
     assert (health.ok, health.message) == (
-        True, "Disabled: new pushes are not signed automatically."
+        True,
+        "Disabled: new pushes are not signed automatically.",
     )
     assert SigningPolicy.objects.get().disabled is True
 
@@ -351,9 +356,7 @@ def test_a_disabled_policy_is_healthy_but_says_it_signs_nothing_new(namespace, k
 
 @pytest.mark.registry_server
 @pytest.mark.django_db(transaction=True)
-def test_changing_the_key_reports_the_images_to_re_sign(
-    policy, key, other_key, push_image_event
-):
+def test_changing_the_key_reports_the_images_to_re_sign(policy, key, other_key, push_image_event):
     first = push_image_event(tag="v1", seed="one")
     second = push_image_event(tag="v2", seed="two")
     assert Signature.objects.filter(status=SignatureStatus.SIGNED).count() == 2
@@ -366,7 +369,8 @@ def test_changing_the_key_reports_the_images_to_re_sign(
     stored = SigningPolicy.objects.get()
     assert (stored.key, stored.kms_region) == (other_key, other_key.region)
     assert set(services.resign_candidates(stored).values_list("manifest__digest", flat=True)) == {
-        first.digest, second.digest
+        first.digest,
+        second.digest,
     }
     # Nothing was re-signed by the change itself.
     assert set(Signature.objects.values_list("key_id", flat=True)) == {key.key_id}

@@ -144,13 +144,19 @@ def test_images_pushed_before_the_policy_stay_unsigned_until_signing_is_requeste
     result = services.request_signing(manifests=[manifest(old.digest)], actor=actor)
 
     assert (result.requested, result.already_signed, result.queued, result.no_policy) == (
-        1, 0, 0, 0
+        1,
+        0,
+        0,
+        0,
     )
     assert (result.outcome.signed, result.outcome.failed, result.outcome.skipped) == (1, 0, 0)
     row = signature_of(old.digest)
     assert result.signature_ids == [row.pk]
     assert (row.status, row.trigger, row.triggered_by, row.policy) == (
-        SignatureStatus.SIGNED, Trigger.MANUAL, actor, policy
+        SignatureStatus.SIGNED,
+        Trigger.MANUAL,
+        actor,
+        policy,
     )
     [layer] = sig_layers(registry, REPOSITORY, old.digest)
     assert layer.payload == expected_payload(f"{DOMAIN}/{REPOSITORY}", old.digest)
@@ -170,8 +176,9 @@ def test_a_new_push_after_the_policy_is_signed_while_the_older_tag_is_not(
     assert len(sig_layers(registry, REPOSITORY, new.digest)) == 1
 
 
-def test_a_disabled_policy_signs_nothing_on_push(namespace, key, authorized, registry,
-                                                 push_image_event):
+def test_a_disabled_policy_signs_nothing_on_push(
+    namespace, key, authorized, registry, push_image_event
+):
     services.create_policy(namespace=namespace, name="off", key=key, disabled=True)
 
     pushed = push_image_event(tag="v1")
@@ -181,8 +188,7 @@ def test_a_disabled_policy_signs_nothing_on_push(namespace, key, authorized, reg
     assert sig_manifest(registry, REPOSITORY, pushed.digest) is None
 
 
-def test_a_push_into_a_namespace_without_a_policy_is_not_signed(policy, registry,
-                                                                push_image_event):
+def test_a_push_into_a_namespace_without_a_policy_is_not_signed(policy, registry, push_image_event):
     pushed = push_image_event("other/app", tag="v1")
 
     assert Manifest.objects.get(digest=pushed.digest).repository.namespace.name == "other"
@@ -246,8 +252,10 @@ def test_a_kms_failure_fails_the_signature_and_a_retry_after_the_backoff_signs_i
     assert "is disabled" in row.failure_reason
     assert row.attempts == 1 and row.claimed_until is None
     assert row.next_attempt_at is not None
-    assert before + timedelta(seconds=29) <= row.next_attempt_at <= timezone.now() + timedelta(
-        seconds=31
+    assert (
+        before + timedelta(seconds=29)
+        <= row.next_attempt_at
+        <= timezone.now() + timedelta(seconds=31)
     )
     assert (row.key_id, row.signature_value, row.sig_manifest_digest) == (None, "", "")
     assert sig_manifest(registry, REPOSITORY, pushed.digest) is None
@@ -334,8 +342,9 @@ def test_a_registry_failure_fails_the_signature_and_a_retry_signs_it(
     assert verifies_with(key.public_key_pem, layer.payload, layer.signature_b64)
 
 
-def test_retry_now_signs_a_failed_row_at_once(policy, instance, registry, registry_server,
-                                             push_image_event):
+def test_retry_now_signs_a_failed_row_at_once(
+    policy, instance, registry, registry_server, push_image_event
+):
     point_instance_at(instance, dead_url())
     pushed = push_image_event(tag="v1")
     assert signature_of(pushed.digest).status == SignatureStatus.FAILED
@@ -382,9 +391,7 @@ def test_duplicate_events_and_repeated_requests_give_one_signature_and_one_layer
     copy["events"][0]["id"] = "another-delivery-of-the-same-push"
     registry_services.record_events(instance=instance, envelope=copy)
     # Users ask for it again and again.
-    results = [
-        services.request_signing(manifests=[manifest(pushed.digest)]) for _ in range(3)
-    ]
+    results = [services.request_signing(manifests=[manifest(pushed.digest)]) for _ in range(3)]
 
     assert again.duplicates == 1
     assert RegistryEvent.objects.count() == 2
@@ -392,7 +399,9 @@ def test_duplicate_events_and_repeated_requests_give_one_signature_and_one_layer
     assert Signature.objects.count() == 1
     row = signature_of(pushed.digest)
     assert (row.status, row.attempts, row.sig_manifest_digest) == (
-        SignatureStatus.SIGNED, 1, first_sig
+        SignatureStatus.SIGNED,
+        1,
+        first_sig,
     )
     assert len(sig_layers(registry, REPOSITORY, pushed.digest)) == 1
     assert registry.head_manifest(REPOSITORY, signature_tag(pushed.digest)).digest == first_sig
@@ -404,8 +413,7 @@ def test_signing_a_row_twice_replaces_its_layer_instead_of_adding_one(
     pushed = push_image_event(tag="v1")
     row = signature_of(pushed.digest)
     # Force a second signing of the same row with the same key (e.g. a manual "retry").
-    Signature.objects.filter(pk=row.pk).update(status=SignatureStatus.FAILED,
-                                               failure_code="Test")
+    Signature.objects.filter(pk=row.pk).update(status=SignatureStatus.FAILED, failure_code="Test")
 
     assert services.sign_signature(row.pk) == SignatureStatus.SIGNED
 
@@ -447,9 +455,12 @@ def test_an_index_and_every_child_are_signed(policy, key, registry, push_index_e
     pushed = push_index_event(tag="multi")
 
     digests = [pushed.digest, *pushed.children]
-    assert Signature.objects.filter(
-        status=SignatureStatus.SIGNED, manifest__digest__in=digests
-    ).count() == 3
+    assert (
+        Signature.objects.filter(
+            status=SignatureStatus.SIGNED, manifest__digest__in=digests
+        ).count()
+        == 3
+    )
     assert Signature.objects.count() == 3
     for digest in digests:
         [layer] = sig_layers(registry, REPOSITORY, digest)
@@ -468,7 +479,8 @@ def test_requesting_a_signature_for_an_index_signs_its_children(
 
     assert (result.requested, result.outcome.signed) == (3, 3)
     assert set(Signature.objects.values_list("manifest__digest", flat=True)) == {
-        pushed.digest, *pushed.children
+        pushed.digest,
+        *pushed.children,
     }
     for digest in (pushed.digest, *pushed.children):
         assert len(sig_layers(registry, REPOSITORY, digest)) == 1
@@ -501,10 +513,13 @@ def test_re_signing_after_a_key_change_replaces_the_old_keys_layer(
     for digest in digests:
         row = signature_of(digest)
         assert (row.status, row.trigger, row.triggered_by) == (
-            SignatureStatus.SIGNED, Trigger.RESIGN, actor
+            SignatureStatus.SIGNED,
+            Trigger.RESIGN,
+            actor,
         )
         assert (row.key_id, row.key_fingerprint) == (
-            other_key.key_id, other_key.public_key_fingerprint
+            other_key.key_id,
+            other_key.public_key_fingerprint,
         )
         [layer] = sig_layers(registry, REPOSITORY, digest)
         assert layer.key_fingerprint == other_key.public_key_fingerprint
@@ -516,8 +531,9 @@ def test_re_signing_after_a_key_change_replaces_the_old_keys_layer(
     assert verify_image(image=f"{DOMAIN}/{REPOSITORY}:v1").verified is True
 
 
-def test_a_failed_re_sign_keeps_the_old_signature(policy, key, other_key, registry,
-                                                 push_image_event):
+def test_a_failed_re_sign_keeps_the_old_signature(
+    policy, key, other_key, registry, push_image_event
+):
     pushed = push_image_event(tag="v1")
     services.update_policy(policy=policy, key=other_key)
     kms_services.disable_key(key_id=str(other_key.key_id))
@@ -624,7 +640,8 @@ def test_deleting_a_policy_removes_only_its_own_keys_layer(
     )
     artifacts.publish(registry, REPOSITORY, pushed.digest, stranger.sign(payload))
     assert layer_fingerprints(registry, REPOSITORY, pushed.digest) == [
-        key.public_key_fingerprint, stranger.fingerprint
+        key.public_key_fingerprint,
+        stranger.fingerprint,
     ]
 
     services.delete_policy(policy=policy)
@@ -649,7 +666,8 @@ def test_a_stranger_signing_before_signet_keeps_its_layer_first(
     services.request_signing(manifests=[manifest(pushed.digest)])
 
     assert layer_fingerprints(registry, REPOSITORY, pushed.digest) == [
-        stranger.fingerprint, key.public_key_fingerprint
+        stranger.fingerprint,
+        key.public_key_fingerprint,
     ]
 
 
@@ -689,7 +707,9 @@ def test_deleting_an_image_while_the_registry_is_down_queues_the_removal(
     assert not Signature.objects.exists()
     cleanup = ArtifactCleanup.objects.get()
     assert (cleanup.manifest_digest, cleanup.key_fingerprint, cleanup.reason) == (
-        gone.digest, "", CleanupReason.IMAGE_DELETED
+        gone.digest,
+        "",
+        CleanupReason.IMAGE_DELETED,
     )
     assert cleanup.last_error
     assert registry.head_manifest(REPOSITORY, signature_tag(gone.digest)) is not None
@@ -783,8 +803,7 @@ def test_a_removal_queued_for_a_deleted_image_spares_the_image_pushed_again(
 # --- scopes -------------------------------------------------------------------------------------
 
 
-def test_tags_in_scope_narrows_by_namespace_repository_and_tags(policy, instance,
-                                                                push_image_event):
+def test_tags_in_scope_narrows_by_namespace_repository_and_tags(policy, instance, push_image_event):
     push_image_event(REPOSITORY, tag="v1", seed="a")
     push_image_event(REPOSITORY, tag="v2", seed="b")
     push_image_event("team/web", tag="v1", seed="c")

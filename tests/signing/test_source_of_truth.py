@@ -167,10 +167,14 @@ def push_index(registry, repository: str, tag: str, *, seed: str) -> tuple[str, 
         image = build_image(seed=seed, os="linux", architecture=arch)
         child = push_built_image(registry, repository, image, None)
         children.append(child)
-        references.append({
-            "mediaType": OCI_MANIFEST, "digest": child, "size": len(image.manifest),
-            "platform": {"os": "linux", "architecture": arch},
-        })
+        references.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": child,
+                "size": len(image.manifest),
+                "platform": {"os": "linux", "architecture": arch},
+            }
+        )
     index = json.dumps(
         {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": references},
         separators=(",", ":"),
@@ -185,9 +189,14 @@ def test_an_index_event_with_forged_references_signs_the_children_the_registry_l
     forged_child = never_pushed_digest("child")
     # No child events, and references that name a digest the index does not contain.
     deliver(
-        client, instance, webhook_token,
+        client,
+        instance,
+        webhook_token,
         push_event(
-            REPOSITORY, index_digest, media_type=OCI_INDEX, tag="multi",
+            REPOSITORY,
+            index_digest,
+            media_type=OCI_INDEX,
+            tag="multi",
             references=[{"mediaType": OCI_MANIFEST, "digest": forged_child, "size": 10}],
         ),
     )
@@ -210,7 +219,9 @@ def test_a_media_type_the_event_gets_wrong_is_corrected_from_the_registry(
     index_digest, children = push_index(registry, REPOSITORY, "multi", seed="lie")
 
     deliver(
-        client, instance, webhook_token,
+        client,
+        instance,
+        webhook_token,
         push_event(REPOSITORY, index_digest, media_type=OCI_MANIFEST, size=1, tag="multi"),
     )
 
@@ -412,19 +423,29 @@ def publish_the_old_way(registry, policy, key, digest: str, tag: str) -> Signatu
     reference = f"{policy.domain}/{REPOSITORY}"
     payload = build_payload(docker_reference=reference, manifest_digest=digest)
     signature_b64 = base64.b64encode(
-        kms_services.sign(key_id=str(key.key_id), message=payload,
-                          algorithm="RSA_PKCS1_SHA_256",
-                          on_behalf_of=AuthorizedService.REGISTRY_SIGNING)
+        kms_services.sign(
+            key_id=str(key.key_id),
+            message=payload,
+            algorithm="RSA_PKCS1_SHA_256",
+            on_behalf_of=AuthorizedService.REGISTRY_SIGNING,
+        )
     ).decode()
     layer = SignatureLayer(
-        payload=payload, signature_b64=signature_b64,
+        payload=payload,
+        signature_b64=signature_b64,
         annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
     )
     sig_digest = artifacts.publish(registry, REPOSITORY, digest, layer)
     Signature.objects.filter(pk=row.pk).update(
-        status=SignatureStatus.SIGNED, failure_code="", failure_reason="", key_id=key.key_id,
-        key_fingerprint=key.public_key_fingerprint, docker_reference=reference,
-        payload=payload, signature_value=signature_b64, sig_manifest_digest=sig_digest,
+        status=SignatureStatus.SIGNED,
+        failure_code="",
+        failure_reason="",
+        key_id=key.key_id,
+        key_fingerprint=key.public_key_fingerprint,
+        docker_reference=reference,
+        payload=payload,
+        signature_value=signature_b64,
+        sig_manifest_digest=sig_digest,
         signed_at=timezone.now(),
     )
     return row_for(digest)
@@ -447,13 +468,16 @@ def test_recheck_finds_and_revokes_signatures_of_images_the_registry_does_not_ho
     )
     assert len(sig_layers(registry, REPOSITORY, forged)) == 1  # a report changes nothing
 
-    call_command("recheck_signatures", "--instance", instance.name, "--remove",
-                 stdout=out, stderr=err)
+    call_command(
+        "recheck_signatures", "--instance", instance.name, "--remove", stdout=out, stderr=err
+    )
 
     assert sig_manifest(registry, REPOSITORY, forged) is None
     row = row_for(forged)
     assert (row.status, row.failure_code, row.sig_manifest_digest) == (
-        SignatureStatus.FAILED, "ManifestUnknown", ""
+        SignatureStatus.FAILED,
+        "ManifestUnknown",
+        "",
     )
     services.retry_signatures(now=timezone.now() + LATER)
     assert row_for(forged).attempts == row.attempts  # given up: not retried on its own

@@ -50,7 +50,10 @@ def instance(request, monkeypatch, stubs) -> Instance:
     monkeypatch.setenv("SIGNET_REGISTRY_SECRET_PROD", SECRET)
     monkeypatch.setenv("SIGNET_REGISTRY_ORIGIN_PROD", home.url)
     instance, _ = registry_services.create_instance(
-        name="prod", backend_url=home.url, default_domain=DOMAIN, auth_type=AuthType.BEARER,
+        name="prod",
+        backend_url=home.url,
+        default_domain=DOMAIN,
+        auth_type=AuthType.BEARER,
         secret_env="SIGNET_REGISTRY_SECRET_PROD",
     )
     namespace = registry_services.create_namespace(instance=instance, name="team")

@@ -50,9 +50,7 @@ def test_a_signed_image_verifies_by_digest(policy, key, push_image_event):
 
     result = verify_image(image=f"{DOMAIN}/{REPOSITORY}@{pushed.digest}")
 
-    assert (result.verified, result.digest, result.key_id) == (
-        True, pushed.digest, str(key.key_id)
-    )
+    assert (result.verified, result.digest, result.key_id) == (True, pushed.digest, str(key.key_id))
 
 
 def test_a_signed_image_verifies_by_tag_and_digest_together(policy, push_image_event):
@@ -120,11 +118,10 @@ def test_a_signature_whose_payload_names_another_digest_fails(
     other = push_image_event(tag="v2", seed="other")
     # A genuine signature by the policy key, but over the other image's digest, copied
     # beside the target image (a replayed signature).
-    payload = build_payload(
-        docker_reference=f"{DOMAIN}/{REPOSITORY}", manifest_digest=other.digest
+    payload = build_payload(docker_reference=f"{DOMAIN}/{REPOSITORY}", manifest_digest=other.digest)
+    signature = kms_services.sign(
+        key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256"
     )
-    signature = kms_services.sign(key_id=str(key.key_id), message=payload,
-                                  algorithm="RSA_PKCS1_SHA_256")
     layer = SignatureLayer(
         payload=payload,
         signature_b64=base64.b64encode(signature).decode(),
@@ -135,9 +132,7 @@ def test_a_signature_whose_payload_names_another_digest_fails(
     result = verify_image(image=f"{DOMAIN}/{REPOSITORY}:v1")
 
     assert result.verified is False
-    assert result.reasons == [
-        f"Signature 1: signs digest {other.digest}, not {target.digest}."
-    ]
+    assert result.reasons == [f"Signature 1: signs digest {other.digest}, not {target.digest}."]
     assert verify_image(image=f"{DOMAIN}/{REPOSITORY}:v2").verified is True
 
 
@@ -273,15 +268,23 @@ def test_a_sig_artifact_that_is_not_the_cosign_layout_is_reported_malformed(
     blob = b"not a payload"
     config_digest = registry.upload_blob(REPOSITORY, config)
     blob_digest = registry.upload_blob(REPOSITORY, blob)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": OCI_CONFIG_MEDIA_TYPE, "size": 2, "digest": config_digest},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": len(blob),
-                    "digest": blob_digest}],
-    }).encode()
-    registry.put_manifest(REPOSITORY, signature_tag(pushed.digest), manifest,
-                          OCI_MANIFEST_MEDIA_TYPE)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": OCI_CONFIG_MEDIA_TYPE, "size": 2, "digest": config_digest},
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "size": len(blob),
+                    "digest": blob_digest,
+                }
+            ],
+        }
+    ).encode()
+    registry.put_manifest(
+        REPOSITORY, signature_tag(pushed.digest), manifest, OCI_MANIFEST_MEDIA_TYPE
+    )
 
     result = verify_image(image=f"{DOMAIN}/{REPOSITORY}:v1")
 

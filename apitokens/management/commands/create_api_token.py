@@ -31,14 +31,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument(
-            "--ttl", default=None, metavar="DAYS|never",
+            "--ttl",
+            default=None,
+            metavar="DAYS|never",
             help="How long the token lives (default: API_TOKEN_TTL).",
         )
 
     def handle(self, *args: Any, username: str, ttl: str | None, **options: Any) -> None:
-        user = get_user_model()._default_manager.filter(
-            **{get_user_model().USERNAME_FIELD: username}
-        ).first()
+        user = (
+            get_user_model()
+            ._default_manager.filter(**{get_user_model().USERNAME_FIELD: username})
+            .first()
+        )
         if user is None:
             raise CommandError(f"No user named {username!r}.")
         if not user.is_active:

@@ -21,14 +21,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("instance", help="The instance name.")
         parser.add_argument("--namespace", help="Only repositories of this namespace.")
-        parser.add_argument("--page-size", type=int, default=100,
-                            help="Catalog and tag page size (default 100).")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Report what would be imported; write nothing.")
+        parser.add_argument(
+            "--page-size", type=int, default=100, help="Catalog and tag page size (default 100)."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Report what would be imported; write nothing."
+        )
 
     @command_actor("manage.py sync_registry")
-    def handle(self, *args, instance: str, namespace: str | None, page_size: int,
-               dry_run: bool, **options) -> None:
+    def handle(
+        self, *args, instance: str, namespace: str | None, page_size: int, dry_run: bool, **options
+    ) -> None:
         try:
             target = services.get_instance(name=instance)
         except services.InstanceNotFound as exc:
@@ -40,7 +43,10 @@ class Command(BaseCommand):
         )
         try:
             result = services.sync_instance(
-                instance=target, namespace=namespace, page_size=page_size, dry_run=dry_run,
+                instance=target,
+                namespace=namespace,
+                page_size=page_size,
+                dry_run=dry_run,
                 progress=self.stdout.write,
             )
         except RegistryError as exc:

@@ -85,9 +85,10 @@ class Command(BaseCommand):
     # -- scope ---------------------------------------------------------------------------------
 
     def _check_scope(self, instance: Instance, namespace: str | None, repository: str | None):
-        if namespace is not None and not Namespace.objects.filter(
-            instance=instance, name=namespace
-        ).exists():
+        if (
+            namespace is not None
+            and not Namespace.objects.filter(instance=instance, name=namespace).exists()
+        ):
             raise CommandError(f"Instance {instance.name} has no namespace {namespace!r}.")
         if repository is not None:
             if namespace is None and "/" not in repository:
@@ -117,9 +118,11 @@ class Command(BaseCommand):
         self._check_scope(instance, namespace, repository)
 
         scope = backfill.plan(instance=instance, namespace=namespace, repository=repository)
-        described = f"instance {instance.name}" + (
-            f", namespace {namespace}" if namespace else ""
-        ) + (f", repository {repository}" if repository else "")
+        described = (
+            f"instance {instance.name}"
+            + (f", namespace {namespace}" if namespace else "")
+            + (f", repository {repository}" if repository else "")
+        )
         self.stdout.write(
             f"Backfill {described}: {scope.total} image(s) covered by a signing policy, "
             f"{scope.skipped} skipped (no policy"

@@ -45,7 +45,9 @@ class Command(BaseCommand):
             raise CommandError(f"Instance {instance.name} has no namespace {namespace!r}.")
         try:
             result = recheck_signatures(
-                instance=instance, namespace=namespace, remove=options["remove"],
+                instance=instance,
+                namespace=namespace,
+                remove=options["remove"],
                 progress=self.stdout.write,
             )
         except DomainError as exc:
