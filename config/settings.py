@@ -415,7 +415,7 @@ REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = _setting(
 )
 # Dotted paths of ``handler(*, instance, manifests, tags, source)`` called inside the
 # transaction that records pushes, and of ``handler(*, instance, manifests, source)``
-# called before recorded manifests are deleted (contract in registry/services.py).
+# called before recorded manifests are deleted (contract in registry/services/handlers.py).
 REGISTRY_PUSH_HANDLERS: list[str] = []
 REGISTRY_DELETE_HANDLERS: list[str] = []
 

@@ -1,6 +1,7 @@
-"""Errors raised when talking to an OCI Distribution registry.
+"""The registry app's domain errors: talking to an OCI Distribution registry, and the
+rules of instances, namespaces and recorded pushes.
 
-Messages name the registry, the operation and the status, for example
+Registry-call messages name the registry, the operation and the status, for example
 ``registry http://127.0.0.1:5000: PUT manifest prod/app:v1 failed: 400 MANIFEST_INVALID
 (manifest invalid)``. They never contain credentials or tokens.
 
@@ -140,3 +141,54 @@ class InvalidReference(ValidationFailed):
         super().__init__(message, fields={field: [message]})
         self.field = field
         self.value = value
+
+
+# --- instances, namespaces and recorded pushes ---------------------------------------------
+
+
+class InstanceNotFound(DomainError):
+    code = "ResourceNotFound.Instance"
+    http_status = 404
+    default_message = "No registry instance with that name exists."
+
+
+class InstanceExists(DomainError):
+    code = "ResourceInUse.InstanceExists"
+    http_status = 409
+    default_message = "A registry instance with that name already exists."
+
+
+class InstanceInUse(DomainError):
+    code = "ResourceInUse.Instance"
+    http_status = 409
+    default_message = "The instance still has namespaces; delete them first."
+
+
+class InstanceMisconfigured(DomainError):
+    """The instance's credential cannot be used: Signet's configuration, which the caller
+    cannot fix (502, like a credential the registry refuses), not a crash."""
+
+    code = "FailedOperation.InstanceMisconfigured"
+    http_status = 502
+    default_message = "The instance's registry credential cannot be used: ask an instance editor."
+
+
+class DomainNameTaken(ValidationFailed):
+    """Another instance already answers to the domain name (image verification finds the
+    instance by domain). The other instance is not named: the caller may not see it."""
+
+    code = "ResourceInUse.DomainName"
+    http_status = 409
+
+
+class NamespaceExists(DomainError):
+    code = "ResourceInUse.NamespaceExists"
+    http_status = 409
+    default_message = "A namespace with that name already exists in the instance."
+
+
+class DeleteHandlerFailed(DomainError):
+    """A delete handler failed: the delete is refused so nothing it guards is orphaned."""
+
+    code = "FailedOperation.DeleteHandlerFailed"
+    http_status = 503

@@ -6,29 +6,31 @@ The signing app builds on these models; it is never imported from here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-if TYPE_CHECKING:
-    from registry.client import RegistryClient
+from registry.client import RegistryClient
+from registry.network import configured_networks
+from registry.reference import (
+    DIGEST_LENGTH,
+    DIGEST_PATTERN,
+    INDEX_TYPES,
+    NAMESPACE_PATTERN,
+    REPOSITORY_MAX_LENGTH,
+    REPOSITORY_PATTERN,
+    TAG_PATTERN,
+    digest_validator,
+    namespace_validator,
+    repository_validator,
+    tag_validator,
+)
+from registry.secrets import key_id, read_secret
 
-# --- naming rules -----------------------------------------------------------
-# Anchored with \A and \Z (not ^ and $, which let a trailing newline through); both
-# Python and PostgreSQL regular expressions understand them, so the same patterns serve
-# the validators and the database CHECK constraints.
-# Docker Distribution's reference grammar (distribution/reference/regexp.go).
-PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-REPOSITORY_PATTERN = rf"\A{PATH_COMPONENT}(?:/{PATH_COMPONENT})*\Z"
-REPOSITORY_MAX_LENGTH = 255
-TAG_PATTERN = r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z"
-# Manifests are addressed by SHA-256 digests only (what Distribution computes for them).
-DIGEST_PATTERN = r"\Asha256:[0-9a-f]{64}\Z"
-DIGEST_LENGTH = 71
-# A namespace is one path component, 2-30 characters (the TCR rule).
-NAMESPACE_PATTERN = rf"\A(?=.{{2,30}}\Z){PATH_COMPONENT}\Z"
+# --- naming rules of Signet's own records (the OCI grammar is in registry.reference) ------
+# Anchored with \A and \Z, like registry.reference: the same patterns serve the validators
+# and the database CHECK constraints.
 INSTANCE_NAME_PATTERN = r"\A[a-z][a-z0-9-]{0,48}[a-z0-9]\Z"
 DOMAIN_PATTERN = (
     r"\A(?=[^:]{1,253}(?::|\Z))"
@@ -36,29 +38,7 @@ DOMAIN_PATTERN = (
     r"(?::[0-9]{1,5})?\Z"
 )
 ENV_NAME_PATTERN = r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
-# Artifacts cosign and friends attach to an image by tag; never recorded, never signed.
-SIGNATURE_TAG_PATTERN = r"\Asha256-[0-9a-f]{64}\.(sig|att|sbom)\Z"
 
-repository_validator = RegexValidator(
-    REPOSITORY_PATTERN,
-    "Repository names are lowercase path components (letters, digits, '.', '_', '-') "
-    "separated by '/'.",
-    code="invalid_repository",
-)
-namespace_validator = RegexValidator(
-    NAMESPACE_PATTERN,
-    "Namespace names are 2-30 lowercase letters, digits and single '.', '_' or '-' separators, "
-    "starting and ending with a letter or digit.",
-    code="invalid_namespace",
-)
-tag_validator = RegexValidator(
-    TAG_PATTERN,
-    "Tags are 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'.",
-    code="invalid_tag",
-)
-digest_validator = RegexValidator(
-    DIGEST_PATTERN, "Digests look like sha256:<64 lowercase hex digits>.", code="invalid_digest"
-)
 instance_name_validator = RegexValidator(
     INSTANCE_NAME_PATTERN,
     "Instance names are 2-50 lowercase letters, digits or '-', starting with a letter and "
@@ -74,21 +54,6 @@ env_name_validator = RegexValidator(
     ENV_NAME_PATTERN,
     "Enter an environment variable name (letters, digits, '_').",
     code="invalid_env_name",
-)
-
-MANIFEST_MEDIA_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
-INDEX_MEDIA_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
 )
 
 
@@ -153,8 +118,6 @@ class Instance(models.Model):
     def secret_key_id(self) -> str:
         """What the sealed secret is bound to (AES-GCM associated data): this instance and
         the origin of its backend URL (``registry.secrets.key_id``)."""
-        from registry.secrets import key_id
-
         return key_id(pk=self.pk, backend_url=self.backend_url)
 
     @property
@@ -168,23 +131,15 @@ class Instance(models.Model):
 
     def secret(self) -> str:
         """The plaintext password/token. Never log it or put it in a message."""
-        from registry.secrets import read_secret
-
         return read_secret(self)
 
     def registry_client(self, **options) -> RegistryClient:
         """A client for the registry API with this instance's (decrypted) credentials."""
-        from registry.client import RegistryClient
-
         username = password = token = None
         if self.auth_type == AuthType.BASIC:
             username, password = self.username, self.secret()
         elif self.auth_type == AuthType.BEARER:
             token = self.secret()
-        from django.conf import settings
-
-        from registry.network import configured_networks
-
         options.setdefault("deny_networks", configured_networks())
         options.setdefault("allowed_realm_origins", settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS)
         return RegistryClient(
@@ -315,7 +270,7 @@ class Manifest(models.Model):
 
     @property
     def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
+        return self.media_type in INDEX_TYPES
 
     @property
     def short_digest(self) -> str:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
-from registry.models import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, Manifest, ManifestReference
-from registry.services import Reference
+from registry.models import Manifest, ManifestReference
+from registry.reference import INDEX_TYPES, RECORDED_MANIFEST_TYPES
+from registry.services.events import Reference
 
 
 def reconcile_manifest(
@@ -25,9 +26,9 @@ def reconcile_manifest(
     an index whose children it lacks); references the fetched index does not list are
     dropped. Returns the child manifests, in the index's order.
     """
-    recorded_as_index = manifest.media_type in INDEX_MEDIA_TYPES
+    recorded_as_index = manifest.media_type in INDEX_TYPES
     if (
-        media_type not in INDEX_MEDIA_TYPES
+        media_type not in INDEX_TYPES
         and not recorded_as_index
         and ((manifest.media_type, manifest.size) == (media_type, size))
     ):
@@ -36,7 +37,7 @@ def reconcile_manifest(
         if (manifest.media_type, manifest.size) != (media_type, size):
             Manifest.objects.filter(pk=manifest.pk).update(media_type=media_type, size=size)
             manifest.media_type, manifest.size = media_type, size
-        if media_type not in INDEX_MEDIA_TYPES:
+        if media_type not in INDEX_TYPES:
             if recorded_as_index:  # only an index has references to drop
                 ManifestReference.objects.filter(parent=manifest).delete()
             return []
@@ -44,7 +45,6 @@ def reconcile_manifest(
         ManifestReference.objects.filter(parent=manifest).exclude(
             child_digest__in=list(wanted)
         ).delete()
-        signable = MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES
         Manifest.objects.bulk_create(
             [
                 Manifest(
@@ -55,7 +55,7 @@ def reconcile_manifest(
                     pushed_at=manifest.pushed_at,
                 )
                 for child in wanted.values()
-                if child.media_type in signable
+                if child.media_type in RECORDED_MANIFEST_TYPES
             ],
             ignore_conflicts=True,
         )

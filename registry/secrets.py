@@ -30,9 +30,9 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from config.errors import DomainError
 from kms import crypto
 from kms.services import master_keyring
+from registry.errors import InstanceMisconfigured
 
 if TYPE_CHECKING:
     from registry.models import Instance
@@ -44,15 +44,6 @@ SECRET_ENV_PREFIX = "SIGNET_REGISTRY_SECRET_"
 # Not a secret, and never usable as one: it does not start with SECRET_ENV_PREFIX.
 ORIGIN_ENV_PREFIX = "SIGNET_REGISTRY_ORIGIN_"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class InstanceMisconfigured(DomainError):
-    """The instance's credential cannot be used: Signet's configuration, which the caller
-    cannot fix (502, like a credential the registry refuses), not a crash."""
-
-    code = "FailedOperation.InstanceMisconfigured"
-    http_status = 502
-    default_message = "The instance's registry credential cannot be used: ask an instance editor."
 
 
 def secret_env_errors(name: str) -> list[str]:

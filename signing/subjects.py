@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from registry.client import RegistryClient, sha256_digest
 from registry.errors import RegistryDigestMismatch, RegistryNotFound, RegistryResponseTooLarge
-from registry.models import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
+from registry.reference import INDEX_TYPES, RECORDED_MANIFEST_TYPES
 from registry.services import Reference, parse_index_children
 from signing.errors import ManifestNotVerified, ManifestUnknown
 
-SIGNABLE_MEDIA_TYPES = MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES
+SIGNABLE_MEDIA_TYPES = RECORDED_MANIFEST_TYPES
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Subject:
 
     @property
     def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
+        return self.media_type in INDEX_TYPES
 
 
 def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subject:
@@ -82,7 +82,7 @@ def fetch_subject(client: RegistryClient, repository: str, digest: str) -> Subje
             repository=repository,
             digest=digest,
         )
-    children = parse_index_children(document) if fetched.media_type in INDEX_MEDIA_TYPES else ()
+    children = parse_index_children(document) if fetched.media_type in INDEX_TYPES else ()
     return Subject(
         repository=repository,
         digest=digest,

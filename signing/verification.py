@@ -8,7 +8,6 @@ identity and digest are compared with the image asked about.
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass, field
 
 from django.db.models import Q
@@ -16,20 +15,12 @@ from django.db.models import Q
 from config.errors import DomainError
 from kms import crypto
 from kms.models import Key
-from registry.client import is_digest
-from registry.models import REPOSITORY_PATTERN, Instance, Namespace
+from registry.models import Instance, Namespace
+from registry.reference import IMAGE_REFERENCE_RE, REPOSITORY_RE, is_digest
 from signing import artifacts
 from signing.errors import ImageNotFound, InvalidPolicy, NoSigningPolicy
 from signing.models import Signature, SigningPolicy
 from signing.payload import InvalidPayload, InvalidSignatureManifest, parse_payload
-
-_IMAGE_RE = re.compile(
-    r"^(?P<domain>[^/]+)/(?P<repository>[a-z0-9][a-z0-9._/-]*?)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-
-
-_REPOSITORY_RE = re.compile(REPOSITORY_PATTERN)
 
 
 @dataclass
@@ -63,12 +54,12 @@ class ImageReference:
 
 
 def parse_image(image: str) -> ImageReference:
-    match = _IMAGE_RE.match(image.strip()) if isinstance(image, str) else None
+    match = IMAGE_REFERENCE_RE.match(image.strip()) if isinstance(image, str) else None
     if (
         not match
         or not (match["tag"] or match["digest"])
         or "/" not in match["repository"]
-        or not _REPOSITORY_RE.fullmatch(match["repository"])  # e.g. "team//app", "team/app-"
+        or not REPOSITORY_RE.fullmatch(match["repository"])  # e.g. "team//app", "team/app-"
     ):
         raise InvalidPolicy(
             "InvalidImage",

@@ -21,8 +21,8 @@ from accounts.models import Role
 from audit.models import AuditEvent
 from config.errors import ValidationFailed
 from registry import services
+from registry.errors import InstanceMisconfigured
 from registry.models import AuthType, Instance
-from registry.secrets import InstanceMisconfigured
 from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.registry.conftest import db_snapshot, make_instance, token_client

@@ -22,8 +22,9 @@ from config.errors import ValidationFailed
 from kms import crypto
 from kms.services import master_keyring
 from registry import services
+from registry.errors import InstanceMisconfigured
 from registry.models import AuthType, Instance
-from registry.secrets import InstanceMisconfigured, key_id, legacy_key_id
+from registry.secrets import key_id, legacy_key_id
 from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.registry.conftest import db_snapshot, make_instance, token_client

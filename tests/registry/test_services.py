@@ -12,12 +12,8 @@ from django.utils import timezone
 from config.errors import ValidationFailed
 from kms import crypto
 from registry import services
-from registry.client import validate_digest, validate_repository_name, validate_tag
 from registry.errors import InvalidReference
 from registry.models import (
-    DIGEST_PATTERN,
-    REPOSITORY_PATTERN,
-    TAG_PATTERN,
     AuthType,
     Instance,
     InstanceDomain,
@@ -26,6 +22,14 @@ from registry.models import (
     Repository,
     Tag,
     TagHistory,
+)
+from registry.reference import (
+    DIGEST_PATTERN,
+    REPOSITORY_PATTERN,
+    TAG_PATTERN,
+    validate_digest,
+    validate_repository_name,
+    validate_tag,
 )
 from tests.registry import events as ev
 from tests.registry.conftest import make_instance

@@ -2,7 +2,7 @@
 
 Imports repositories, tags and manifests that exist in the registry but not in Signet
 (images pushed before Signet was attached, or whose events were lost). Safe to run
-again; see ``registry.services.sync_instance``.
+again; see ``registry.services.sync.sync_instance``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.context import command_actor
 from config.errors import DomainError
-from registry import services
-from registry.errors import RegistryError
+from registry.errors import InstanceNotFound, RegistryError
+from registry.selectors import get_instance
+from registry.services.sync import sync_instance
 
 
 class Command(BaseCommand):
@@ -33,8 +34,8 @@ class Command(BaseCommand):
         self, *args, instance: str, namespace: str | None, page_size: int, dry_run: bool, **options
     ) -> None:
         try:
-            target = services.get_instance(name=instance)
-        except services.InstanceNotFound as exc:
+            target = get_instance(name=instance)
+        except InstanceNotFound as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(
             f"Syncing instance {target.name} from {target.backend_url}"
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             + (" [dry run]" if dry_run else "")
         )
         try:
-            result = services.sync_instance(
+            result = sync_instance(
                 instance=target,
                 namespace=namespace,
                 page_size=page_size,
