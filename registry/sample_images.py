@@ -16,14 +16,9 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from registry.client import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    RegistryClient,
-    sha256_digest,
-)
+from registry.client.registry_client import RegistryClient
+from registry.client.results import sha256_digest
+from registry.reference import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

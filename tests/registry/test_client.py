@@ -18,16 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from registry.client import (
-    DOCKER_MANIFEST,
-    MANIFEST_MEDIA_TYPES,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    RegistryClient,
-    validate_digest,
-    validate_repository_name,
-    validate_tag,
-)
+from registry.client import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient
 from registry.errors import (
     InvalidReference,
     RegistryAuthError,
@@ -35,6 +26,12 @@ from registry.errors import (
     RegistryNotFound,
     RegistryRequestRejected,
     RegistryUnavailable,
+)
+from registry.reference import (
+    ACCEPTED_MANIFEST_TYPES,
+    validate_digest,
+    validate_repository_name,
+    validate_tag,
 )
 from tests.support.oci import build_image, canonical_json, push_image, push_index
 from tests.support.registry_server import RegistryServer, RegistryServerError, free_port
@@ -484,7 +481,7 @@ def test_a_manifest_whose_bytes_do_not_match_the_digest_is_refused() -> None:
         # By tag the digest is computed from the same bytes.
         manifest = client.get_manifest("prod/app", "v1")
         assert manifest.digest == "sha256:" + hashlib.sha256(body).hexdigest()
-        assert stub.requests[0].headers["Accept"] == ", ".join(MANIFEST_MEDIA_TYPES)
+        assert stub.requests[0].headers["Accept"] == ", ".join(ACCEPTED_MANIFEST_TYPES)
 
 
 def test_head_without_a_digest_header_reads_the_manifest() -> None:
