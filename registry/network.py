@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -124,7 +124,7 @@ def backend_url_problem(url: str, networks: Sequence[Network] | None = None) -> 
 def _guarded_new_conn(conn: HTTPConnection, networks: Sequence[Network]) -> socket.socket:
     """``HTTPConnection._new_conn`` that resolves, checks every address, then connects to
     the checked address (never resolving twice)."""
-    host = conn._dns_host  # type: ignore[attr-defined]
+    host = conn._dns_host
     try:
         infos = _resolve(host, conn.port or 0)
     except socket.gaierror as exc:
@@ -139,7 +139,7 @@ def _guarded_new_conn(conn: HTTPConnection, networks: Sequence[Network]) -> sock
         try:
             return urllib3_connection.create_connection(
                 (str(info[4][0]), conn.port or 0),
-                conn.timeout,  # type: ignore[arg-type]
+                conn.timeout,
                 source_address=conn.source_address,
                 socket_options=conn.socket_options,
             )
@@ -168,7 +168,7 @@ class DenyNetworksAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        pool_classes: dict[str, Callable[..., Any]] = {}
+        pool_classes: dict[str, type] = {}
         for scheme, pool, connection in (
             ("http", HTTPConnectionPool, HTTPConnection),
             ("https", HTTPSConnectionPool, HTTPSConnection),
