@@ -20,6 +20,7 @@ Media types come in named sets; a name says which set it is:
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from django.core.validators import RegexValidator
 
@@ -103,7 +104,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def is_valid_repository_name(name: object) -> bool:
+def is_valid_repository_name(name: object) -> TypeGuard[str]:
     return (
         isinstance(name, str)
         and len(name) <= REPOSITORY_MAX_LENGTH

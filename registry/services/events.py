@@ -111,7 +111,6 @@ def _repository(where: str, target: Mapping[str, Any]) -> str:
             "is not a valid repository name (lowercase path components separated by '/', "
             f"at most {REPOSITORY_MAX_LENGTH} characters).",
         )
-    assert isinstance(repository, str)
     return repository
 
 
