@@ -23,7 +23,7 @@ from config.errors import DomainError
 from registry.models import Instance
 from signing.errors import ManifestNotVerified, ManifestUnknown
 from signing.models import CleanupReason, Signature, SignatureStatus
-from signing.services import _queue_cleanups, run_cleanups
+from signing.services.cleanups import queue_cleanups, run_cleanups
 from signing.subjects import fetch_subject
 
 
@@ -105,7 +105,7 @@ def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
         if signature is None:
             return False
         repository = signature.manifest.repository.name
-        cleanup_ids = _queue_cleanups(
+        cleanup_ids = queue_cleanups(
             instance,
             [(repository, signature.manifest.digest, signature.key_fingerprint)],
             CleanupReason.NOT_IN_REGISTRY,
