@@ -182,53 +182,85 @@ def _pending_children(signature: Signature) -> list[int]:
         return ensure_pending(pairs, trigger=signature.trigger, actor=signature.triggered_by)
 
 
-def _sign_one(signature_id: int, *, kms_client=None, registry_clients=None):
+@dataclass(frozen=True)
+class _Published:
+    """What signing one row produced: the signed payload and the ``.sig`` manifest."""
+
+    reference: str
+    payload: bytes
+    signature_b64: str
+    sig_digest: str
+
+
+def _sign_one(
+    signature_id: int, *, kms_client: Any = None, registry_clients: dict[int, Any] | None = None
+) -> tuple[str, list[int]]:
     """``sign_signature`` without dispatching: (status, ids of the index's children to sign)."""
     signature = _claim(signature_id)
     if signature is None:
         return "skipped", []
-    policy, manifest = signature.policy, signature.manifest
-    key = policy.key
-    repository = manifest.repository.name
-    previous_fingerprint = signature.key_fingerprint
     children: list[int] = []
     try:
-        instance = policy.namespace.instance
-        registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
-        if registry_clients is not None:
-            registry_clients[instance.pk] = registry
+        registry = _registry_client(signature, registry_clients)
         # The registry is the truth: never sign a digest only an event or request names.
         subject = _verified_subject(signature, registry)
         if subject.is_index:
             children = _pending_children(signature)
-        reference = f"{policy.domain}/{repository}"
-        payload = build_payload(docker_reference=reference, manifest_digest=manifest.digest)
-        client = kms_client or get_kms_client(service=SERVICE)
-        raw_signature = client.sign(
-            key_id=str(key.key_id), message=payload, algorithm=SIGNING_ALGORITHM
-        )
-        signature_b64 = base64.b64encode(raw_signature).decode()
-        layer = SignatureLayer(
-            payload=payload,
-            signature_b64=signature_b64,
-            annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
-        )
-        drop = [previous_fingerprint] if previous_fingerprint else []
-        sig_digest = artifacts.publish(
-            registry, repository, manifest.digest, layer, drop_fingerprints=drop
-        )
+        published = _sign_and_publish(signature, registry, kms_client)
     except Exception as exc:
         return _record_failure(signature, exc), children
+    return _record_signed(signature, published), children
+
+
+def _registry_client(signature: Signature, registry_clients: dict[int, Any] | None) -> Any:
+    """The instance's registry client, shared across one pass through ``registry_clients``."""
+    instance = signature.policy.namespace.instance
+    registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
+    if registry_clients is not None:
+        registry_clients[instance.pk] = registry
+    return registry
+
+
+def _sign_and_publish(signature: Signature, registry: Any, kms_client: Any) -> _Published:
+    """Sign the payload with the policy's KMS key; publish it in the ``.sig`` artifact,
+    replacing the layer of the key that signed the row before (a re-sign)."""
+    policy, manifest = signature.policy, signature.manifest
+    key = policy.key
+    repository = manifest.repository.name
+    reference = f"{policy.domain}/{repository}"
+    payload = build_payload(docker_reference=reference, manifest_digest=manifest.digest)
+    client = kms_client or get_kms_client(service=SERVICE)
+    raw_signature = client.sign(
+        key_id=str(key.key_id), message=payload, algorithm=SIGNING_ALGORITHM
+    )
+    signature_b64 = base64.b64encode(raw_signature).decode()
+    layer = SignatureLayer(
+        payload=payload,
+        signature_b64=signature_b64,
+        annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
+    )
+    drop = [signature.key_fingerprint] if signature.key_fingerprint else []
+    sig_digest = artifacts.publish(
+        registry, repository, manifest.digest, layer, drop_fingerprints=drop
+    )
+    return _Published(reference, payload, signature_b64, sig_digest)
+
+
+def _record_signed(signature: Signature, published: _Published) -> str:
+    """Store the signature on the row; when the row went meanwhile, take the artifact back."""
+    policy, manifest = signature.policy, signature.manifest
+    key = policy.key
+    repository = manifest.repository.name
     now = timezone.now()
     updated = Signature.objects.filter(pk=signature.pk).update(
         status=SignatureStatus.SIGNED,
         key_id=key.key_id,
         key_fingerprint=key.public_key_fingerprint,
         algorithm=SIGNING_ALGORITHM,
-        docker_reference=reference,
-        payload=payload,
-        signature_value=signature_b64,
-        sig_manifest_digest=sig_digest,
+        docker_reference=published.reference,
+        payload=published.payload,
+        signature_value=published.signature_b64,
+        sig_manifest_digest=published.sig_digest,
         signed_at=now,
         failure_code="",
         failure_reason="",
@@ -245,7 +277,7 @@ def _sign_one(signature_id: int, *, kms_client=None, registry_clients=None):
                 CleanupReason.POLICY_DELETED,
             )
         )
-        return "skipped", children
+        return "skipped"
     # A removal still queued for this artifact (a deleted policy or image) would take the
     # signature just published back out.
     ArtifactCleanup.objects.filter(
@@ -255,7 +287,7 @@ def _sign_one(signature_id: int, *, kms_client=None, registry_clients=None):
         key_fingerprint__in=[key.public_key_fingerprint, ""],
     ).delete()
     logger.info("image signed %s@%s key=%s", repository, manifest.digest, key.alias)
-    return SignatureStatus.SIGNED, children
+    return SignatureStatus.SIGNED
 
 
 def _record_failure(signature: Signature, exc: Exception) -> str:
