@@ -26,7 +26,7 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
     for tag in tags:
         by_id.setdefault(tag.manifest_id, tag.manifest)
     # An index's children are not taken from the event's references: the worker signs
-    # them once it has fetched the index itself from the registry (_pending_children).
+    # them once it has fetched the index itself from the registry (worker._pending_children).
     if not by_id:
         return
     namespace_ids = {m.repository.namespace_id for m in by_id.values()}
