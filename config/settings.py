@@ -421,9 +421,9 @@ REGISTRY_DELETE_HANDLERS: list[str] = []
 
 # --- Signing -------------------------------------------------------------------
 # The signing app hooks into the registry and the KMS through their extension points.
-REGISTRY_PUSH_HANDLERS = ["signing.services.on_manifests_pushed"]
-REGISTRY_DELETE_HANDLERS = ["signing.services.on_manifests_deleted"]
-KMS_KEY_DELETION_GUARDS = ["signing.services.refuse_deleting_policy_keys"]
+REGISTRY_PUSH_HANDLERS = ["signing.services.hooks.on_manifests_pushed"]
+REGISTRY_DELETE_HANDLERS = ["signing.services.hooks.on_manifests_deleted"]
+KMS_KEY_DELETION_GUARDS = ["signing.services.policies.refuse_deleting_policy_keys"]
 KMS_MASTER_KEY_ROTATION_HOOKS = ["registry.services.reseal_instance_secrets"]
 # "thread": sign after commit in an in-process pool (the webhook answers at once);
 # "inline": sign on the spot, in the caller's thread.

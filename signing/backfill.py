@@ -1,6 +1,7 @@
 """Backfill: sign the existing images a namespace signing policy covers.
 
-``manage.py backfill_signatures`` is a thin caller of ``plan`` and ``backfill`` here.
+``manage.py backfill_signatures`` is a thin caller of ``scope_problem``, ``plan`` and ``backfill``
+here.
 
 The manifests are paged by primary key (``pk > last ORDER BY pk LIMIT batch``): each page
 is read in one short statement and signed before the next is read, so no read transaction
@@ -24,9 +25,11 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from registry.models import Instance, Manifest
-from signing import services
+from registry.models import Instance, Manifest, Namespace
+from signing import selectors
 from signing.models import Signature, SignatureStatus, SigningPolicy, Trigger
+from signing.services.requests import request_signing
+from signing.services.worker import sign_signatures
 
 DEFAULT_BATCH_SIZE = 200
 # How long the end of a run waits for images another live worker is signing.
@@ -64,10 +67,39 @@ class BackfillResult:
     failures: list[str] = field(default_factory=list)
 
 
+def scope_problem(
+    *, instance: Instance, namespace: str | None = None, repository: str | None = None
+) -> str | None:
+    """Why the scope names nothing to backfill (a namespace or repository not there), or
+    None when it is fine."""
+    if (
+        namespace is not None
+        and not Namespace.objects.filter(instance=instance, name=namespace).exists()
+    ):
+        return f"Instance {instance.name} has no namespace {namespace!r}."
+    if repository is None:
+        return None
+    if namespace is None and "/" not in repository:
+        return (
+            f"--repository {repository!r} needs --namespace, or give its full path "
+            "(namespace/name)."
+        )
+    # Inside --namespace a repository may be named with or without the namespace
+    # ("app", "sub/app" or "team/app"), as in signing.selectors.tags_in_scope.
+    full = (
+        repository
+        if namespace is None or repository.startswith(f"{namespace}/")
+        else f"{namespace}/{repository}"
+    )
+    if not selectors.tags_in_scope(instance=instance, repository=full).exists():
+        return f"Instance {instance.name} has no tagged image in repository {full!r}."
+    return None
+
+
 def plan(
     *, instance: Instance, namespace: str | None = None, repository: str | None = None
 ) -> Plan:
-    tags = services.tags_in_scope(
+    tags = selectors.tags_in_scope(
         instance=instance, namespace=namespace, repository=repository
     ).order_by()
     tagged = Manifest.objects.filter(pk__in=tags.values("manifest_id"))
@@ -100,7 +132,7 @@ def already_signed(scope: Plan) -> int:
     (what ``request_signing`` leaves alone)."""
     return (
         Signature.objects.filter(manifest__in=scope.in_policy.values("pk"))
-        .exclude(services.needs_signing())
+        .exclude(selectors.needs_signing())
         .values("manifest_id")
         .distinct()
         .count()
@@ -120,8 +152,8 @@ def pages(queryset: QuerySet[Manifest], size: int) -> Iterator[list[int]]:
 
 def _sign_page(ids: list[int], result: BackfillResult) -> None:
     manifests = list(Manifest.objects.filter(pk__in=ids).select_related("repository"))
-    batch = services.manifests_with_children(manifests)
-    outcome = services.request_signing(
+    batch = selectors.manifests_with_children(manifests)
+    outcome = request_signing(
         manifests=batch, trigger=Trigger.BACKFILL, actor=None, synchronous_limit=len(batch)
     )
     result.signed += outcome.outcome.signed
@@ -133,7 +165,7 @@ def _sign_page(ids: list[int], result: BackfillResult) -> None:
 
 def _unsettled(scope: Plan) -> QuerySet[Signature]:
     return Signature.objects.filter(manifest__in=scope.in_policy.values("pk")).filter(
-        services.needs_signing()
+        selectors.needs_signing()
     )
 
 
@@ -157,7 +189,7 @@ def _settle(scope: Plan, result: BackfillResult, wait_seconds: float) -> None:
         .values_list("pk", flat=True)
     )
     if abandoned:
-        result.signed += services.sign_signatures(abandoned).signed
+        result.signed += sign_signatures(abandoned).signed
     result.still_held = _held(scope).count()
     unsettled = _unsettled(scope).exclude(claimed_until__gt=timezone.now())
     result.failed = unsettled.count()

@@ -1,7 +1,7 @@
 """Admin form for signing policies. Every rule and every write goes through the services.
 
 Like the KMS admin's forms, this model form does not run Django's model validation:
-``signing.services.create_policy`` / ``update_policy`` decide (they call
+``signing.services.policies.create_policy`` / ``update_policy`` decide (they call
 ``validate_policy``) and write, as the last step of validation, so the admin shows
 exactly the messages the API returns and a refusal, including a second policy for a
 namespace created concurrently, becomes a form error instead of a 500. The admin's
@@ -19,10 +19,11 @@ from config.errors import DomainError, ValidationFailed
 from kms.errors import ServiceNotAuthorized
 from kms.models import Key, KeyState, KeyUsage
 from registry.models import Instance, Namespace
-from signing import services
 from signing.errors import KeyNotSuitable, PolicyExists
 from signing.models import SigningPolicy
 from signing.naming import MAX_LENGTH, MIN_LENGTH
+from signing.selectors import suitable_keys
+from signing.services.policies import PolicyOutcome, create_policy, update_policy
 
 REGION_ADVICE = (
     "Keep the key and the instance in the same region: a key in another region works, "
@@ -89,7 +90,7 @@ class SigningPolicyForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.outcome: services.PolicyOutcome | None = None
+        self.outcome: PolicyOutcome | None = None
         policy = self.instance if self.instance.pk else None
         if "namespace" in self.fields:
             self.fields["namespace"] = NamespaceChoiceField(
@@ -100,7 +101,7 @@ class SigningPolicyForm(forms.ModelForm):
                 .order_by("instance__name", "name"),
                 help_text=f"One policy per namespace. {REGION_ADVICE}",
             )
-        keys = list(services.suitable_keys().order_by("alias"))
+        keys = list(suitable_keys().order_by("alias"))
         if policy is not None and policy.key_id not in {key.pk for key in keys}:
             keys.insert(0, policy.key)
         key_field = self.fields["key"]
@@ -161,17 +162,17 @@ class SigningPolicyForm(forms.ModelForm):
             return
         self.instance = self.outcome.policy
 
-    def apply(self) -> services.PolicyOutcome:
+    def apply(self) -> PolicyOutcome:
         data = self.cleaned_data
         if self.instance.pk:
-            return services.update_policy(
+            return update_policy(
                 policy=self.instance,
                 name=data["name"],
                 key=data["key"],
                 domain=data.get("domain") or None,
                 disabled=data.get("disabled", False),
             )
-        return services.create_policy(
+        return create_policy(
             namespace=data["namespace"],
             name=data["name"],
             key=data["key"],

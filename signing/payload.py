@@ -362,29 +362,30 @@ def parse_signature_manifest(manifest_json: Mapping[str, Any]) -> list[Signature
     layers = manifest_json.get("layers")
     if not isinstance(layers, list):
         raise InvalidSignatureManifest("manifest has no layers list")
-    entries = []
-    for index, layer in enumerate(layers):
-        if not isinstance(layer, Mapping):
-            raise InvalidSignatureManifest(f"layer {index} is not an object")
-        if layer.get("mediaType") != SIMPLESIGNING_MEDIA_TYPE:
-            raise InvalidSignatureManifest(
-                f"layer {index} media type {layer.get('mediaType')!r} is not "
-                f"{SIMPLESIGNING_MEDIA_TYPE}"
-            )
-        digest = layer.get("digest")
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-            raise InvalidSignatureManifest(f"layer {index} has no valid sha256 digest")
-        annotations = layer.get("annotations") or {}
-        if not isinstance(annotations, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-        ):
-            raise InvalidSignatureManifest(f"layer {index} annotations must map strings to strings")
-        signature = annotations.get(SIGNATURE_ANNOTATION)
-        if not signature:
-            raise InvalidSignatureManifest(f"layer {index} has no {SIGNATURE_ANNOTATION}")
-        extra = {k: v for k, v in annotations.items() if k != SIGNATURE_ANNOTATION}
-        entries.append(SignatureEntry(digest, signature, extra))
-    return entries
+    return [_signature_entry(index, layer) for index, layer in enumerate(layers)]
+
+
+def _signature_entry(index: int, layer: Any) -> SignatureEntry:
+    """Layer ``index`` of a ``.sig`` manifest, checked to be a cosign simple-signing layer."""
+    if not isinstance(layer, Mapping):
+        raise InvalidSignatureManifest(f"layer {index} is not an object")
+    if layer.get("mediaType") != SIMPLESIGNING_MEDIA_TYPE:
+        raise InvalidSignatureManifest(
+            f"layer {index} media type {layer.get('mediaType')!r} is not {SIMPLESIGNING_MEDIA_TYPE}"
+        )
+    digest = layer.get("digest")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise InvalidSignatureManifest(f"layer {index} has no valid sha256 digest")
+    annotations = layer.get("annotations") or {}
+    if not isinstance(annotations, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidSignatureManifest(f"layer {index} annotations must map strings to strings")
+    signature = annotations.get(SIGNATURE_ANNOTATION)
+    if not signature:
+        raise InvalidSignatureManifest(f"layer {index} has no {SIGNATURE_ANNOTATION}")
+    extra = {k: v for k, v in annotations.items() if k != SIGNATURE_ANNOTATION}
+    return SignatureEntry(digest, signature, extra)
 
 
 def same_key_fingerprint(a: SignatureLayer, b: SignatureLayer) -> bool:
@@ -400,6 +401,21 @@ def _identical(a: SignatureLayer, b: SignatureLayer) -> bool:
     )
 
 
+def _latest_per_key(
+    layers: list[SignatureLayer], same_key: Callable[[SignatureLayer, SignatureLayer], bool]
+) -> list[SignatureLayer]:
+    """One layer per key, in first-seen order; a later layer of a key replaces the earlier."""
+    latest: list[SignatureLayer] = []
+    for layer in layers:
+        for index, earlier in enumerate(latest):
+            if same_key(earlier, layer):
+                latest[index] = layer
+                break
+        else:
+            latest.append(layer)
+    return latest
+
+
 def merge_layers(
     existing: list[SignatureLayer],
     new: list[SignatureLayer],
@@ -413,15 +429,7 @@ def merge_layers(
     are dropped; a new layer of a key not yet present is appended. Among the new
     layers, a later one of the same key wins. Identical layers are never repeated.
     """
-    incoming: list[SignatureLayer] = []
-    for layer in new:
-        for index, earlier in enumerate(incoming):
-            if same_key(earlier, layer):
-                incoming[index] = layer
-                break
-        else:
-            incoming.append(layer)
-
+    incoming = _latest_per_key(new, same_key)
     result: list[SignatureLayer] = []
 
     def add(layer: SignatureLayer) -> None:

@@ -23,7 +23,7 @@ from config.errors import DomainError
 from registry.models import Instance
 from signing.errors import ManifestNotVerified, ManifestUnknown
 from signing.models import CleanupReason, Signature, SignatureStatus
-from signing.services import _queue_cleanups, run_cleanups
+from signing.services.cleanups import queue_cleanups, run_cleanups
 from signing.subjects import fetch_subject
 
 
@@ -70,24 +70,38 @@ def recheck_signatures(
             return result
         last = page[-1][0]
         for pk, repository, digest in page:
-            result.checked += 1
-            try:
-                fetch_subject(client, repository, digest)
-            except ManifestUnknown as exc:
-                # Asked twice: a registry may answer 404 for a moment while it writes.
-                if client.head_manifest(repository, digest) is not None:
-                    result.held += 1
-                    continue
-                result.not_held.append(f"{repository}@{digest}: {exc.code}")
-                if remove and _revoke(instance, pk, exc):
-                    result.removed += 1
-            except ManifestNotVerified as exc:
-                result.unverified.append(f"{repository}@{digest}: {exc.message}")
-            except DomainError as exc:
-                result.errors.append(f"{repository}@{digest}: {exc.message}")
-            else:
-                result.held += 1
+            _recheck_one(client, instance, pk, repository, digest, remove=remove, result=result)
         say(f"{result.checked} checked, {len(result.not_held)} not held by the registry")
+
+
+def _recheck_one(
+    client,
+    instance: Instance,
+    pk: int,
+    repository: str,
+    digest: str,
+    *,
+    remove: bool,
+    result: RecheckResult,
+) -> None:
+    """Fetch one signed image by digest and count what the registry answered."""
+    result.checked += 1
+    try:
+        fetch_subject(client, repository, digest)
+    except ManifestUnknown as exc:
+        # Asked twice: a registry may answer 404 for a moment while it writes.
+        if client.head_manifest(repository, digest) is not None:
+            result.held += 1
+            return
+        result.not_held.append(f"{repository}@{digest}: {exc.code}")
+        if remove and _revoke(instance, pk, exc):
+            result.removed += 1
+    except ManifestNotVerified as exc:
+        result.unverified.append(f"{repository}@{digest}: {exc.message}")
+    except DomainError as exc:
+        result.errors.append(f"{repository}@{digest}: {exc.message}")
+    else:
+        result.held += 1
 
 
 def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
@@ -105,7 +119,7 @@ def _revoke(instance: Instance, signature_id: int, exc: DomainError) -> bool:
         if signature is None:
             return False
         repository = signature.manifest.repository.name
-        cleanup_ids = _queue_cleanups(
+        cleanup_ids = queue_cleanups(
             instance,
             [(repository, signature.manifest.digest, signature.key_fingerprint)],
             CleanupReason.NOT_IN_REGISTRY,

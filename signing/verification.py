@@ -102,13 +102,9 @@ def _earlier_key_that_verifies(policy: SigningPolicy, payload: bytes, signature:
     return None
 
 
-def verify_image(*, image: str, instances=None) -> VerificationResult:
-    """Verify ``image`` against its namespace policy's key. Never raises for a bad signature."""
-    ref = parse_image(image)
-    instance = _instance_for(ref.domain)
-    if instances is not None and not instances.filter(pk=instance.pk).exists():
-        raise ImageNotFound(f"No registry instance answers to domain {ref.domain}.")
-    namespace_name = ref.repository.split("/", 1)[0]
+def _policy_for(instance: Instance, repository: str) -> SigningPolicy:
+    """The signing policy of the repository's namespace: the key to verify with."""
+    namespace_name = repository.split("/", 1)[0]
     namespace = Namespace.objects.filter(instance=instance, name=namespace_name).first()
     policy = (
         SigningPolicy.objects.select_related("key").filter(namespace=namespace).first()
@@ -120,22 +116,83 @@ def verify_image(*, image: str, instances=None) -> VerificationResult:
             f"Namespace {namespace_name} of instance {instance.name} has no signing policy, "
             "so there is no key to verify with."
         )
+    return policy
+
+
+def _digest_for(client, ref: ImageReference) -> str:
+    """The digest asked about, or the one the tag points at in the registry."""
+    if ref.digest:
+        return ref.digest
+    head = client.head_manifest(ref.repository, ref.tag or "")
+    if head is None:
+        raise ImageNotFound(f"{ref.repository}:{ref.tag} is not in the registry.")
+    return head.digest
+
+
+def _tag_points_at_digest(client, ref: ImageReference) -> bool:
+    """For ``repo:tag@digest``: whether the registry's tag names that digest."""
+    head = client.head_manifest(ref.repository, ref.tag)
+    return head is not None and head.digest == ref.digest
+
+
+def _layer_problem(
+    layer: artifacts.SignatureLayer,
+    *,
+    policy: SigningPolicy,
+    public_key: crypto.PublicKey,
+    digest: str,
+    expected_reference: str,
+) -> str | None:
+    """Why one signature layer does not verify the image, or None when it does."""
+    key = policy.key
+    try:
+        signature = base64.b64decode(layer.signature_b64, validate=True)
+    except ValueError:
+        return "not valid base64."
+    if not crypto.verify(
+        public_key,
+        algorithm=crypto.RSA_PKCS1_SHA_256,
+        message=layer.payload,
+        message_type=crypto.RAW,
+        signature=signature,
+    ):
+        earlier = _earlier_key_that_verifies(policy, layer.payload, signature)
+        hint = (
+            f" It was made with the policy's earlier key {earlier.alias}: re-sign the "
+            "policy's images to move them to the current key."
+            if earlier
+            else ""
+        )
+        return (
+            f"does not verify with key {key.alias} "
+            f"(fingerprint {key.public_key_fingerprint[:16]}…).{hint}"
+        )
+    try:
+        payload = parse_payload(layer.payload)
+    except InvalidPayload as exc:
+        return f"payload rejected: {exc}"
+    if payload.manifest_digest != digest:
+        return f"signs digest {payload.manifest_digest}, not {digest}."
+    if payload.docker_reference != expected_reference:
+        return f"identity {payload.docker_reference} is not {expected_reference}."
+    return None
+
+
+def verify_image(*, image: str, instances=None) -> VerificationResult:
+    """Verify ``image`` against its namespace policy's key. Never raises for a bad signature."""
+    ref = parse_image(image)
+    instance = _instance_for(ref.domain)
+    if instances is not None and not instances.filter(pk=instance.pk).exists():
+        raise ImageNotFound(f"No registry instance answers to domain {ref.domain}.")
+    policy = _policy_for(instance, ref.repository)
     client = instance.registry_client()
     result = VerificationResult(image=image, verified=False)
     try:
-        if ref.digest:
-            digest = ref.digest
-        else:
-            head = client.head_manifest(ref.repository, ref.tag or "")
-            if head is None:
-                raise ImageNotFound(f"{ref.repository}:{ref.tag} is not in the registry.")
-            digest = head.digest
+        digest = _digest_for(client, ref)
         result.digest = digest
-        if ref.tag and ref.digest:
-            head = client.head_manifest(ref.repository, ref.tag)
-            if head is None or head.digest != ref.digest:
-                result.reasons.append(f"Tag {ref.tag} does not point at {ref.digest}.")
-                return result
+        if ref.tag and ref.digest and not _tag_points_at_digest(client, ref):
+            result.reasons.append(f"Tag {ref.tag} does not point at {ref.digest}.")
+            return result
         layers = artifacts.read_layers(client, ref.repository, digest)
     except (InvalidSignatureManifest, InvalidPayload) as exc:
         result.reasons.append(f"The signature artifact is malformed: {exc}")
@@ -152,48 +209,18 @@ def verify_image(*, image: str, instances=None) -> VerificationResult:
     expected_reference = f"{ref.domain}/{ref.repository}"
     result.key_id, result.key_fingerprint = str(key.key_id), key.public_key_fingerprint
     for number, layer in enumerate(layers, start=1):
-        try:
-            signature = base64.b64decode(layer.signature_b64, validate=True)
-        except ValueError:
-            result.reasons.append(f"Signature {number}: not valid base64.")
-            continue
-        if not crypto.verify(
-            public_key,
-            algorithm=crypto.RSA_PKCS1_SHA_256,
-            message=layer.payload,
-            message_type=crypto.RAW,
-            signature=signature,
-        ):
-            earlier = _earlier_key_that_verifies(policy, layer.payload, signature)
-            hint = (
-                f" It was made with the policy's earlier key {earlier.alias}: re-sign the "
-                "policy's images to move them to the current key."
-                if earlier
-                else ""
-            )
-            result.reasons.append(
-                f"Signature {number}: does not verify with key {key.alias} "
-                f"(fingerprint {key.public_key_fingerprint[:16]}…).{hint}"
-            )
-            continue
-        try:
-            payload = parse_payload(layer.payload)
-        except InvalidPayload as exc:
-            result.reasons.append(f"Signature {number}: payload rejected: {exc}")
-            continue
-        if payload.manifest_digest != digest:
-            result.reasons.append(
-                f"Signature {number}: signs digest {payload.manifest_digest}, not {digest}."
-            )
-            continue
-        if payload.docker_reference != expected_reference:
-            result.reasons.append(
-                f"Signature {number}: identity {payload.docker_reference} is not "
-                f"{expected_reference}."
-            )
+        problem = _layer_problem(
+            layer,
+            policy=policy,
+            public_key=public_key,
+            digest=digest,
+            expected_reference=expected_reference,
+        )
+        if problem:
+            result.reasons.append(f"Signature {number}: {problem}")
             continue
         result.verified = True
-        result.docker_reference = payload.docker_reference
+        result.docker_reference = expected_reference  # what the payload's identity matched
         result.reasons = [f"Signature {number} verifies with key {key.alias}."]
         return result
     return result

@@ -24,7 +24,7 @@ from kms.models import AuthorizedService, KeyUsage
 from registry import services as registry_services
 from registry.models import Instance, Manifest, Namespace, Repository, Tag
 from signing import artifacts, services
-from signing.admin import row_health
+from signing.admin.policy import row_health
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.payload import signature_tag
 from tests.accounts.support import grant

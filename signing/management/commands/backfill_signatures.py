@@ -23,8 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.context import command_actor
 from config.errors import DomainError
-from registry.models import Instance, Namespace
-from signing import backfill, services
+from signing import backfill
 from signing.management.arguments import instance_argument
 
 DEFAULT_BATCH_SIZE = backfill.DEFAULT_BATCH_SIZE
@@ -82,53 +81,17 @@ class Command(BaseCommand):
             f"(default {backfill.DEFAULT_WAIT_SECONDS:.0f}).",
         )
 
-    # -- scope ---------------------------------------------------------------------------------
-
-    def _check_scope(self, instance: Instance, namespace: str | None, repository: str | None):
-        if (
-            namespace is not None
-            and not Namespace.objects.filter(instance=instance, name=namespace).exists()
-        ):
-            raise CommandError(f"Instance {instance.name} has no namespace {namespace!r}.")
-        if repository is not None:
-            if namespace is None and "/" not in repository:
-                raise CommandError(
-                    f"--repository {repository!r} needs --namespace, or give its full path "
-                    "(namespace/name)."
-                )
-            # Inside --namespace a repository may be named with or without the namespace
-            # ("app", "sub/app" or "team/app"), as in signing.services.tags_in_scope.
-            full = (
-                repository
-                if namespace is None or repository.startswith(f"{namespace}/")
-                else f"{namespace}/{repository}"
-            )
-            if not services.tags_in_scope(instance=instance, repository=full).exists():
-                raise CommandError(
-                    f"Instance {instance.name} has no tagged image in repository {full!r}."
-                )
-
-    # -- run -----------------------------------------------------------------------------------
-
     @command_actor("manage.py backfill_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
         instance = instance_argument(options["instance"])
         namespace: str | None = options["namespace"]
         repository: str | None = options["repository"]
-        self._check_scope(instance, namespace, repository)
-
+        if problem := backfill.scope_problem(
+            instance=instance, namespace=namespace, repository=repository
+        ):
+            raise CommandError(problem)
         scope = backfill.plan(instance=instance, namespace=namespace, repository=repository)
-        described = (
-            f"instance {instance.name}"
-            + (f", namespace {namespace}" if namespace else "")
-            + (f", repository {repository}" if repository else "")
-        )
-        self.stdout.write(
-            f"Backfill {described}: {scope.total} image(s) covered by a signing policy, "
-            f"{scope.skipped} skipped (no policy"
-            + (f": {', '.join(scope.skipped_namespaces)}" if scope.skipped_namespaces else "")
-            + ")."
-        )
+        self._report_plan(scope, namespace, repository)
         if options["dry_run"]:
             already = backfill.already_signed(scope)
             self.stdout.write(
@@ -136,7 +99,6 @@ class Command(BaseCommand):
                 f"{scope.skipped} skipped (no policy). Nothing was changed."
             )
             return
-
         started = time.monotonic()
         try:
             result = backfill.backfill(
@@ -147,7 +109,27 @@ class Command(BaseCommand):
             )
         except DomainError as exc:
             raise CommandError(f"Signing stopped: {exc.message}") from exc
-        elapsed = time.monotonic() - started
+        self._report_result(scope, result, time.monotonic() - started)
+
+    def _report_plan(
+        self, scope: backfill.Plan, namespace: str | None, repository: str | None
+    ) -> None:
+        described = (
+            f"instance {scope.instance.name}"
+            + (f", namespace {namespace}" if namespace else "")
+            + (f", repository {repository}" if repository else "")
+        )
+        self.stdout.write(
+            f"Backfill {described}: {scope.total} image(s) covered by a signing policy, "
+            f"{scope.skipped} skipped (no policy"
+            + (f": {', '.join(scope.skipped_namespaces)}" if scope.skipped_namespaces else "")
+            + ")."
+        )
+
+    def _report_result(
+        self, scope: backfill.Plan, result: backfill.BackfillResult, elapsed: float
+    ) -> None:
+        """The summary line; failures to stderr and exit status 1."""
         self.stdout.write(
             f"Done in {elapsed:.1f}s: {result.signed} signed, "
             f"{result.already_signed} already signed, {result.failed} failed, "

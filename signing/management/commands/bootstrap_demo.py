@@ -21,8 +21,8 @@ from kms import services as kms_services
 from kms.models import AuthorizedService, Key, KeyUsage
 from registry import services as registry_services
 from registry.models import Instance, Namespace
-from signing import services as signing_services
 from signing.models import SigningPolicy
+from signing.services.policies import create_policy
 
 DEMO_KEY_ALIAS = "demo-signing-key"
 DEMO_INSTANCE = "demo"
@@ -129,9 +129,7 @@ class Command(BaseCommand):
             not SigningPolicy.objects.filter(namespace=namespace).exists()
             and key.state == "Enabled"
         ):
-            signing_services.create_policy(
-                namespace=namespace, name=DEMO_POLICY, key=key, created_by=admin
-            )
+            create_policy(namespace=namespace, name=DEMO_POLICY, key=key, created_by=admin)
             self.stdout.write(
                 f"Created signing policy {DEMO_POLICY} for namespace {namespace.name} "
                 f"(domain {instance.default_domain})."

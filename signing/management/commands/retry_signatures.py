@@ -15,8 +15,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.context import command_actor
-from signing import services
 from signing.models import ArtifactCleanup, Signature, SignatureStatus
+from signing.services.requests import retry_signatures
 
 SHOWN_FAILURES = 20
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
 
     @command_actor("manage.py retry_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
-        outcome = services.retry_signatures(limit=options["limit"])
+        outcome = retry_signatures(limit=options["limit"])
         still_failed = Signature.objects.filter(status=SignatureStatus.FAILED).count()
         cleanups = ArtifactCleanup.objects.count()
         self.stdout.write(

@@ -1,0 +1,281 @@
+"""The registry's tag page with signing: a signature column, a Sign button, bulk sign
+and verify. Registered over registry's in ``signing.admin``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, QuerySet, Value
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from accounts.scoping import model_scope_condition, scope_model
+from config.errors import DomainError
+from config.ids import is_id
+from registry import admin as registry_admin
+from registry.models import Tag
+from signing.admin.common import (
+    ERROR_STYLE,
+    MUTED_STYLE,
+    SIGN_IMAGES,
+    can_sign,
+    sign_result_messages,
+)
+from signing.admin.filters import SignatureStatusFilter
+from signing.admin.signature import signature_key_label
+from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.services.requests import request_signing
+from signing.verification import verify_image
+
+# Verifying reads the registry for each tag; a bigger selection is cut to this many.
+VERIFY_LIMIT = 100
+
+
+def tag_policy(tag: Tag) -> SigningPolicy | None:
+    policies = tag.repository.namespace.signing_policies.all()  # prefetched
+    return policies[0] if policies else None
+
+
+def tag_signature(tag: Tag, policy: SigningPolicy | None) -> Signature | None:
+    if policy is None:
+        return None
+    return next((s for s in tag.manifest.signatures.all() if s.policy_id == policy.pk), None)
+
+
+def tag_signature_html(tag: Tag) -> str:
+    policy = tag_policy(tag)
+    if policy is None:
+        return format_html('<span style="{}">no policy</span>', MUTED_STYLE)
+    signature = tag_signature(tag, policy)
+    if signature is None:
+        suffix = " (policy disabled)" if policy.disabled else ""
+        return format_html('<span style="{}">unsigned{}</span>', MUTED_STYLE, suffix)
+    if signature.status == SignatureStatus.FAILED:
+        return format_html(
+            '<span style="{}" title="{}">failed: {}</span>',
+            ERROR_STYLE,
+            signature.failure_reason,
+            signature.failure_reason[:160],
+        )
+    if signature.status == SignatureStatus.PENDING:
+        return format_html('<span style="{}">pending</span>', MUTED_STYLE)
+    signed_at = (
+        timezone.localtime(signature.signed_at).strftime("%Y-%m-%d %H:%M")
+        if signature.signed_at
+        else ""
+    )
+    html = format_html("signed ✓ ({}, {})", signature_key_label(signature, policy), signed_at)
+    if signature.failure_code:  # a re-sign with a new key failed; the old one stands
+        html = format_html(
+            '{} <span style="{}" title="{}">re-sign failed</span>',
+            html,
+            ERROR_STYLE,
+            signature.failure_reason,
+        )
+    return html
+
+
+def _may_sign(request: HttpRequest) -> Any:
+    """Per row: may this user sign the tag? (Decides the row's Sign button, in SQL.)"""
+    condition = model_scope_condition(Tag, request.user, perm=SIGN_IMAGES)
+    if condition is None:
+        return Value(True)
+    if not can_sign(request):
+        return Value(False)
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
+class SigningTagAdmin(registry_admin.TagAdmin):
+    """TCR's "Tag Management" list: the registry's tag page plus signing."""
+
+    list_filter = [*registry_admin.TagAdmin.list_filter, SignatureStatusFilter]
+    actions = ["sign_selected", "verify_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "manifest__signatures",
+                    queryset=Signature.objects.defer("payload", "signature_value"),
+                ),
+                Prefetch(
+                    "repository__namespace__signing_policies",
+                    queryset=SigningPolicy.objects.select_related("key").defer(
+                        "key__sealed_private_key"
+                    ),
+                ),
+            )
+            .annotate(_can_sign=_may_sign(request))
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list:
+        return [*super().get_fields(request, obj), "signature"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list:
+        return [*super().get_readonly_fields(request, obj), "signature"]
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        columns = [*super().get_list_display(request), "signature"]
+        if can_sign(request):
+            columns.append("operation")
+        return columns
+
+    def has_sign_images_permission(self, request: HttpRequest) -> bool:
+        return can_sign(request)
+
+    @admin.display(description="signature")
+    def signature(self, obj: Tag) -> str:
+        return tag_signature_html(obj)
+
+    @admin.display(description="operation")
+    def operation(self, obj: Tag) -> str:
+        if not getattr(obj, "_can_sign", False):
+            # Visible to this user but read-only for it (a reader membership there).
+            return format_html('<span style="{}">read-only</span>', MUTED_STYLE)
+        # The changelist is itself a form: the button submits it (with its CSRF token) to
+        # the sign URL instead of nesting a form in it.
+        url = reverse("admin:registry_tag_sign", args=[quote(obj.pk)])
+        return format_html(
+            '<button type="submit" class="button signing-sign" formaction="{}" '
+            'formmethod="post" formnovalidate title="Sign {}:{}">Sign</button>',
+            url,
+            obj.repository.name,
+            obj.name,
+        )
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "<path:object_id>/sign/",
+                self.admin_site.admin_view(self.sign_view),
+                name="registry_tag_sign",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _back(self, request: HttpRequest) -> HttpResponseRedirect:
+        referer = request.headers.get("referer", "")
+        if referer and url_has_allowed_host_and_scheme(
+            referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return HttpResponseRedirect(referer)
+        return HttpResponseRedirect(reverse("admin:registry_tag_changelist"))
+
+    def sign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The row's Sign button: sign the tag's image (and an index's children) now."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not (self.has_view_permission(request) and self.has_sign_images_permission(request)):
+            raise PermissionDenied
+        if not is_id(object_id):
+            raise Http404("No such tag.")
+        tag = get_object_or_404(
+            scope_model(Tag.objects.all(), request.user).select_related(
+                "repository__namespace", "manifest__repository__namespace"
+            ),
+            pk=int(object_id),
+        )
+        if not request.user.has_perm(SIGN_IMAGES, tag):
+            raise PermissionDenied  # in the user's scope, but read-only there
+        label = f"Tag {tag.repository.name}:{tag.name}"
+        try:
+            result = request_signing(manifests=[tag.manifest], trigger="manual", actor=request.user)
+        except DomainError as exc:
+            prefix = "no policy" if exc.code == "NoSigningPolicy" else "not signed"
+            self.message_user(request, f"{label}: {prefix}: {exc.message}", messages.ERROR)
+            return self._back(request)
+        outcome = result.outcome
+        if outcome.failed:
+            self.message_user(
+                request, f"{label}: failed: {'; '.join(outcome.failures)}", messages.ERROR
+            )
+        elif outcome.signed:
+            self.message_user(
+                request, f"{label}: signed ({outcome.signed} manifest(s)).", messages.SUCCESS
+            )
+        elif result.queued or outcome.skipped:
+            self.message_user(request, f"{label}: signing in the background.", messages.INFO)
+        else:
+            self.message_user(request, f"{label}: already signed.", messages.INFO)
+        if outcome.signed:
+            self.log_change(request, tag, f"Signed ({outcome.signed} manifest(s)).")
+        return self._back(request)
+
+    @admin.action(description="Sign selected", permissions=["sign_images"])
+    def sign_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> None:
+        selected = queryset.count()
+        tags = list(
+            scope_model(queryset, request.user, perm=SIGN_IMAGES).select_related(
+                "manifest__repository__namespace"
+            )
+        )
+        if len(tags) < selected:
+            self.message_user(
+                request,
+                f"{selected - len(tags)} selected tag(s) are in namespaces you may "
+                "not sign in; they were left alone.",
+                messages.WARNING,
+            )
+        if not tags:
+            return
+        try:
+            result = request_signing(
+                manifests=[tag.manifest for tag in tags], trigger="manual", actor=request.user
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        for level, text in sign_result_messages(result):
+            self.message_user(request, f"{len(tags)} tag(s) selected. {text}", level)
+
+    @admin.action(description="Verify selected", permissions=["view"])
+    def verify_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> None:
+        tags = list(queryset.order_by("repository__name", "name")[: VERIFY_LIMIT + 1])
+        if len(tags) > VERIFY_LIMIT:
+            tags = tags[:VERIFY_LIMIT]
+            self.message_user(
+                request, f"Only the first {VERIFY_LIMIT} tags were verified.", messages.WARNING
+            )
+        for tag in tags:
+            name = f"{tag.repository.name}:{tag.name}"
+            label = f"Tag {name}"
+            policy = tag_policy(tag)
+            if policy is None:
+                self.message_user(
+                    request,
+                    f"{label}: no signing policy, nothing to verify against.",
+                    messages.WARNING,
+                )
+                continue
+            try:
+                result = verify_image(image=f"{policy.domain}/{name}")
+            except DomainError as exc:
+                self.message_user(request, f"{label}: not verified: {exc.message}", messages.ERROR)
+                continue
+            if result.verified:
+                self.message_user(
+                    request,
+                    f"{label}: verified ({result.digest}). {' '.join(result.reasons)}",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"{label}: not verified. {' '.join(result.reasons)}",
+                    messages.ERROR,
+                )

@@ -1,0 +1,371 @@
+"""The signing worker: claim a row, verify the image, sign with the KMS, publish the
+``.sig`` artifact, record the result or the failure. Work handed on after commit goes
+through ``after_commit``."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit import services as audit
+from kms.clients import get_kms_client
+from registry.models import Manifest
+from registry.reconcile import reconcile_manifest
+from signing import artifacts
+from signing.constants import CLAIM_SECONDS, SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
+from signing.dispatch import dispatch
+from signing.models import (
+    ArtifactCleanup,
+    CleanupReason,
+    Signature,
+    SignatureStatus,
+    SigningPolicy,
+    Trigger,
+)
+from signing.payload import SignatureLayer, build_payload, signing_annotations
+from signing.selectors import given_up, manifests_with_children, needs_signing
+from signing.services.cleanups import queue_cleanups, run_cleanups
+from signing.services.failures import backoff, failure_reason
+from signing.subjects import Subject, fetch_subject
+
+logger = logging.getLogger(__name__)
+
+
+def after_commit(work: Callable[[list[int]], Any], ids: Sequence[int]) -> None:
+    """Hand ``work(ids)`` to the dispatcher once the caller's transaction commits: the
+    background thread must see the rows it starts from. Nothing to do, nothing queued."""
+    if ids:
+        ids = list(ids)
+        transaction.on_commit(lambda: dispatch(work, ids))
+
+
+def remove_artifacts_after_commit(ids: Sequence[int]) -> None:
+    """Carry out the queued artifact removals ``ids`` once the caller's transaction commits."""
+    after_commit(run_cleanups, ids)
+
+
+def ensure_pending(
+    pairs: Iterable[tuple[SigningPolicy, Manifest]], *, trigger: str, actor
+) -> list[int]:
+    """Signature rows for each (policy, manifest) that the policy's key has not signed.
+
+    Missing rows are created pending; existing rows keep their status (a signature made
+    with an old key stays valid and visible until the re-sign succeeds). One row per
+    (policy, manifest), settled by the unique constraint. Returns the rows to sign.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        return []
+    Signature.objects.bulk_create(
+        [
+            Signature(policy=policy, manifest=manifest, trigger=trigger, triggered_by=actor)
+            for policy, manifest in pairs
+        ],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+    by_policy: dict[int, list[int]] = {}
+    for policy, manifest in pairs:
+        by_policy.setdefault(policy.pk, []).append(manifest.pk)
+    ids: list[int] = []
+    for policy_id, manifest_ids in by_policy.items():
+        for start in range(0, len(manifest_ids), 500):
+            needing = Signature.objects.filter(
+                needs_signing(),
+                policy_id=policy_id,
+                manifest_id__in=manifest_ids[start : start + 500],
+            )
+            chunk_ids = list(needing.values_list("id", flat=True))
+            if chunk_ids:
+                Signature.objects.filter(pk__in=chunk_ids).update(
+                    trigger=trigger, triggered_by=actor, next_attempt_at=None
+                )
+                if trigger != Trigger.PUSH:
+                    # A person asking again earns a row given up its tries again; a push
+                    # event for the same row does not (it gets the one try it triggers),
+                    # so repeated forged pushes cost one fetch each, never a new series.
+                    Signature.objects.filter(given_up(), pk__in=chunk_ids).update(attempts=0)
+            ids.extend(chunk_ids)
+    return ids
+
+
+def _claim(signature_id: int) -> Signature | None:
+    """Take a row for signing; None when it is signed already or another worker has it."""
+    now = timezone.now()
+    current = (
+        Signature.objects.filter(pk=signature_id)
+        .values_list("policy__key_id", "policy__domain", "manifest__repository__name")
+        .first()
+    )
+    if current is None:
+        return None
+    policy_key_id, domain, repository = current
+    # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
+    # for. With needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
+    # against the old snapshot, and concurrent workers all claimed (and signed) one row.
+    claimed = (
+        Signature.objects.filter(pk=signature_id)
+        .filter(
+            ~Q(status=SignatureStatus.SIGNED)
+            | ~Q(key_id=policy_key_id)
+            | ~Q(docker_reference=f"{domain}/{repository}")
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return None
+    return Signature.objects.select_related(
+        "policy__key", "policy__namespace__instance", "manifest__repository"
+    ).get(pk=signature_id)
+
+
+@dataclass
+class SignOutcome:
+    signed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, other: SignOutcome) -> None:
+        self.signed += other.signed
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.failures.extend(other.failures)
+
+
+def sign_signature(signature_id: int, *, kms_client=None, registry_clients=None) -> str:
+    """Sign one row: verify the image in the registry, payload, KMS signature, ``.sig``
+    artifact. Returns the row's status; an index's children are signed after it.
+
+    Never raises for KMS or registry failures: the row ends ``failed`` (or, when a re-sign
+    fails, stays ``signed`` with the old key) with the reason and a next attempt time.
+    """
+    status, children = _sign_one(
+        signature_id, kms_client=kms_client, registry_clients=registry_clients
+    )
+    if children:
+        dispatch(sign_signatures, children)
+    return status
+
+
+def _verified_subject(signature: Signature, registry) -> Subject:
+    """The row's image as the registry holds it; Signet's record corrected to match."""
+    manifest = signature.manifest
+    subject = fetch_subject(registry, manifest.repository.name, manifest.digest)
+    reconcile_manifest(
+        manifest=manifest,
+        media_type=subject.media_type,
+        size=subject.size,
+        children=subject.children,
+    )
+    return subject
+
+
+def _pending_children(signature: Signature) -> list[int]:
+    """Rows for the children of the (just verified) index, as the registry listed them."""
+    children = manifests_with_children([signature.manifest])
+    pairs = [(signature.policy, c) for c in children if c.pk != signature.manifest_id]
+    if not pairs:
+        return []
+    with transaction.atomic():
+        return ensure_pending(pairs, trigger=signature.trigger, actor=signature.triggered_by)
+
+
+@dataclass(frozen=True)
+class _Published:
+    """What signing one row produced: the signed payload and the ``.sig`` manifest."""
+
+    reference: str
+    payload: bytes
+    signature_b64: str
+    sig_digest: str
+
+
+def _sign_one(
+    signature_id: int, *, kms_client: Any = None, registry_clients: dict[int, Any] | None = None
+) -> tuple[str, list[int]]:
+    """``sign_signature`` without dispatching: (status, ids of the index's children to sign)."""
+    signature = _claim(signature_id)
+    if signature is None:
+        return "skipped", []
+    children: list[int] = []
+    try:
+        registry = _registry_client(signature, registry_clients)
+        # The registry is the truth: never sign a digest only an event or request names.
+        subject = _verified_subject(signature, registry)
+        if subject.is_index:
+            children = _pending_children(signature)
+        published = _sign_and_publish(signature, registry, kms_client)
+    except Exception as exc:
+        return _record_failure(signature, exc), children
+    return _record_signed(signature, published), children
+
+
+def _registry_client(signature: Signature, registry_clients: dict[int, Any] | None) -> Any:
+    """The instance's registry client, shared across one pass through ``registry_clients``."""
+    instance = signature.policy.namespace.instance
+    registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
+    if registry_clients is not None:
+        registry_clients[instance.pk] = registry
+    return registry
+
+
+def _sign_and_publish(signature: Signature, registry: Any, kms_client: Any) -> _Published:
+    """Sign the payload with the policy's KMS key; publish it in the ``.sig`` artifact,
+    replacing the layer of the key that signed the row before (a re-sign)."""
+    policy, manifest = signature.policy, signature.manifest
+    key = policy.key
+    repository = manifest.repository.name
+    reference = f"{policy.domain}/{repository}"
+    payload = build_payload(docker_reference=reference, manifest_digest=manifest.digest)
+    client = kms_client or get_kms_client(service=SERVICE)
+    raw_signature = client.sign(
+        key_id=str(key.key_id), message=payload, algorithm=SIGNING_ALGORITHM
+    )
+    signature_b64 = base64.b64encode(raw_signature).decode()
+    layer = SignatureLayer(
+        payload=payload,
+        signature_b64=signature_b64,
+        annotations=signing_annotations(key_fingerprint=key.public_key_fingerprint),
+    )
+    drop = [signature.key_fingerprint] if signature.key_fingerprint else []
+    sig_digest = artifacts.publish(
+        registry, repository, manifest.digest, layer, drop_fingerprints=drop
+    )
+    return _Published(reference, payload, signature_b64, sig_digest)
+
+
+def _record_signed(signature: Signature, published: _Published) -> str:
+    """Store the signature on the row; when the row went meanwhile, take the artifact back."""
+    policy, manifest = signature.policy, signature.manifest
+    key = policy.key
+    repository = manifest.repository.name
+    now = timezone.now()
+    updated = Signature.objects.filter(pk=signature.pk).update(
+        status=SignatureStatus.SIGNED,
+        key_id=key.key_id,
+        key_fingerprint=key.public_key_fingerprint,
+        algorithm=SIGNING_ALGORITHM,
+        docker_reference=published.reference,
+        payload=published.payload,
+        signature_value=published.signature_b64,
+        sig_manifest_digest=published.sig_digest,
+        signed_at=now,
+        failure_code="",
+        failure_reason="",
+        next_attempt_at=None,
+        claimed_until=None,
+        updated_at=now,
+    )
+    if not updated:
+        # The policy or image was deleted while we signed: take the artifact back out.
+        remove_artifacts_after_commit(
+            queue_cleanups(
+                policy.namespace.instance,
+                [(repository, manifest.digest, key.public_key_fingerprint)],
+                CleanupReason.POLICY_DELETED,
+            )
+        )
+        return "skipped"
+    # A removal still queued for this artifact (a deleted policy or image) would take the
+    # signature just published back out.
+    ArtifactCleanup.objects.filter(
+        instance_id=policy.namespace.instance_id,
+        repository=repository,
+        manifest_digest=manifest.digest,
+        key_fingerprint__in=[key.public_key_fingerprint, ""],
+    ).delete()
+    logger.info("image signed %s@%s key=%s", repository, manifest.digest, key.alias)
+    return SignatureStatus.SIGNED
+
+
+def _record_failure(signature: Signature, exc: Exception) -> str:
+    code, message = failure_reason(exc)
+    now = timezone.now()
+    status = (
+        SignatureStatus.SIGNED
+        if signature.status == SignatureStatus.SIGNED
+        else SignatureStatus.FAILED
+    )
+    # A registry that is still writing may answer 404 for a moment: a few tries, not forever.
+    exhausted = (
+        code in UNVERIFIED_CODES and signature.attempts >= settings.SIGNING_MANIFEST_CHECK_ATTEMPTS
+    )
+    Signature.objects.filter(pk=signature.pk).update(
+        status=status,
+        failure_code=code,
+        failure_reason=message[:2000],
+        next_attempt_at=None if exhausted else now + backoff(signature.attempts),
+        claimed_until=None,
+        updated_at=now,
+    )
+    audit.record(
+        "signing.signature.failed",
+        obj=signature,
+        object_repr=f"{signature.manifest.repository.name}@{signature.manifest.digest}",
+        instance=signature.policy.namespace.instance,
+        namespace_name=signature.policy.namespace.name,
+        details={
+            "code": code,
+            "reason": message[:500],
+            "policy": signature.policy.name,
+            "key_alias": signature.policy.key.alias,
+            "trigger": signature.trigger,
+            "attempts": signature.attempts,
+        },
+    )
+    logger.warning(
+        "image signing failed %s@%s: %s %s",
+        signature.manifest.repository.name,
+        signature.manifest.digest,
+        code,
+        message,
+    )
+    return SignatureStatus.FAILED
+
+
+def sign_signatures(ids: Sequence[int]) -> SignOutcome:
+    """Sign the rows, then the children of any index among them (as the registry lists
+    them), in this same pass."""
+    outcome = SignOutcome()
+    clients: dict[int, Any] = {}
+    kms_client = get_kms_client(service=SERVICE)
+    queue, seen = deque(ids), set(ids)
+    while queue:
+        signature_id = queue.popleft()
+        try:
+            status, children = _sign_one(
+                signature_id, kms_client=kms_client, registry_clients=clients
+            )
+            queue.extend(child for child in children if child not in seen)
+            seen.update(children)
+        except DatabaseError:
+            # The row stays claimed until its lease ends; retry_signatures takes it again.
+            logger.exception("recording signature %s failed; it will be retried", signature_id)
+            outcome.failed += 1
+            continue
+        if status == SignatureStatus.SIGNED:
+            outcome.signed += 1
+        elif status == SignatureStatus.FAILED:
+            outcome.failed += 1
+            row = (
+                Signature.objects.filter(pk=signature_id)
+                .values_list("manifest__repository__name", "manifest__digest", "failure_reason")
+                .first()
+            )
+            if row:
+                outcome.failures.append(f"{row[0]}@{row[1]}: {row[2]}")
+        else:
+            outcome.skipped += 1
+    return outcome
