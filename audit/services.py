@@ -1,4 +1,5 @@
-"""Recording audit events. Other apps call ``record``; ``audit`` imports none of them.
+"""Recording audit events. The domain apps call ``record``; ``audit`` imports none of them
+(``accounts``, below ``audit``, announces its changes instead: ``audit.receivers``).
 
 ``record`` writes on the caller's database connection, so inside a transaction the event
 commits or rolls back together with the change it describes.
