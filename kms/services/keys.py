@@ -18,7 +18,6 @@ from kms.services.material import master_keyring
 logger = logging.getLogger(__name__)
 
 MAX_DESCRIPTION_BYTES = 1024
-
 RESERVED_ALIAS_PREFIX = "kms-"
 
 

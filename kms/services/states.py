@@ -26,7 +26,6 @@ from kms.services.material import key_cache
 logger = logging.getLogger(__name__)
 
 MIN_PENDING_WINDOW_DAYS = 7
-
 MAX_PENDING_WINDOW_DAYS = 30
 
 
