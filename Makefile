@@ -46,8 +46,10 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev system-packages verifiers
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## make lint: ruff and the import layers (the contracts in pyproject.toml)
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .local db.sqlite3 db.sqlite3-wal db.sqlite3-shm .env

@@ -7,9 +7,9 @@ DRF object permissions and the admin, sees the grants:
 - ``obj`` None: True when any of the user's memberships has a role granting ``perm``
   (list endpoints and admin changelists open; their querysets are then scoped by
   ``accounts.scoping``);
-- ``obj`` given: the object is resolved to its (instance, namespace) and the
-  membership for that instance must cover the namespace and grant ``perm``. KMS keys
-  are not scoped: the permission alone decides.
+- ``obj`` given: the object is resolved to its (instance, namespace) by the paths its
+  app registered (``accounts.scopes``) and the membership for that instance must cover
+  the namespace and grant ``perm``. KMS keys are not scoped: the permission alone decides.
 
 Memberships are read once per user object (one request) and cached on it.
 """
@@ -22,6 +22,7 @@ from typing import Any
 from django.contrib.auth.backends import BaseBackend
 
 from accounts.roles import ROLE_PERMISSIONS
+from accounts.scopes import UNSCOPED, locate
 
 _CACHE = "_signet_memberships"
 
@@ -84,36 +85,6 @@ def forget_grants(user: Any) -> None:
         delattr(user, _CACHE)
 
 
-_UNSCOPED = object()
-
-
-def locate(obj: Any) -> tuple[int, int | None] | object | None:
-    """``(instance_id, namespace_id or None)`` of ``obj``; ``_UNSCOPED`` for objects that
-    belong to no instance (KMS keys); None for objects memberships know nothing of."""
-    from kms.models import Key
-    from registry.models import Instance, Manifest, Namespace, RegistryEvent, Repository, Tag
-    from signing.models import Signature, SigningPolicy
-
-    if isinstance(obj, Instance):
-        return (obj.pk, None)
-    if isinstance(obj, Namespace):
-        return (obj.instance_id, obj.pk)
-    if isinstance(obj, Repository):
-        return (obj.namespace.instance_id, obj.namespace_id)
-    if isinstance(obj, Tag | Manifest):
-        namespace = obj.repository.namespace
-        return (namespace.instance_id, namespace.pk)
-    if isinstance(obj, SigningPolicy):
-        return (obj.namespace.instance_id, obj.namespace_id)
-    if isinstance(obj, Signature):
-        return (obj.policy.namespace.instance_id, obj.policy.namespace_id)
-    if isinstance(obj, RegistryEvent):
-        return (obj.instance_id, None)
-    if isinstance(obj, Key):
-        return _UNSCOPED
-    return None
-
-
 class MembershipBackend(BaseBackend):
     """Answers permission questions from instance memberships; authenticates nobody."""
 
@@ -129,7 +100,7 @@ class MembershipBackend(BaseBackend):
         where = locate(obj)
         if where is None:
             return False
-        if where is _UNSCOPED:
+        if where is UNSCOPED:
             return any(perm in grant.perms for grant in grants)
         assert isinstance(where, tuple)
         instance_id, namespace_id = where

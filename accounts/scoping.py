@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.db import models
 from django.db.models import Q, QuerySet
 
 from accounts.backends import grants_of
+from accounts.scopes import paths_of
 
 _Q = TypeVar("_Q", bound=QuerySet)
 
@@ -66,17 +68,24 @@ def scope(
     return queryset if where is None else queryset.filter(where)
 
 
-def visible_instances(user: Any, perm: str | None = None) -> QuerySet:
-    from registry.models import Instance
+def _membership_target(field: str) -> type[models.Model]:
+    """The model a membership's ``field`` points at (registry's instance or namespace),
+    known from ``accounts.models`` without importing ``registry``."""
+    from accounts.models import InstanceMembership
 
-    return scope(Instance.objects.all(), user, instance_path="pk", perm=perm)
+    model = InstanceMembership._meta.get_field(field).related_model
+    assert isinstance(model, type)
+    return model
+
+
+def visible_instances(user: Any, perm: str | None = None) -> QuerySet:
+    instances = _membership_target("instance")._default_manager.all()
+    return scope(instances, user, instance_path="pk", perm=perm)
 
 
 def visible_namespaces(user: Any, perm: str | None = None) -> QuerySet:
-    from registry.models import Namespace
-
     return scope(
-        Namespace.objects.all(),
+        _membership_target("namespaces")._default_manager.all(),
         user,
         instance_path="instance_id",
         namespace_path="pk",
@@ -84,40 +93,16 @@ def visible_namespaces(user: Any, perm: str | None = None) -> QuerySet:
     )
 
 
-# Paths of the scoped models, for callers that scope by model.
-PATHS: dict[str, dict[str, Any]] = {
-    "registry.instance": {"instance_path": "pk"},
-    "registry.namespace": {"instance_path": "instance_id", "namespace_path": "pk"},
-    "registry.repository": {
-        "instance_path": "namespace__instance_id",
-        "namespace_path": "namespace_id",
-    },
-    "registry.tag": {
-        "instance_path": "repository__namespace__instance_id",
-        "namespace_path": "repository__namespace_id",
-    },
-    "registry.manifest": {
-        "instance_path": "repository__namespace__instance_id",
-        "namespace_path": "repository__namespace_id",
-    },
-    "registry.registryevent": {"instance_path": "instance_id"},
-    "signing.signingpolicy": {
-        "instance_path": "namespace__instance_id",
-        "namespace_path": "namespace_id",
-    },
-    "signing.signature": {
-        "instance_path": "policy__namespace__instance_id",
-        "namespace_path": "policy__namespace_id",
-    },
-}
+def _paths(model: type[models.Model]) -> dict[str, Any]:
+    paths = paths_of(model)
+    return {"instance_path": paths.instance_path, "namespace_path": paths.namespace_path}
 
 
 def scope_model(queryset: _Q, user: Any, *, perm: str | None = None) -> _Q:
-    """``scope`` with the paths of ``queryset``'s model (see ``PATHS``)."""
-    label = queryset.model._meta.label_lower
-    return scope(queryset, user, perm=perm, **PATHS[label])
+    """``scope`` with the paths registered for ``queryset``'s model (``accounts.scopes``)."""
+    return scope(queryset, user, perm=perm, **_paths(queryset.model))
 
 
 def model_scope_condition(model: Any, user: Any, *, perm: str | None = None) -> Q | None:
-    """``scope_condition`` with the paths of ``model`` (see ``PATHS``)."""
-    return scope_condition(user, perm=perm, **PATHS[model._meta.label_lower])
+    """``scope_condition`` with the paths registered for ``model`` (``accounts.scopes``)."""
+    return scope_condition(user, perm=perm, **_paths(model))

@@ -1,8 +1,8 @@
 """Granting, changing and revoking instance memberships. The admin calls these.
 
-Each writes one audit event in the transaction of the change (``accounts.membership.*``,
-with the user, the role and the namespaces; read by superusers only, like the membership
-pages, see ``audit.scoping``).
+Each announces the change inside its transaction (``accounts.events``), which the audit
+log records as one event (``accounts.membership.*``, with the user, the role and the
+namespaces; read by superusers only, like the membership pages, see ``audit.scoping``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from django.db import transaction
 
+from accounts import events
 from accounts.backends import forget_grants
 from accounts.models import InstanceMembership
-from audit import services as audit
 
 
 def _state(membership: InstanceMembership) -> dict[str, Any]:
@@ -25,13 +25,8 @@ def _state(membership: InstanceMembership) -> dict[str, Any]:
     }
 
 
-def _about(membership: InstanceMembership) -> dict[str, Any]:
-    """The object and instance arguments of a membership's audit event."""
-    return {
-        "obj": membership,
-        "instance": membership.instance,
-        "instance_name": membership.instance.name,
-    }
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    return {name: [before[name], after[name]] for name in before if before[name] != after[name]}
 
 
 def grant_membership(
@@ -53,9 +48,9 @@ def grant_membership(
             granted_by=granted_by,
         )
         membership.namespaces.set(list(namespaces))
-        audit.record(
-            "accounts.membership.granted",
-            **_about(membership),
+        events.membership_granted.send(
+            sender=InstanceMembership,
+            membership=membership,
             actor=granted_by,
             details={"user": user.get_username(), **_state(membership)},
         )
@@ -83,10 +78,10 @@ def change_membership(
         locked.role, locked.all_namespaces = role, all_namespaces
         locked.save(update_fields=["role", "all_namespaces"])
         locked.namespaces.set(list(namespaces))
-        if changes := audit.diff(before, _state(locked)):
-            audit.record(
-                "accounts.membership.changed",
-                **_about(locked),
+        if changes := _changes(before, _state(locked)):
+            events.membership_changed.send(
+                sender=InstanceMembership,
+                membership=locked,
                 actor=actor,
                 changes=changes,
                 details={"user": locked.user.get_username()},
@@ -97,10 +92,10 @@ def change_membership(
 
 def revoke_membership(*, membership: InstanceMembership, actor: Any = None) -> None:
     with transaction.atomic():
-        # Recorded before the row goes, so the event keeps its id and what it granted.
-        audit.record(
-            "accounts.membership.revoked",
-            **_about(membership),
+        # Announced before the row goes, so the event keeps its id and what it granted.
+        events.membership_revoked.send(
+            sender=InstanceMembership,
+            membership=membership,
             actor=actor,
             details={"user": membership.user.get_username(), **_state(membership)},
         )

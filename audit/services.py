@@ -1,4 +1,5 @@
-"""Recording audit events. Other apps call ``record``; ``audit`` imports none of them.
+"""Recording audit events. The domain apps call ``record``; ``audit`` imports none of them
+(``accounts``, below ``audit``, announces its changes instead: ``audit.receivers``).
 
 ``record`` writes on the caller's database connection, so inside a transaction the event
 commits or rolls back together with the change it describes.
@@ -23,7 +24,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from django.apps import apps
 from django.db import models
 
 from audit import context
@@ -141,17 +141,26 @@ def clean(value: Any, *, path: str = "") -> Any:
     if isinstance(value, str):
         return _clean_string(str(value))  # str(): plain text, also for TextChoices members
     if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            name = str(key)
-            if is_secret_name(name):
-                logger.warning("audit: dropped the field %r (looks like a secret)", path + name)
-                continue
-            result[name] = clean(item, path=f"{path}{name}.")
-        return result
+        return _clean_mapping(value, path=path)
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
         return [clean(item, path=path) for item in items[:MAX_ITEMS]]
+    return _clean_other(value)
+
+
+def _clean_mapping(value: Mapping[Any, Any], *, path: str) -> dict[str, Any]:
+    result = {}
+    for key, item in value.items():
+        name = str(key)
+        if is_secret_name(name):
+            logger.warning("audit: dropped the field %r (looks like a secret)", path + name)
+            continue
+        result[name] = clean(item, path=f"{path}{name}.")
+    return result
+
+
+def _clean_other(value: Any) -> Any:
+    """Dates, durations, ids, decimals, bytes, model instances and anything else."""
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
@@ -172,14 +181,18 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[
     }
 
 
-# The model of the registry instances events are scoped to, named (like the string
-# foreign keys of ``accounts``) rather than imported: ``audit`` sits below ``registry``.
-INSTANCE_MODEL = "registry.Instance"
+# The model of the registry instances events are scoped to. ``audit`` sits below
+# ``registry``, so registry hands it over from its ``AppConfig.ready()``.
+_instance_model: type[models.Model] | None = None
+
+
+def register_instance_model(model: type[models.Model]) -> None:
+    global _instance_model
+    _instance_model = model
 
 
 def _is_instance(obj: Any) -> bool:
-    meta = getattr(obj, "_meta", None)
-    return meta is not None and meta.label_lower == INSTANCE_MODEL.lower()
+    return _instance_model is not None and isinstance(obj, _instance_model)
 
 
 def _instance_scope(
@@ -199,8 +212,11 @@ def _instance_scope(
         instance_name = name
     if not instance_name:
         return None, ""
-    model = apps.get_model(INSTANCE_MODEL)
-    found = model._default_manager.filter(name=instance_name[:50]).values_list("pk", flat=True)
+    if _instance_model is None:
+        return None, instance_name
+    found = _instance_model._default_manager.filter(name=instance_name[:50]).values_list(
+        "pk", flat=True
+    )
     return next(iter(found), None), instance_name
 
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from kms import services  # noqa: E402
+from kms.services import material  # noqa: E402
 
 
 def rate(fn, seconds: float) -> float:
@@ -47,7 +48,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     key = services.create_key(alias="bench")
     payload = b'{"critical":{"identity":{"docker-reference":"r.example.com/ns/app"}}}'
-    private = services._private_key(key)
+    private = material.private_key(key)
 
     bare = rate(lambda: private.sign(payload, padding.PKCS1v15(), hashes.SHA256()), args.seconds)
     services.key_cache.clear()

@@ -347,13 +347,7 @@ KMS_MASTER_KEY_FILE = _setting(
 )
 if not KMS_MASTER_KEY and DEBUG and Path(KMS_MASTER_KEY_FILE).is_file():
     KMS_MASTER_KEY = Path(KMS_MASTER_KEY_FILE).read_text().strip()
-if KMS_MASTER_KEY:
-    from kms.crypto import MasterKeyring, MasterKeyringError
-
-    try:
-        MasterKeyring.parse(KMS_MASTER_KEY)
-    except MasterKeyringError as exc:  # the message names the entry, never key bytes
-        raise ImproperlyConfigured(f"{exc} (see .env.example).") from None
+# Its format is checked when the kms app starts (kms.apps.check_master_key).
 KMS_BACKEND = _setting("KMS_BACKEND", env.str, "local")
 if KMS_BACKEND not in {"local", "http"}:
     raise ImproperlyConfigured(f"KMS_BACKEND must be 'local' or 'http', not {KMS_BACKEND!r}.")

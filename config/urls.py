@@ -5,7 +5,6 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from config.openapi import DocsView
-from signing.api.views import SignTagView
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -17,12 +16,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health, name="health"),
     path("api/v1/kms/", include("kms.api.urls")),
-    # TCR's per-tag sign; routed here because the registry app never imports signing.
-    path(
-        "api/v1/registry/tags/<int:tag_id>/sign/",
-        SignTagView.as_view(),
-        name="registry-tag-sign",
-    ),
+    # TCR's per-tag sign, /api/v1/registry/tags/<id>/sign/: signing's route, because the
+    # registry app never imports signing.
+    path("api/v1/registry/", include("signing.api.registry_urls")),
     path("api/v1/registry/", include("registry.api.urls")),
     path("api/v1/signing/", include("signing.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),

@@ -23,7 +23,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import DomainError
-from kms import services
 from kms.errors import KeyNotFound
 from kms.forms import (
     KeyChangeForm,
@@ -32,6 +31,9 @@ from kms.forms import (
     ServiceAuthorizationGrantForm,
 )
 from kms.models import AuthorizedService, Key, KeyState, ServiceAuthorization
+from kms.selectors import describe_key
+from kms.services.authorization import revoke_service_authorization
+from kms.services.states import cancel_key_deletion, disable_key, enable_key, schedule_key_deletion
 
 MANAGE_KEY_STATE = "kms.manage_key_state"
 # Posted by the buttons on a key's change page so the action returns there.
@@ -142,7 +144,7 @@ class KeyAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            key = services.describe_key(key_id=unquote(object_id))
+            key = describe_key(key_id=unquote(object_id))
         except KeyNotFound:
             raise Http404("No key with that key ID.") from None
         response = HttpResponse(key.public_key_pem, content_type="application/x-pem-file")
@@ -219,7 +221,7 @@ class KeyAdmin(admin.ModelAdmin):
         return self._apply_each(
             request,
             queryset,
-            lambda key_id: services.enable_key(key_id=key_id),
+            lambda key_id: enable_key(key_id=key_id),
             done="enabled",
             unchanged_state=KeyState.ENABLED,
         )
@@ -229,7 +231,7 @@ class KeyAdmin(admin.ModelAdmin):
         return self._apply_each(
             request,
             queryset,
-            lambda key_id: services.disable_key(key_id=key_id),
+            lambda key_id: disable_key(key_id=key_id),
             done="disabled",
             unchanged_state=KeyState.DISABLED,
         )
@@ -239,7 +241,7 @@ class KeyAdmin(admin.ModelAdmin):
         return self._apply_each(
             request,
             queryset,
-            lambda key_id: services.cancel_key_deletion(key_id=key_id),
+            lambda key_id: cancel_key_deletion(key_id=key_id),
             done="deletion cancelled; the key is Disabled",
         )
 
@@ -255,7 +257,7 @@ class KeyAdmin(admin.ModelAdmin):
                 return self._apply_each(
                     request,
                     queryset,
-                    lambda key_id: services.schedule_key_deletion(
+                    lambda key_id: schedule_key_deletion(
                         key_id=key_id, pending_window_in_days=days
                     ),
                     done=f"deletion scheduled in {days} days",
@@ -371,7 +373,7 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
                 )
                 continue
             try:
-                revoked = services.revoke_service_authorization(
+                revoked = revoke_service_authorization(
                     service=grant.service, revoked_by=request.user
                 )
             except DomainError as exc:

@@ -25,9 +25,11 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from kms import crypto, services
+from kms import crypto
 from kms.errors import ERRORS_BY_CODE, InvalidParameter, KeyNotFound, KmsError, KmsUnavailable
-from kms.services import PublicKeyInfo
+from kms.selectors import describe_key
+from kms.services import operations
+from kms.services.operations import PublicKeyInfo
 
 API_PREFIX = "/api/v1/kms"
 
@@ -87,7 +89,7 @@ class LocalKmsClient:
         return f"LocalKmsClient(service={self.service!r})"
 
     def describe_key(self, key_id: str) -> KeyDescription:
-        key = services.describe_key(key_id=key_id)
+        key = describe_key(key_id=key_id)
         return KeyDescription(
             key_id=str(key.key_id),
             alias=key.alias,
@@ -98,12 +100,12 @@ class LocalKmsClient:
         )
 
     def get_public_key(self, key_id: str) -> PublicKeyInfo:
-        return services.get_public_key(key_id=key_id)
+        return operations.get_public_key(key_id=key_id)
 
     def sign(
         self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
     ) -> bytes:
-        return services.sign(
+        return operations.sign(
             key_id=key_id,
             message=message,
             algorithm=algorithm,
@@ -120,7 +122,7 @@ class LocalKmsClient:
         algorithm: str,
         message_type: str = crypto.RAW,
     ) -> bool:
-        return services.verify(
+        return operations.verify(
             key_id=key_id,
             message=message,
             signature=signature,

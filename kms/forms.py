@@ -17,9 +17,11 @@ from django import forms
 from django.conf import settings
 
 from config.errors import DomainError, ValidationFailed
-from kms import services
 from kms.errors import AliasAlreadyExists
 from kms.models import AuthorizedService, Key, KeyUsage, ServiceAuthorization
+from kms.services.authorization import active_service_authorization, grant_service_authorization
+from kms.services.keys import create_key, update_key_description, validate_key_fields
+from kms.services.states import MAX_PENDING_WINDOW_DAYS, MIN_PENDING_WINDOW_DAYS
 
 
 def _region_choices() -> list[tuple[str, str]]:
@@ -86,7 +88,7 @@ class KeyCreateForm(ServiceModelForm):
         cleaned = self.cleaned_data
         if not self.errors:
             try:
-                services.validate_key_fields(
+                validate_key_fields(
                     alias=cleaned["alias"],
                     description=cleaned.get("description", ""),
                     region=cleaned["region"],
@@ -104,7 +106,7 @@ class KeyCreateForm(ServiceModelForm):
 
     def apply(self) -> Key:
         data = self.cleaned_data
-        return services.create_key(
+        return create_key(
             alias=data["alias"],
             description=data.get("description", ""),
             region=data["region"],
@@ -127,7 +129,7 @@ class KeyChangeForm(ServiceModelForm):
         if not self.errors:
             key = self.instance
             try:
-                services.validate_key_fields(
+                validate_key_fields(
                     alias=key.alias,
                     description=cleaned.get("description", ""),
                     region=key.region,
@@ -138,7 +140,7 @@ class KeyChangeForm(ServiceModelForm):
         return cleaned
 
     def apply(self) -> Key:
-        return services.update_key_description(
+        return update_key_description(
             key_id=str(self.instance.pk), description=self.cleaned_data.get("description", "")
         )
 
@@ -148,12 +150,12 @@ class ScheduleDeletionForm(forms.Form):
 
     pending_window_in_days = forms.IntegerField(
         label="Pending window (days)",
-        min_value=services.MIN_PENDING_WINDOW_DAYS,
-        max_value=services.MAX_PENDING_WINDOW_DAYS,
-        initial=services.MIN_PENDING_WINDOW_DAYS,
+        min_value=MIN_PENDING_WINDOW_DAYS,
+        max_value=MAX_PENDING_WINDOW_DAYS,
+        initial=MIN_PENDING_WINDOW_DAYS,
         help_text=(
             f"The key is destroyed this many days from now "
-            f"({services.MIN_PENDING_WINDOW_DAYS}-{services.MAX_PENDING_WINDOW_DAYS}) "
+            f"({MIN_PENDING_WINDOW_DAYS}-{MAX_PENDING_WINDOW_DAYS}) "
             "unless the deletion is cancelled before."
         ),
     )
@@ -170,7 +172,7 @@ class ServiceAuthorizationGrantForm(ServiceModelForm):
 
     def clean_service(self) -> str:
         service = self.cleaned_data["service"]
-        active = services.active_service_authorization(service)
+        active = active_service_authorization(service)
         if active is not None:
             raise forms.ValidationError(
                 f"{AuthorizedService(service).label} is already authorized "
@@ -180,7 +182,7 @@ class ServiceAuthorizationGrantForm(ServiceModelForm):
         return service
 
     def apply(self) -> ServiceAuthorization:
-        return services.grant_service_authorization(
+        return grant_service_authorization(
             service=self.cleaned_data["service"],
             granted_by=self.user,
             note=self.cleaned_data.get("note", ""),

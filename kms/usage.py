@@ -21,7 +21,7 @@ from typing import Any
 
 from audit import services as audit
 from config.errors import DomainError
-from kms import services
+from kms.services import operations
 
 _ACTIONS = {"sign": "kms.key.sign_requested", "verify": "kms.key.verify_requested"}
 
@@ -82,7 +82,7 @@ def sign(
     }
     extra = {"on_behalf_of": on_behalf_of} if on_behalf_of is not None else {}
     try:
-        signature = services.sign(
+        signature = operations.sign(
             key_id=key_id,
             message=message,
             algorithm=algorithm,
@@ -114,7 +114,7 @@ def verify(
         "caller": caller,
     }
     try:
-        valid = services.verify(
+        valid = operations.verify(
             key_id=key_id,
             message=message,
             signature=signature,

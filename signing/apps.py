@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class SigningConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "signing"
+
+    def ready(self) -> None:
+        # accounts sits below signing: it learns how policies and signatures are scoped here.
+        from accounts import scopes
+        from signing.models import Signature, SigningPolicy
+
+        scopes.register(
+            SigningPolicy, instance_path="namespace__instance_id", namespace_path="namespace_id"
+        )
+        scopes.register(
+            Signature,
+            instance_path="policy__namespace__instance_id",
+            namespace_path="policy__namespace_id",
+        )

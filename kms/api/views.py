@@ -18,9 +18,18 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from config.api import ActionPermission
-from kms import services, usage
+from kms import usage
 from kms.api import serializers as s
 from kms.models import Key, ServiceAuthorization
+from kms.selectors import describe_key, list_keys
+from kms.services.authorization import (
+    active_service_authorization,
+    grant_service_authorization,
+    revoke_service_authorization,
+)
+from kms.services.keys import create_key, update_key_description
+from kms.services.operations import get_public_key
+from kms.services.states import cancel_key_deletion, disable_key, enable_key, schedule_key_deletion
 
 _VIEW = "kms.view_key"
 _STATE = "kms.manage_key_state"
@@ -137,7 +146,7 @@ class KeyViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         params = self.request.query_params
-        return services.list_keys(
+        return list_keys(
             key_usage=params.get("key_usage") or None,
             key_state=params.get("key_state") or None,
             region=params.get("region") or None,
@@ -145,7 +154,7 @@ class KeyViewSet(viewsets.GenericViewSet):
         )
 
     def get_object(self) -> Key:
-        return services.describe_key(key_id=self.kwargs[self.lookup_field])
+        return describe_key(key_id=self.kwargs[self.lookup_field])
 
     @property
     def _key_id(self) -> str:
@@ -160,7 +169,7 @@ class KeyViewSet(viewsets.GenericViewSet):
 
     def create(self, request: Request) -> Response:
         data = _validated(s.KeyCreateSerializer, request)
-        key = services.create_key(
+        key = create_key(
             alias=data["alias"],
             description=data["description"],
             region=data["region"],
@@ -174,12 +183,12 @@ class KeyViewSet(viewsets.GenericViewSet):
 
     def partial_update(self, request: Request, key_id: str) -> Response:
         data = _validated(s.KeyUpdateSerializer, request)
-        key = services.update_key_description(key_id=key_id, description=data["description"])
+        key = update_key_description(key_id=key_id, description=data["description"])
         return self._key_response(key)
 
     @action(detail=True, methods=["get"], url_path="public-key")
     def public_key(self, request: Request, key_id: str) -> Response:
-        info = services.get_public_key(key_id=key_id)
+        info = get_public_key(key_id=key_id)
         return Response(s.PublicKeySerializer(info).data)
 
     @action(detail=True, methods=["post"])
@@ -218,23 +227,23 @@ class KeyViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, key_id: str) -> Response:
-        return self._key_response(services.enable_key(key_id=key_id))
+        return self._key_response(enable_key(key_id=key_id))
 
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, key_id: str) -> Response:
-        return self._key_response(services.disable_key(key_id=key_id))
+        return self._key_response(disable_key(key_id=key_id))
 
     @action(detail=True, methods=["post"], url_path="schedule-deletion")
     def schedule_deletion(self, request: Request, key_id: str) -> Response:
         data = _validated(s.ScheduleDeletionSerializer, request)
-        key = services.schedule_key_deletion(
+        key = schedule_key_deletion(
             key_id=key_id, pending_window_in_days=data["pending_window_in_days"]
         )
         return self._key_response(key)
 
     @action(detail=True, methods=["post"], url_path="cancel-deletion")
     def cancel_deletion(self, request: Request, key_id: str) -> Response:
-        return self._key_response(services.cancel_key_deletion(key_id=key_id))
+        return self._key_response(cancel_key_deletion(key_id=key_id))
 
 
 @extend_schema_view(
@@ -279,8 +288,8 @@ class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         """Grant. Idempotent: 201 with the new grant, or 200 with the grant already active."""
         data = _validated(s.GrantServiceAuthorizationSerializer, request)
-        before = services.active_service_authorization(data["service"])
-        grant = services.grant_service_authorization(
+        before = active_service_authorization(data["service"])
+        grant = grant_service_authorization(
             service=data["service"], granted_by=request.user, note=data["note"]
         )
         created = before is None or before.pk != grant.pk
@@ -297,9 +306,7 @@ class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
         code ``ResourceNotFound`` (an unknown service name is 400, field ``service``).
         """
         data = _validated(s.RevokeServiceAuthorizationSerializer, request)
-        grant = services.revoke_service_authorization(
-            service=data["service"], revoked_by=request.user
-        )
+        grant = revoke_service_authorization(service=data["service"], revoked_by=request.user)
         if grant is None:
             raise exceptions.NotFound(
                 f"The service {data['service']!r} has no active authorization to revoke."

@@ -1,5 +1,5 @@
-"""Routes under /api/v1/signing/ (``config/urls.py`` also routes the per-tag sign URL,
-``/api/v1/registry/tags/<id>/sign/``, to ``views.SignTagView``)."""
+"""Routes under /api/v1/signing/ (the per-tag sign URL, ``/api/v1/registry/tags/<id>/sign/``,
+is in ``registry_urls``)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from kms import services
+from kms.errors import InvalidParameter
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage, ServiceAuthorization
 from tests.factories import make_key, make_user
 
@@ -231,7 +232,7 @@ def test_the_add_form_shows_the_same_region_message_as_the_api(admin_client):
         },
     )
     assert response.status_code == 200
-    with pytest.raises(services.InvalidParameter) as api_error:
+    with pytest.raises(InvalidParameter) as api_error:
         services.validate_key_fields(
             alias="signer", description="", region="mars", key_usage=KeyUsage.RSA_2048
         )

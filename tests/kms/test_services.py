@@ -23,9 +23,11 @@ from kms.errors import (
     KeyInUse,
     KeyNotFound,
     KeyPendingDelete,
+    MasterKeyError,
     ServiceNotAuthorized,
 )
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage, ServiceAuthorization
+from kms.services import material
 from tests.factories import make_key, make_user
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +113,7 @@ def test_it_rejects_an_unknown_region_and_usage():
 
 def test_a_raw_database_read_finds_no_usable_private_key():
     key = make_key("sealed")
-    private = services._private_key(Key.objects.get(pk=key.pk))
+    private = material.private_key(Key.objects.get(pk=key.pk))
     numbers = private.private_numbers()
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM kms_key")
@@ -135,7 +137,7 @@ def test_sealed_material_swapped_between_rows_does_not_open():
     Key.objects.filter(pk=first.pk).update(
         sealed_private_key=Key.objects.get(pk=second.pk).sealed_private_key
     )
-    with pytest.raises(services.MasterKeyError) as info:
+    with pytest.raises(MasterKeyError) as info:
         services.sign(key_id=first.key_id, message=b"m", algorithm=PKCS1)
     assert str(first.key_id) in info.value.message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandParser
 
 from audit.context import command_actor
-from kms import services
+from kms.services.purge import purge_deleted_keys
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     @command_actor("manage.py purge_deleted_keys")
     def handle(self, *args, dry_run: bool, **options) -> None:
         skipped: list = []
-        keys = services.purge_deleted_keys(dry_run=dry_run, skipped=skipped)
+        keys = purge_deleted_keys(dry_run=dry_run, skipped=skipped)
         for error in skipped:
             self.stderr.write(self.style.WARNING(f"Skipped: {error.message}"))
         verb = "Would destroy" if dry_run else "Destroyed"

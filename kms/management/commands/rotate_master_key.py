@@ -13,8 +13,8 @@ from django.core.management.base import (
 
 from audit.context import command_actor
 from config.errors import DomainError
-from kms import services
 from kms.errors import MasterKeyError
+from kms.services.rotation import rotate_master_key
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -42,7 +42,7 @@ Zero-downtime master key rotation:
     @command_actor("manage.py rotate_master_key")
     def handle(self, *args, **options) -> None:
         try:
-            result = services.rotate_master_key()
+            result = rotate_master_key()
         except MasterKeyError as exc:
             key_id = exc.details.get("key_id")
             if key_id is None:
