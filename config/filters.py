@@ -199,10 +199,20 @@ class DateTimeParamField(forms.Field):
 
 
 class TextFilter(django_filters.CharFilter):
-    """A text value, matched as given (not stripped); an empty value filters nothing."""
+    """A text value, matched as given (not stripped); an empty value filters nothing.
 
-    def __init__(self, field_name: str, lookup_expr: str = "exact", *, help_text: str) -> None:
-        super().__init__(field_name, lookup_expr, help_text=help_text, strip=False)
+    ``method`` names a FilterSet method ``(queryset, name, value)`` for a lookup of its own.
+    """
+
+    def __init__(
+        self,
+        field_name: str,
+        lookup_expr: str = "exact",
+        *,
+        help_text: str,
+        method: str | None = None,
+    ) -> None:
+        super().__init__(field_name, lookup_expr, method=method, help_text=help_text, strip=False)
 
 
 class IdFilter(django_filters.Filter):
