@@ -84,7 +84,9 @@ class FilterSet(django_filters.FilterSet):
 class FilterBackend(DjangoFilterBackend):
     """Applies the view's ``filterset_class``; a malformed value answers 400 naming it."""
 
-    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+    def filter_queryset(
+        self, request: Request, queryset: QuerySet[Any], view: Any
+    ) -> QuerySet[Any]:
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset
