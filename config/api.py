@@ -18,7 +18,6 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import DomainError, ValidationFailed
-from config.ids import is_id
 
 _DRF_CODES = {
     400: "InvalidParameter",
@@ -127,16 +126,3 @@ def validated(
     serializer = serializer_class(instance, data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-def id_param(request: Request, name: str) -> int | None:
-    """A numeric-id query parameter, or None when absent; 400 naming it when malformed."""
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return None
-    if not is_id(value):
-        raise ValidationFailed(
-            f"Invalid {name}: expected a numeric id, got {value[:40]!r}.",
-            fields={name: ["Expected a numeric id."]},
-        )
-    return int(value)

@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",  # the API lists' query parameters (config/filters.py)
     "knox",  # API tokens, stored as hashes (see apitokens)
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -263,6 +264,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Bounded ?limit= (at most 1000) and ?offset=: out-of-range values answer 400.
     "DEFAULT_PAGINATION_CLASS": "config.pagination.BoundedLimitOffsetPagination",
+    # Each view's ``filterset_class`` (<app>/filtersets.py); bad values answer 400.
+    "DEFAULT_FILTER_BACKENDS": ["config.filters.FilterBackend"],
     # JSON nested too deeply answers 400 (not a RecursionError); forms as DRF's defaults.
     "DEFAULT_PARSER_CLASSES": [
         "config.parsers.SafeJSONParser",

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
-from kms.errors import InvalidParameter, KeyNotFound
-from kms.models import Key, KeyState, KeyUsage
+from kms.errors import KeyNotFound
+from kms.filtersets import KeyFilterSet
+from kms.models import Key
 
 
 def key_queryset() -> QuerySet[Key]:
@@ -34,28 +34,13 @@ def list_keys(
     region: str | None = None,
     search_alias: str | None = None,
 ) -> QuerySet[Key]:
-    if key_usage and key_usage not in KeyUsage.values:
-        raise InvalidParameter(
-            f"KeyUsage must be one of {', '.join(KeyUsage.values)}.",
-            fields={"key_usage": [f"Unknown key usage {key_usage!r}."]},
-        )
-    if key_state and key_state not in KeyState.values:
-        raise InvalidParameter(
-            f"KeyState must be one of {', '.join(KeyState.values)}.",
-            fields={"key_state": [f"Unknown key state {key_state!r}."]},
-        )
-    if region and region not in settings.KMS_REGIONS:
-        raise InvalidParameter(
-            f"Region must be one of {', '.join(settings.KMS_REGIONS)}.",
-            fields={"region": [f"Unknown region {region!r}."]},
-        )
+    """ListKeys, newest first; a usage, state or region not among its choices is
+    ``InvalidParameter``. The API applies the same ``KeyFilterSet`` to its query."""
+    filters = {
+        "key_usage": key_usage,
+        "key_state": key_state,
+        "region": region,
+        "search_alias": search_alias,
+    }
     queryset = key_queryset().order_by("-created_at", "key_id")
-    if key_usage:
-        queryset = queryset.filter(key_usage=key_usage)
-    if key_state:
-        queryset = queryset.filter(state=key_state)
-    if region:
-        queryset = queryset.filter(region=region)
-    if search_alias:
-        queryset = queryset.filter(alias__icontains=search_alias)
-    return queryset
+    return KeyFilterSet(filters, queryset=queryset).filtered()

@@ -1,14 +1,17 @@
 """KMS API views: validate with a serializer, call ``kms.services``, render the result.
 
 Domain errors raised by the services propagate to ``config.api.exception_handler``,
-which renders ``{"code", "message", "fields"?}`` with the error's HTTP status.
+which renders ``{"code", "message", "fields"?}`` with the error's HTTP status. ListKeys'
+query parameters are ``kms.filtersets.KeyFilterSet``.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status, viewsets
@@ -18,7 +21,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from config.api import ActionPermission
-from kms import usage
+from config.api import validated as _validated
+from kms import filtersets, usage
 from kms.api import serializers as s
 from kms.models import Key, ServiceAuthorization
 from kms.selectors import describe_key, list_keys
@@ -36,37 +40,26 @@ _STATE = "kms.manage_key_state"
 _USE = "kms.use_key"
 
 
-def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
-def _query(name: str, description: str, **kwargs: Any) -> OpenApiParameter:
-    return OpenApiParameter(
-        name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description, **kwargs
-    )
-
-
 _KEY_ID = OpenApiParameter(
     "key_id",
     OpenApiTypes.STR,
     OpenApiParameter.PATH,
     description="The key's id (a UUID); anything else is answered 404 like an unknown key.",
 )
-_STATE_CHANGE = {"request": None, "responses": s.KeySerializer}
+
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def _state_change(summary: str) -> Callable[[_F], _F]:
+    """The schema of an action taking no body and answering the key."""
+    return extend_schema(
+        summary=summary, parameters=[_KEY_ID], request=None, responses=s.KeySerializer
+    )
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="ListKeys",
-        parameters=[
-            _query("key_usage", "Only keys of this usage (e.g. ASYMMETRIC_SIGN_RSA_2048)."),
-            _query("key_state", "Only keys in this state (Enabled, Disabled, PendingDelete)."),
-            _query("region", "Only keys of this region."),
-            _query("search_alias", "Only keys whose alias contains this text."),
-        ],
-    ),
+    list=extend_schema(summary="ListKeys"),
     create=extend_schema(
         summary="CreateKey", request=s.KeyCreateSerializer, responses={201: s.KeySerializer}
     ),
@@ -92,17 +85,15 @@ _STATE_CHANGE = {"request": None, "responses": s.KeySerializer}
         request=s.VerifyRequestSerializer,
         responses=s.VerifyResponseSerializer,
     ),
-    enable=extend_schema(summary="EnableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
-    disable=extend_schema(summary="DisableKey", parameters=[_KEY_ID], **_STATE_CHANGE),
+    enable=_state_change("EnableKey"),
+    disable=_state_change("DisableKey"),
     schedule_deletion=extend_schema(
         summary="ScheduleKeyDeletion",
         parameters=[_KEY_ID],
         request=s.ScheduleDeletionSerializer,
         responses=s.KeySerializer,
     ),
-    cancel_deletion=extend_schema(
-        summary="CancelKeyDeletion", parameters=[_KEY_ID], **_STATE_CHANGE
-    ),
+    cancel_deletion=_state_change("CancelKeyDeletion"),
 )
 class KeyViewSet(viewsets.GenericViewSet):
     """Asymmetric signing keys (CreateKey, ListKeys, DescribeKey, GetPublicKey, ...)."""
@@ -126,6 +117,7 @@ class KeyViewSet(viewsets.GenericViewSet):
     # Any segment reaches the service, so a malformed id is CmkNotFound like an unknown one.
     lookup_value_regex = "[^/]+"
     serializer_class = s.KeySerializer
+    filterset_class = filtersets.KeyFilterSet
     _input_serializers: dict[str, type[BaseSerializer]] = {
         "create": s.KeyCreateSerializer,
         "partial_update": s.KeyUpdateSerializer,
@@ -144,14 +136,8 @@ class KeyViewSet(viewsets.GenericViewSet):
         self.throttle_scope = self._throttle_scopes.get(self.action or "")
         return super().get_throttles()
 
-    def get_queryset(self):
-        params = self.request.query_params
-        return list_keys(
-            key_usage=params.get("key_usage") or None,
-            key_state=params.get("key_state") or None,
-            region=params.get("region") or None,
-            search_alias=params.get("search_alias") or None,
-        )
+    def get_queryset(self) -> QuerySet[Key]:
+        return list_keys()  # filtered by ``filterset_class``
 
     def get_object(self) -> Key:
         return describe_key(key_id=self.kwargs[self.lookup_field])
@@ -164,7 +150,7 @@ class KeyViewSet(viewsets.GenericViewSet):
         return Response(s.KeySerializer(key).data, status=status_code)
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(s.KeySerializer(page, many=True).data)
 
     def create(self, request: Request) -> Response:
@@ -306,7 +292,9 @@ class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
         code ``ResourceNotFound`` (an unknown service name is 400, field ``service``).
         """
         data = _validated(s.RevokeServiceAuthorizationSerializer, request)
-        grant = revoke_service_authorization(service=data["service"], revoked_by=request.user)
+        grant = revoke_service_authorization(
+            service=data["service"], revoked_by=request.user
+        )
         if grant is None:
             raise exceptions.NotFound(
                 f"The service {data['service']!r} has no active authorization to revoke."

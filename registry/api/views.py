@@ -1,9 +1,8 @@
 """Registry API views: validate with a serializer, call ``registry.services``, render.
 
 Every list runs a fixed number of queries whatever its length (``select_related``,
-``prefetch_related`` and annotations). Filters take ids (``?instance=3``) and, where
-useful, a text search (``?search=``). Domain errors propagate to
-``config.api.exception_handler``.
+``prefetch_related`` and annotations). Each list's query parameters are a FilterSet of
+``registry.filtersets``. Domain errors propagate to ``config.api.exception_handler``.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -22,23 +20,11 @@ from rest_framework.serializers import BaseSerializer
 from accounts.permissions import ScopedObjectPermission
 from accounts.scoping import scope_model, visible_instances
 from config.api import ActionPermission
-from config.api import id_param as _id_param
 from config.api import validated as _validated
 from config.errors import ValidationFailed
-from registry import services
+from registry import filtersets, services
 from registry.api import serializers as s
 from registry.models import Instance, InstanceDomain, Manifest, Namespace, Repository, Tag
-
-
-def _query(name: str, description: str, kind: Any = OpenApiTypes.STR) -> OpenApiParameter:
-    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description)
-
-
-def _id_query(name: str) -> OpenApiParameter:
-    return _query(name, f"Only those of this {name} (its numeric id).", OpenApiTypes.INT)
-
-
-_SEARCH = _query("search", "Only those whose name contains this text.")
 
 
 def _no_store(response: Response) -> Response:
@@ -53,7 +39,6 @@ def _read_only(model: str) -> dict[str, str]:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_SEARCH, _query("region", "Only instances of this region.")]),
     create=extend_schema(
         request=s.InstanceCreateSerializer, responses={201: s.InstanceWithTokenSerializer}
     ),
@@ -77,6 +62,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         "destroy": "registry.delete_instance",
     }
     serializer_class = s.InstanceSerializer
+    filterset_class = filtersets.InstanceFilterSet
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "create":
@@ -93,12 +79,6 @@ class InstanceViewSet(viewsets.GenericViewSet):
         )
         if self.action != "create":  # the creator sees what it created, granted or not
             queryset = scope_model(queryset, self.request.user)
-        search = self.request.query_params.get("search")
-        if search:
-            queryset = queryset.filter(name__icontains=search)
-        region = self.request.query_params.get("region")
-        if region:
-            queryset = queryset.filter(region=region)
         return queryset
 
     def _with_token(self, instance: Instance, token: str) -> dict[str, Any]:
@@ -120,7 +100,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         return s.InstanceSerializer(instance, context={"show_connection": show}, **kwargs).data
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self._out(page, many=True))
 
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -165,7 +145,6 @@ class InstanceViewSet(viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[_id_query("instance"), _SEARCH]),
     create=extend_schema(
         request=s.NamespaceCreateSerializer, responses={201: s.NamespaceSerializer}
     ),
@@ -185,6 +164,7 @@ class NamespaceViewSet(viewsets.GenericViewSet):
         "destroy": "registry.delete_namespace",
     }
     serializer_class = s.NamespaceSerializer
+    filterset_class = filtersets.NamespaceFilterSet
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "create":
@@ -201,19 +181,13 @@ class NamespaceViewSet(viewsets.GenericViewSet):
         )
         if self.action != "create":  # the creator sees what it created, granted or not
             queryset = scope_model(queryset, self.request.user)
-        instance = _id_param(self.request, "instance")
-        if instance is not None:
-            queryset = queryset.filter(instance_id=instance)
-        search = self.request.query_params.get("search")
-        if search:
-            queryset = queryset.filter(name__icontains=search)
         return queryset
 
     def _fresh(self, namespace: Namespace) -> Namespace:
         return self.get_queryset().get(pk=namespace.pk)
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(s.NamespaceSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -252,12 +226,10 @@ class _ReadOnlyViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ActionPermission, ScopedObjectPermission]
 
 
-@extend_schema_view(
-    list=extend_schema(parameters=[_id_query("instance"), _id_query("namespace"), _SEARCH])
-)
 class RepositoryViewSet(_ReadOnlyViewSet):
     action_permissions = _read_only("repository")
     serializer_class = s.RepositorySerializer
+    filterset_class = filtersets.RepositoryFilterSet
 
     def get_queryset(self) -> QuerySet[Repository]:
         queryset = (
@@ -265,79 +237,29 @@ class RepositoryViewSet(_ReadOnlyViewSet):
             .annotate(tag_count=Count("tags", distinct=True))
             .order_by("name", "id")
         )
-        queryset = scope_model(queryset, self.request.user)
-        instance = _id_param(self.request, "instance")
-        if instance is not None:
-            queryset = queryset.filter(namespace__instance_id=instance)
-        namespace = _id_param(self.request, "namespace")
-        if namespace is not None:
-            queryset = queryset.filter(namespace_id=namespace)
-        search = self.request.query_params.get("search")
-        if search:
-            queryset = queryset.filter(name__icontains=search)
-        return queryset
+        return scope_model(queryset, self.request.user)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            _id_query("instance"),
-            _id_query("namespace"),
-            _id_query("repository"),
-            _query("name", "Only tags with exactly this name."),
-            _SEARCH,
-            _query("repository_name", "Only tags of this repository (its full name)."),
-            _query("digest", "Only tags pointing at this manifest digest."),
-        ]
-    )
-)
 class TagViewSet(_ReadOnlyViewSet):
     """Tags, newest move first. Filters: instance, namespace, repository, name, search, digest."""
 
     action_permissions = _read_only("tag")
     serializer_class = s.TagSerializer
+    filterset_class = filtersets.TagFilterSet
 
     def get_queryset(self) -> QuerySet[Tag]:
-        queryset = scope_model(
+        return scope_model(
             services.tags_queryset().order_by("-updated_at", "-id"), self.request.user
         )
-        params = self.request.query_params
-        instance = _id_param(self.request, "instance")
-        if instance is not None:
-            queryset = queryset.filter(repository__namespace__instance_id=instance)
-        namespace = _id_param(self.request, "namespace")
-        if namespace is not None:
-            queryset = queryset.filter(repository__namespace_id=namespace)
-        repository = _id_param(self.request, "repository")
-        if repository is not None:
-            queryset = queryset.filter(repository_id=repository)
-        if params.get("name"):
-            queryset = queryset.filter(name=params["name"])
-        if params.get("search"):
-            queryset = queryset.filter(name__icontains=params["search"])
-        if params.get("repository_name"):
-            queryset = queryset.filter(repository__name=params["repository_name"])
-        if params.get("digest"):
-            queryset = queryset.filter(manifest__digest=params["digest"])
-        return queryset
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            _id_query("instance"),
-            _id_query("namespace"),
-            _id_query("repository"),
-            _query("digest", "Only the manifest with this digest."),
-            _query("media_type", "Only manifests of this media type."),
-        ]
-    )
-)
 class ManifestViewSet(_ReadOnlyViewSet):
-    """Manifests with their tags and (for an index) children. Filters: repository, digest."""
+    """Manifests with their tags and (for an index) children. Filters: instance, namespace,
+    repository, digest, media_type."""
 
     action_permissions = _read_only("manifest")
     serializer_class = s.ManifestSerializer
+    filterset_class = filtersets.ManifestFilterSet
 
     def get_queryset(self) -> QuerySet[Manifest]:
         queryset = (
@@ -345,19 +267,4 @@ class ManifestViewSet(_ReadOnlyViewSet):
             .prefetch_related("tags", "child_references")
             .order_by("-pushed_at", "-id")
         )
-        queryset = scope_model(queryset, self.request.user)
-        params = self.request.query_params
-        instance = _id_param(self.request, "instance")
-        if instance is not None:
-            queryset = queryset.filter(repository__namespace__instance_id=instance)
-        namespace = _id_param(self.request, "namespace")
-        if namespace is not None:
-            queryset = queryset.filter(repository__namespace_id=namespace)
-        repository = _id_param(self.request, "repository")
-        if repository is not None:
-            queryset = queryset.filter(repository_id=repository)
-        if params.get("digest"):
-            queryset = queryset.filter(digest=params["digest"])
-        if params.get("media_type"):
-            queryset = queryset.filter(media_type=params["media_type"])
-        return queryset
+        return scope_model(queryset, self.request.user)

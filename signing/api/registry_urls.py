@@ -4,7 +4,7 @@ and config imports no app's views)."""
 
 from django.urls import path
 
-from signing.api.views import SignTagView
+from signing.api.views.sign import SignTagView
 
 urlpatterns = [
     path("tags/<int:tag_id>/sign/", SignTagView.as_view(), name="registry-tag-sign"),

@@ -120,7 +120,7 @@ class VerificationSnippetsSerializer(serializers.Serializer):
 class PolicySerializer(serializers.ModelSerializer):
     """A policy as the API shows it.
 
-    Expects a queryset from ``views.policy_queryset`` (counts annotated, relations
+    Expects a queryset from ``views.policies.policy_queryset`` (counts annotated, relations
     joined); ``health`` calls ``signing.services.policy_health``, looking the service
     grant up once per serializer context.
     """
@@ -262,7 +262,7 @@ class PolicyUpdateSerializer(serializers.Serializer):
 
 
 class SignatureSerializer(serializers.ModelSerializer):
-    """Expects ``views.signature_queryset`` (relations joined, tags prefetched)."""
+    """Expects ``views.signatures.signature_queryset`` (relations joined, tags prefetched)."""
 
     policy_name = serializers.CharField(source="policy.name", read_only=True)
     instance = serializers.IntegerField(source="policy.namespace.instance_id", read_only=True)

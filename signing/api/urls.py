@@ -4,13 +4,11 @@ is in ``registry_urls``)."""
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from signing.api.views import (
-    NamespacePolicyViewSet,
-    PolicyViewSet,
-    SignatureViewSet,
-    SignView,
-    VerifyView,
-)
+from signing.api.views.namespaces import NamespacePolicyViewSet
+from signing.api.views.policies import PolicyViewSet
+from signing.api.views.sign import SignView
+from signing.api.views.signatures import SignatureViewSet
+from signing.api.views.verify import VerifyView
 
 router = SimpleRouter()
 router.register("policies", PolicyViewSet, basename="signing-policy")

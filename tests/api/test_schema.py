@@ -174,3 +174,54 @@ def test_real_error_responses_match_the_documented_error_shape(
     jsonschema.validate(response.json(), error)
     if code:
         assert response.json()["code"] == code
+
+
+def _filtered_lists() -> list[tuple[str, type]]:
+    """(path, FilterSet) of every list whose view declares a ``filterset_class``."""
+    found = []
+    for route in _api_routes():
+        match = get_resolver().resolve(re.sub(r"\{\w+\}", "1", route))
+        actions = getattr(match.func, "actions", None) or {}
+        filterset = getattr(getattr(match.func, "cls", None), "filterset_class", None)
+        if actions.get("get") == "list" and filterset is not None:
+            found.append((route, filterset))
+    return sorted(found, key=lambda item: item[0])
+
+
+def test_every_list_filter_is_documented_with_its_type_and_description(served):
+    lists = _filtered_lists()
+    assert len(lists) == 10, [path for path, _ in lists]
+    for path, filterset in lists:
+        parameters = {
+            p["name"]: p for p in served["paths"][path]["get"]["parameters"] if p["in"] == "query"
+        }
+        for name in filterset.base_filters:
+            assert name in parameters, f"{path} does not document ?{name}="
+            parameter = parameters[name]
+            assert parameter["schema"]["type"] in {"string", "integer", "boolean"}, (path, name)
+            assert parameter.get("description"), f"{path} ?{name}= has no description"
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "schema"),
+    [
+        ("/api/v1/registry/tags/", "namespace", {"type": "integer"}),
+        ("/api/v1/signing/policies/", "instance", {"type": "string"}),
+        ("/api/v1/signing/policies/", "disabled", {"type": "boolean"}),
+        (
+            "/api/v1/signing/signatures/",
+            "status",
+            {"type": "string", "enum": ["failed", "pending", "signed"]},
+        ),
+        (
+            "/api/v1/kms/keys/",
+            "key_state",
+            {"type": "string", "enum": ["Disabled", "Enabled", "PendingDelete"]},
+        ),
+        ("/api/v1/audit/events/", "since", {"type": "string", "format": "date-time"}),
+    ],
+)
+def test_list_filters_have_the_type_the_api_checks(served, path, name, schema):
+    parameter = next(p for p in served["paths"][path]["get"]["parameters"] if p["name"] == name)
+    assert parameter["in"] == "query"
+    assert parameter["schema"] == schema

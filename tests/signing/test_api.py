@@ -1044,7 +1044,7 @@ def test_sign_a_whole_namespace_and_again_reports_all_already_signed(images):
 
 
 def test_a_large_answer_lists_the_first_signatures_and_says_it_is_truncated(images, monkeypatch):
-    monkeypatch.setattr("signing.api.views.MAX_LISTED_SIGNATURES", 2)
+    monkeypatch.setattr("signing.api.views.common.MAX_LISTED_SIGNATURES", 2)
 
     body = _sign(images, namespace="team").json()
 
