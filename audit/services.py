@@ -136,22 +136,30 @@ def _clean_string(value: str) -> str:
 
 def clean(value: Any, *, path: str = "") -> Any:
     """A JSON-ready copy of ``value`` without secrets (see the module docstring)."""
+    if isinstance(value, Mapping):
+        return _clean_mapping(value, path)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+        return [clean(item, path=path) for item in items[:MAX_ITEMS]]
+    return _clean_scalar(value)
+
+
+def _clean_mapping(value: Mapping[Any, Any], path: str) -> dict[str, Any]:
+    result = {}
+    for key, item in value.items():
+        name = str(key)
+        if is_secret_name(name):
+            logger.warning("audit: dropped the field %r (looks like a secret)", path + name)
+            continue
+        result[name] = clean(item, path=f"{path}{name}.")
+    return result
+
+
+def _clean_scalar(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         return _clean_string(str(value))  # str(): plain text, also for TextChoices members
-    if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            name = str(key)
-            if is_secret_name(name):
-                logger.warning("audit: dropped the field %r (looks like a secret)", path + name)
-                continue
-            result[name] = clean(item, path=f"{path}{name}.")
-        return result
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-        return [clean(item, path=path) for item in items[:MAX_ITEMS]]
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
