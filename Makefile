@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint lock migrate system-packages verifiers clean
+.PHONY: run test lint check hooks lock migrate system-packages verifiers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,17 @@ test: $(VENV)/.installed-dev system-packages verifiers
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+## make check: the static checks of CI and of the pre-commit hooks (lint, format, types, layers)
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/lint-imports
+
+## make hooks: run those checks before every commit (git pre-commit hook)
+hooks: $(VENV)/.installed-dev
+	$(BIN)/pre-commit install
 
 clean:
 	rm -rf $(VENV) .local db.sqlite3 db.sqlite3-wal db.sqlite3-shm .env

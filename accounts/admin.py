@@ -25,7 +25,8 @@ class InstanceMembershipForm(forms.ModelForm):
         fields = ["user", "instance", "role", "all_namespaces", "namespaces"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         # On a change the instance is read-only, so not in the data: the membership's own.
         instance = data.get("instance") or (self.instance.instance if self.instance.pk else None)
         namespaces = list(data.get("namespaces") or [])

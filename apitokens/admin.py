@@ -48,8 +48,7 @@ class ApiTokenAdmin(SuperuserOnlyAdmin):
     list_filter = [ExpiredFilter]
     search_fields = ["user__username"]
     ordering = ["-created"]
-    fields = ["prefix_shown", "user", "created", "expires", "state"]
-    readonly_fields = fields
+    fields = readonly_fields = ("prefix_shown", "user", "created", "expires", "state")
 
     # A token is shown once, at creation (API or create_api_token); never made or
     # changed here.

@@ -59,6 +59,9 @@ class AuditEventQuerySet(models.QuerySet):
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AuditLogIsAppendOnly("Audit events cannot be deleted.")
 
+    # The flags Django's own QuerySet.delete carries (templates never call it; the manager
+    # does not get it). Typing has no way to declare attributes set on a function, hence
+    # the ignores.
     delete.alters_data = True  # type: ignore[attr-defined]
     delete.queryset_only = True  # type: ignore[attr-defined]
 

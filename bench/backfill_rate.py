@@ -32,6 +32,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
@@ -203,12 +204,14 @@ def main() -> None:
             counters.http += 1
             return original_send(session, request, **kwargs)
 
-        requests.Session.send = counting_send  # type: ignore[method-assign,assignment]
         log = BatchLog(echo_every=max(1, args.tags // args.batch_size // 10))
         rss_before = rss_mib()
         print(f"backfill of {args.tags} tags, batch size {args.batch_size}:")
         started = time.perf_counter()
-        with connection.execute_wrapper(counters.query):
+        with (
+            connection.execute_wrapper(counters.query),
+            mock.patch.object(requests.Session, "send", counting_send),
+        ):
             call_command(
                 "backfill_signatures",
                 "--instance",
@@ -219,7 +222,6 @@ def main() -> None:
                 stderr=log,
             )
         elapsed = time.perf_counter() - started
-        requests.Session.send = original_send  # type: ignore[method-assign]
         signed = Signature.objects.filter(status=SignatureStatus.SIGNED).count()
 
         again_log = BatchLog(echo_every=10**9)

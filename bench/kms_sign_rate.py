@@ -26,7 +26,7 @@ import django
 django.setup()
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from kms import services  # noqa: E402
@@ -49,17 +49,20 @@ def main() -> None:
     key = services.create_key(alias="bench")
     payload = b'{"critical":{"identity":{"docker-reference":"r.example.com/ns/app"}}}'
     private = material.private_key(key)
+    assert isinstance(private, rsa.RSAPrivateKey)  # the service's default key spec
 
     bare = rate(lambda: private.sign(payload, padding.PKCS1v15(), hashes.SHA256()), args.seconds)
     services.key_cache.clear()
     service = rate(
-        lambda: services.sign(key_id=key.key_id, message=payload, algorithm="RSA_PKCS1_SHA_256"),
+        lambda: services.sign(
+            key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256"
+        ),
         args.seconds,
     )
 
     def uncached() -> None:
         services.key_cache.clear()
-        services.sign(key_id=key.key_id, message=payload, algorithm="RSA_PKCS1_SHA_256")
+        services.sign(key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256")
 
     no_cache = rate(uncached, args.seconds)
     print(f"bare cryptography sign : {bare:8.1f} signatures/s")

@@ -69,7 +69,10 @@ class ErrorResponseSerializer(serializers.Serializer):
 
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(required=False)
+    # The body's key is "fields"; DRF's serializer metaclass moves declared fields out of
+    # the class, so this does not shadow Serializer.fields at runtime, but django-stubs'
+    # types cannot express that.
+    fields = serializers.DictField(required=False)  # type: ignore[assignment]
     details = serializers.DictField(required=False)
 
 

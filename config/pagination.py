@@ -7,7 +7,7 @@ value outside its range, or not a plain decimal, answers 400 naming the paramete
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -18,8 +18,13 @@ MAX_LIMIT = 1000
 # Far beyond any list here, well inside every database's integer range.
 MAX_OFFSET = 2**31 - 1
 
+# The limit's default is DRF's PAGE_SIZE, None when unset (no pagination); the offset's is 0.
+_Default = TypeVar("_Default", bound=int | None)
 
-def _bounded(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+
+def _bounded(
+    request: Request, name: str, *, default: _Default, low: int, high: int
+) -> int | _Default:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
@@ -34,7 +39,7 @@ def _bounded(request: Request, name: str, *, default: int, low: int, high: int) 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
     max_limit = MAX_LIMIT
 
-    def get_limit(self, request: Request) -> int:
+    def get_limit(self, request: Request) -> int | None:
         return _bounded(
             request, self.limit_query_param, default=self.default_limit, low=1, high=MAX_LIMIT
         )

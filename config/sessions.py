@@ -47,6 +47,9 @@ class SessionStore(db.SessionStore):
     """
 
     def _lookup(self) -> dict[str, Any]:
+        # Django loads a session from the table only once it has a key
+        # (SessionBase._get_session); a new session without one is never looked up.
+        assert self.session_key is not None
         return {"session_key": stored_key(self.session_key), "expire_date__gt": timezone.now()}
 
     def _forget(self, exc: Exception) -> None:

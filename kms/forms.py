@@ -76,7 +76,7 @@ class KeyCreateForm(ServiceModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         region = self.fields["region"]
-        region.widget.choices = _region_choices()  # type: ignore[attr-defined]
+        region.widget.choices = _region_choices()
         region.initial = settings.KMS_DEFAULT_REGION
         self.fields["alias"].help_text = (
             "1-60 letters, digits, '-' or '_', starting with a letter or digit. "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from audit import services as audit
@@ -34,29 +35,31 @@ def _key_id(key_id: str) -> str:
         return str(key_id)[:100]
 
 
-def _record(
-    operation: str,
-    *,
-    key_id: str,
-    message: bytes,
-    algorithm: str,
-    message_type: str,
-    outcome: str,
-    caller: Any,
-    **details: Any,
-) -> None:
-    canonical = _key_id(key_id)
+@dataclass(frozen=True)
+class _Request:
+    """What one sign or verify request asked for: the audited part of it."""
+
+    operation: str
+    key_id: str
+    message: bytes
+    algorithm: str
+    message_type: str
+    caller: Any
+
+
+def _record(request: _Request, outcome: str, **details: Any) -> None:
+    canonical = _key_id(request.key_id)
     audit.record(
-        _ACTIONS[operation],
+        _ACTIONS[request.operation],
         object_type="kms.key",
         object_id=canonical,
-        actor=caller,
+        actor=request.caller,
         details={
             "key_id": canonical,
-            "algorithm": str(algorithm)[:100],
-            "message_type": str(message_type)[:20],
-            "message_sha256": hashlib.sha256(message).hexdigest(),
-            "message_bytes": len(message),
+            "algorithm": str(request.algorithm)[:100],
+            "message_type": str(request.message_type)[:20],
+            "message_sha256": hashlib.sha256(request.message).hexdigest(),
+            "message_bytes": len(request.message),
             "outcome": outcome,
             **details,
         },
@@ -73,13 +76,7 @@ def sign(
     caller: Any = None,
 ) -> bytes:
     """``kms.services.sign``, audited (see the module docstring)."""
-    where = {
-        "key_id": key_id,
-        "message": message,
-        "algorithm": algorithm,
-        "message_type": message_type,
-        "caller": caller,
-    }
+    request = _Request("sign", key_id, message, algorithm, message_type, caller)
     extra = {"on_behalf_of": on_behalf_of} if on_behalf_of is not None else {}
     try:
         signature = operations.sign(
@@ -90,9 +87,9 @@ def sign(
             on_behalf_of=on_behalf_of,
         )
     except DomainError as exc:
-        _record("sign", outcome="refused", error_code=exc.code, **where, **extra)
+        _record(request, "refused", error_code=exc.code, **extra)
         raise
-    _record("sign", outcome="signed", **where, **extra)
+    _record(request, "signed", **extra)
     return signature
 
 
@@ -106,13 +103,7 @@ def verify(
     caller: Any = None,
 ) -> bool:
     """``kms.services.verify``, audited (see the module docstring)."""
-    where = {
-        "key_id": key_id,
-        "message": message,
-        "algorithm": algorithm,
-        "message_type": message_type,
-        "caller": caller,
-    }
+    request = _Request("verify", key_id, message, algorithm, message_type, caller)
     try:
         valid = operations.verify(
             key_id=key_id,
@@ -122,7 +113,7 @@ def verify(
             message_type=message_type,
         )
     except DomainError as exc:
-        _record("verify", outcome="refused", error_code=exc.code, **where)
+        _record(request, "refused", error_code=exc.code)
         raise
-    _record("verify", outcome="valid" if valid else "invalid", **where)
+    _record(request, "valid" if valid else "invalid")
     return valid

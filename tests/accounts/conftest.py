@@ -74,10 +74,10 @@ def scene(db, registry_server, registry_client, settings) -> Scene:
     key = make_key("signer")
     spare = make_key("spare")
     retired = make_key("retired")
-    kms_services.disable_key(key_id=retired.key_id)
+    kms_services.disable_key(key_id=str(retired.key_id))
     pending = make_key("pending")
-    kms_services.disable_key(key_id=pending.key_id)
-    kms_services.schedule_key_deletion(key_id=pending.key_id, pending_window_in_days=7)
+    kms_services.disable_key(key_id=str(pending.key_id))
+    kms_services.schedule_key_deletion(key_id=str(pending.key_id), pending_window_in_days=7)
     bare, _token = registry_services.create_instance(
         name="bare", backend_url="http://127.0.0.1:9", default_domain="bare.example.com"
     )

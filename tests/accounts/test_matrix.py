@@ -144,7 +144,7 @@ def _b64(data: bytes) -> str:
 def _kms_signature(sc: Scene) -> str:
     return _b64(
         kms_services.sign(
-            key_id=sc.key.key_id, message=b"hello", algorithm=crypto.RSA_PKCS1_SHA_256
+            key_id=str(sc.key.key_id), message=b"hello", algorithm=crypto.RSA_PKCS1_SHA_256
         )
     )
 

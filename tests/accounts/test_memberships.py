@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.apps import apps
@@ -16,6 +17,9 @@ from accounts.scoping import visible_namespaces
 from tests.accounts.conftest import Scene, client_for
 from tests.accounts.support import grant
 from tests.factories import make_token, make_user
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
 
@@ -42,7 +46,7 @@ def test_a_narrowed_membership_whose_namespaces_are_deleted_grants_no_namespace(
     assert client_for(scene, "reader").get(f"{REG}/namespaces/{scene.team.pk}/").status_code == 200
 
 
-def _add(scene: Scene, **fields) -> object:
+def _add(scene: Scene, **fields: Any) -> _MonkeyPatchedWSGIResponse:
     client = Client()
     client.force_login(scene.users["admin"])
     data = {

@@ -3,6 +3,7 @@ list filters never read the (unbounded) audit table for their choices."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -56,7 +57,7 @@ def recorded() -> list[AuditEvent]:
     return [purged, changed]
 
 
-def _snapshot() -> list[dict]:
+def _snapshot() -> list[Mapping[str, object]]:
     return list(AuditEvent.objects.order_by("id").values())
 
 
@@ -196,7 +197,7 @@ def log(db) -> dict[str, Any]:
     registry_services.create_namespace(instance=elsewhere, name="ext")
     registry_services.create_namespace(instance=elsewhere, name="team")
     alice, bob = make_user("alice"), make_user("bob")
-    policy = {"object_type": "signing.signingpolicy"}
+    policy = "signing.signingpolicy"
     events = {
         "kms": audit.record("kms.key.created", object_type="kms.key", object_id="k-1", actor=alice),
         "team": audit.record(
@@ -205,7 +206,7 @@ def log(db) -> dict[str, Any]:
             instance_name="prod",
             namespace_name="team",
             actor=alice,
-            **policy,
+            object_type=policy,
         ),
         "other": audit.record(
             "signing.policy.changed",
@@ -213,7 +214,7 @@ def log(db) -> dict[str, Any]:
             instance_name="prod",
             namespace_name="other",
             actor=bob,
-            **policy,
+            object_type=policy,
         ),
         "failed": audit.record(
             "signing.signature.failed",
@@ -228,7 +229,7 @@ def log(db) -> dict[str, Any]:
             instance_name="elsewhere",
             namespace_name="ext",
             actor=bob,
-            **policy,
+            object_type=policy,
         ),
         "ext_team": audit.record(
             "signing.policy.created",
@@ -236,7 +237,7 @@ def log(db) -> dict[str, Any]:
             instance_name="elsewhere",
             namespace_name="team",
             actor=alice,
-            **policy,
+            object_type=policy,
         ),
         "prod_created": AuditEvent.objects.get(
             action="registry.instance.created", instance_name="prod"

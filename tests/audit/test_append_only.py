@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 
@@ -23,7 +25,7 @@ def event():
     )
 
 
-def _stored(event: AuditEvent) -> dict:
+def _stored(event: AuditEvent) -> Mapping[str, object]:
     return AuditEvent.objects.filter(pk=event.pk).values().get()
 
 

@@ -83,7 +83,7 @@ def _record_calls() -> list[tuple[str, ast.Call, dict[str, ast.expr]]]:
     return calls
 
 
-def test_every_action_code_recorded_in_the_code_base_is_known():
+def test_every_action_code_recorded_in_the_code_base_is_known() -> None:
     recorded: dict[str, set[str]] = {}
     for where, call, names in _record_calls():
         codes = _codes(call.args[0], names)

@@ -159,10 +159,10 @@ def test_the_admin_shows_the_re_created_instances_members_only_its_events(recrea
     assert new.status_code == 200 and "new-team-policy" in new.content.decode()
 
 
-def test_superusers_read_both_instances_events_told_apart_by_id(recreated):
+def test_superusers_read_both_instances_events_told_apart_by_id(recreated) -> None:
     admin = make_user("root", is_superuser=True, is_staff=True)
 
-    response = token_client(admin).get(EVENTS, {"instance": "prod", "limit": 500})
+    response = token_client(admin).get(EVENTS, {"instance": "prod", "limit": "500"})
 
     assert response.status_code == 200
     by_id: dict[int, set[int]] = {}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -43,11 +45,11 @@ def superuser_client(db) -> APIClient:
     return token_client(make_user(is_superuser=True, is_staff=True))
 
 
-def db_snapshot() -> tuple[list[dict], list[dict]]:
+def db_snapshot() -> tuple[list[Mapping[str, object]], list[Mapping[str, object]]]:
     """Every KMS row, every column: equal snapshots mean nothing changed."""
-    keys = [
+    keys: list[Mapping[str, object]] = [
         {**row, "sealed_private_key": bytes(row["sealed_private_key"])}
         for row in Key.objects.order_by("key_id").values()
     ]
-    grants = list(ServiceAuthorization.objects.order_by("id").values())
+    grants: list[Mapping[str, object]] = list(ServiceAuthorization.objects.order_by("id").values())
     return keys, grants

@@ -8,7 +8,7 @@ from io import StringIO
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -45,8 +45,10 @@ def sign_and_check(key: Key) -> None:
     signature = services.sign(key_id=str(key.key_id), message=MESSAGE, algorithm=algorithm)
     public = serialization.load_pem_public_key(key.public_key_pem.encode())
     if key.key_usage == KeyUsage.ECC:
+        assert isinstance(public, ec.EllipticCurvePublicKey)
         public.verify(signature, MESSAGE, ec.ECDSA(hashes.SHA256()))
     else:
+        assert isinstance(public, rsa.RSAPublicKey)
         public.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
 
 

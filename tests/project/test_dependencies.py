@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,9 +26,9 @@ ADVISORY_FLOORS = {
 _PIN = re.compile(r"^([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?)==([^\s;\\]+)")
 
 
-def pins(lock: Path) -> dict[str, tuple[Version, int]]:
+def pins(lock: Path) -> dict[NormalizedName, tuple[Version, int]]:
     """name -> (pinned version, number of hashes) for every package the lock file names."""
-    found: dict[str, tuple[Version, int]] = {}
+    found: dict[NormalizedName, tuple[Version, int]] = {}
     name = None
     for line in lock.read_text().splitlines():
         match = _PIN.match(line)

@@ -42,7 +42,7 @@ def db_snapshot() -> dict[str, list[dict[str, Any]]]:
     snapshot = {}
     for model in REGISTRY_MODELS:
         rows = []
-        for row in model.objects.order_by("pk").values():
+        for row in model._default_manager.order_by("pk").values():
             rows.append({k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()})
         snapshot[model.__name__] = rows
     return snapshot
@@ -83,15 +83,17 @@ def post_events(instance, webhook_token) -> Callable[..., Any]:
         token: str | None = webhook_token,
         instance_name: str | None = None,
         content_type: str = EVENTS_TYPE,
-        **headers: str,
+        authorization: str | None = None,
     ):
+        """``authorization``: the whole Authorization header, instead of ``token``'s."""
         import json
 
         data = body if isinstance(body, bytes | str) else json.dumps(body)
-        if token is not None:
-            headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {token}")
+        if authorization is None and token is not None:
+            authorization = f"Bearer {token}"
+        headers = {} if authorization is None else {"Authorization": authorization}
         url = f"/api/v1/registry/instances/{instance_name or instance.name}/events/"
-        return client.post(url, data=data, content_type=content_type, **headers)
+        return client.post(url, data=data, content_type=content_type, headers=headers)
 
     return post
 

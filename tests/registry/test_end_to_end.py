@@ -6,7 +6,7 @@ webhook on its own schedule, so each test waits (bounded) for the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -37,7 +37,7 @@ class Attached:
 
 
 @pytest.fixture
-def attached(signet, registry_server_factory) -> Attached:
+def attached(signet, registry_server_factory) -> Iterator[Attached]:
     """An instance whose registry posts its notifications to the live Signet.
 
     The endpoint's config is the fixture's plus ``includereferences: true`` (as in the

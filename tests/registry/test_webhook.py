@@ -351,7 +351,7 @@ def test_it_answers_401_for_a_wrong_token_or_scheme(post_events, unchanged, head
     response = post_events(
         ev.envelope(ev.push("prod/app", "v9", ev.digest_of("z"))),
         token=None,
-        HTTP_AUTHORIZATION=header,
+        authorization=header,
     )
 
     _error(response, 401, "AuthFailure")

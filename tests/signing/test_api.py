@@ -139,9 +139,9 @@ def scenario(env: Env) -> dict[str, Any]:
     policy = env.policy()
     services.request_signing(manifests=[env.tag("team/app", "v1").manifest])
     # A KMS failure (the key disabled for a moment) leaves v2 failed.
-    kms_services.disable_key(key_id=env.key.key_id)
+    kms_services.disable_key(key_id=str(env.key.key_id))
     services.request_signing(manifests=[env.tag("team/app", "v2").manifest])
-    kms_services.enable_key(key_id=env.key.key_id)
+    kms_services.enable_key(key_id=str(env.key.key_id))
     signed = Signature.objects.get(manifest=env.tag("team/app", "v1").manifest)
     failed = Signature.objects.get(manifest=env.tag("team/app", "v2").manifest)
     assert (signed.status, failed.status) == (SignatureStatus.SIGNED, SignatureStatus.FAILED)
@@ -638,7 +638,7 @@ def test_retrieving_an_unknown_policy_is_404_policy_not_found(env):
 
 
 def test_a_disabled_key_turns_the_policy_health_into_an_error(env, scenario):
-    kms_services.disable_key(key_id=env.key.key_id)
+    kms_services.disable_key(key_id=str(env.key.key_id))
 
     body = env.admin.get(f"{API}/policies/{scenario['policy'].pk}/").json()
 

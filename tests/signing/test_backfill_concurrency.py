@@ -140,7 +140,7 @@ def test_an_image_another_worker_signs_meanwhile_counts_as_signed(
         ]
 
 
-def test_queued_artifact_removals_finish_while_another_connection_keeps_writing(instance):
+def test_queued_artifact_removals_finish_while_another_connection_keeps_writing(instance) -> None:
     # More than one page (200): the old loop kept its read open across the removals.
     ArtifactCleanup.objects.bulk_create(
         ArtifactCleanup(

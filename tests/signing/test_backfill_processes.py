@@ -204,6 +204,7 @@ def assert_signed_once(setup: Setup, manifests: list[Manifest]) -> None:
         repository, row = manifest.repository.name, rows[manifest.pk]
         assert layer_fingerprints(setup.client, repository, manifest.digest) == [fingerprint]
         published = setup.client.head_manifest(repository, signature_tag(manifest.digest))
+        assert published is not None, f"no signature published for {manifest.digest}"
         assert published.digest == row.sig_manifest_digest
 
 

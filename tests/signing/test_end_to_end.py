@@ -5,8 +5,9 @@ public key only.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -53,7 +54,7 @@ def signed(digest: str) -> bool:
 
 def wait_until_signed(*digests: str) -> None:
     for digest in digests:
-        wait_for(lambda digest=digest: signed(digest), f"the signature of {digest}")
+        wait_for(functools.partial(signed, digest), f"the signature of {digest}")
     assert wait_for_background_work(timeout=WAIT_SECONDS)
 
 
@@ -75,7 +76,7 @@ def live(
     key,
     authorized,
     verifiers_available,
-) -> Live:
+) -> Iterator[Live]:
     """An instance whose real registry posts its notifications to the live Signet.
 
     Signing runs in the background pool (``SIGNING_DISPATCH = "thread"``), as in

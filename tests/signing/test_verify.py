@@ -192,9 +192,9 @@ def test_a_malformed_image_reference_is_rejected(policy, image):
     assert "<domain>/<namespace>/<repository>:<tag>" in error.message
 
 
-def test_a_non_string_image_is_rejected():
+def test_a_non_string_image_is_rejected() -> None:
     with pytest.raises(InvalidPolicy) as excinfo:
-        parse_image(None)  # type: ignore[arg-type]
+        parse_image(None)  # type: ignore[arg-type]  # the wrong type on purpose
 
     assert excinfo.value.code == "InvalidImage"
 

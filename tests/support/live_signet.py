@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 from signing.dispatch import wait_for_background_work
 
@@ -75,7 +76,7 @@ def signet(live_server: Any) -> Iterator[Any]:
     connection = connections["default"]
     override = live_server.thread.connections_override
     previous = override.get("default")
-    shared = connection.vendor == "sqlite" and connection.is_in_memory_db()
+    shared = isinstance(connection, SQLiteDatabaseWrapper) and connection.is_in_memory_db()
     if shared:
         connection.inc_thread_sharing()
         override["default"] = connection
