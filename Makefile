@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# One pytest worker per core (pytest-xdist; each has its own test database) and the ten
+# slowest tests at the end. `make test PYTEST_ARGS=...` replaces both.
+PYTEST_ARGS ?= -n auto --durations=10
 
 .PHONY: run test lint check hooks lock migrate system-packages verifiers clean
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from kms import services as kms_services
 from kms.models import Key, KeyUsage
+from registry import services as registry_services
+from registry.models import Instance
 
 _sequence = itertools.count(1)
 
@@ -47,3 +51,26 @@ def make_key(
     return kms_services.create_key(
         alias=alias or f"key-{next(_sequence)}", key_usage=key_usage, region=region, **kwargs
     )
+
+
+def instance_defaults(name: str = "prod", **fields: Any) -> dict[str, Any]:
+    """``create_instance`` arguments: a backend nothing listens on, a unique default domain."""
+    fields.setdefault("backend_url", "http://127.0.0.1:9")
+    # Domain names are unique across instances: "prod" keeps the plain one.
+    fields.setdefault(
+        "default_domain", "registry.example.com" if name == "prod" else f"{name}.example.com"
+    )
+    return {"name": name, **fields}
+
+
+def make_instance(name: str = "prod", **fields: Any) -> tuple[Instance, str]:
+    """A registry instance and its webhook token (``instance_defaults`` fill the gaps)."""
+    return registry_services.create_instance(**instance_defaults(name, **fields))
+
+
+def token_client(user, **defaults: Any) -> APIClient:
+    """A DRF client authenticating as ``user`` with a new API token (``defaults``: extra
+    request variables for every request, as ``APIClient`` takes them)."""
+    client = APIClient(**defaults)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(user)}")
+    return client

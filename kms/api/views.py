@@ -292,9 +292,7 @@ class ServiceAuthorizationViewSet(viewsets.GenericViewSet):
         code ``ResourceNotFound`` (an unknown service name is 400, field ``service``).
         """
         data = _validated(s.RevokeServiceAuthorizationSerializer, request)
-        grant = revoke_service_authorization(
-            service=data["service"], revoked_by=request.user
-        )
+        grant = revoke_service_authorization(service=data["service"], revoked_by=request.user)
         if grant is None:
             raise exceptions.NotFound(
                 f"The service {data['service']!r} has no active authorization to revoke."

@@ -57,10 +57,7 @@ class Scene:
 
 
 @pytest.fixture
-def scene(db, registry_server, registry_client, settings) -> Scene:
-    settings.REGISTRY_PUSH_HANDLERS = ["signing.services.on_manifests_pushed"]
-    settings.REGISTRY_DELETE_HANDLERS = ["signing.services.on_manifests_deleted"]
-    settings.SIGNING_DISPATCH = "inline"
+def scene(db, registry_server, registry_client) -> Scene:
     prod, _token = registry_services.create_instance(
         name="prod", backend_url=registry_server.url, default_domain=registry_server.host
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -13,13 +12,6 @@ from audit.models import AuditEvent
 from tests.factories import make_token, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client() -> Client:
-    client = Client()
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_the_admin_shows_prefix_user_created_and_expiry_but_no_token(admin_client):

@@ -1,14 +1,18 @@
 """Fixtures for the audit tests: real services, the real local KMS, SQLite or PostgreSQL.
 
-- ``wired``: the signing hooks as config/settings.py installs them, inline dispatch, no
-  trusted X-Forwarded-For. Every audit test module uses it (``pytestmark``).
-- ``instance_and_token``: an instance whose backend nothing listens on (the services never
+Signing is wired in as config/settings.py installs it; ``config.settings_test`` makes it
+run inline.
+
+- ``instance`` / ``instance_and_token`` (the root conftest's, with these
+  ``instance_fields``): ``audited``, whose backend nothing listens on (the services never
   call it unless something signs), with a stored registry password ``REGISTRY_SECRET``.
 - ``key``, ``authorized`` (the registry-signing grant), ``namespace``, ``policy``.
 - ``live_instance``: an instance on a real docker-registry (``registry_server``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -26,30 +30,15 @@ REGISTRY_SECRET = "registry-password-Zq81-do-not-log"
 
 
 @pytest.fixture
-def wired(settings):
-    settings.REGISTRY_PUSH_HANDLERS = ["signing.services.on_manifests_pushed"]
-    settings.REGISTRY_DELETE_HANDLERS = ["signing.services.on_manifests_deleted"]
-    settings.KMS_KEY_DELETION_GUARDS = ["signing.services.refuse_deleting_policy_keys"]
-    settings.SIGNING_DISPATCH = "inline"
-    settings.AUDIT_TRUST_X_FORWARDED_FOR = False
-    return settings
-
-
-@pytest.fixture
-def instance_and_token(db) -> tuple[Instance, str]:
-    return registry_services.create_instance(
-        name="audited",
-        backend_url=f"http://127.0.0.1:{free_port()}",
-        default_domain=DOMAIN,
-        auth_type="basic",
-        username="robot",
-        secret=REGISTRY_SECRET,
-    )
-
-
-@pytest.fixture
-def instance(instance_and_token) -> Instance:
-    return instance_and_token[0]
+def instance_fields() -> dict[str, Any]:
+    return {
+        "name": "audited",
+        "backend_url": f"http://127.0.0.1:{free_port()}",
+        "default_domain": DOMAIN,
+        "auth_type": "basic",
+        "username": "robot",
+        "secret": REGISTRY_SECRET,
+    }
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ import uuid
 from typing import Any
 
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from registry import services as registry_services
 from registry.client import OCI_MANIFEST
 from registry.models import Instance, Manifest
-from tests.factories import make_token
+from tests.factories import token_client  # noqa: F401  (tests import it from here)
 
 DOMAIN = "registry.audit.test"
 NAMESPACE = "team"
@@ -37,13 +36,6 @@ def the_event(action: str) -> AuditEvent:
     found = events(action)
     assert len(found) == 1, f"{action}: {len(found)} events ({actions()})"
     return found[0]
-
-
-def token_client(user, **defaults: Any) -> APIClient:
-    token = make_token(user)
-    client = APIClient(**defaults)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
 
 
 def fake_digest(seed: str) -> str:

@@ -22,7 +22,7 @@ from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.registry.conftest import make_instance
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:audit_auditevent_changelist")
 ADD = reverse("admin:audit_auditevent_add")

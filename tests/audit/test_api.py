@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from tests.audit.support import token_client
 from tests.factories import make_user
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 EVENTS = "/api/v1/audit/events/"
 VIEW = "audit.view_auditevent"

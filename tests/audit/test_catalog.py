@@ -22,8 +22,6 @@ from signing import services as signing_services
 from tests.audit.support import REPOSITORY, fake_digest, record_push
 from tests.factories import make_key, make_user
 
-pytestmark = pytest.mark.usefixtures("wired")
-
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ("accounts", "apitokens", "audit", "config", "kms", "registry", "signing")
 DOTTED = re.compile(ACTION_PATTERN)

@@ -17,7 +17,7 @@ from kms.models import AuthorizedService, Key, KeyState
 from tests.audit.support import actions, events, the_event, token_client
 from tests.factories import make_key, make_user
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 REGISTRY = AuthorizedService.REGISTRY_SIGNING
 

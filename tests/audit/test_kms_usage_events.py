@@ -19,7 +19,7 @@ from tests.accounts.support import grant
 from tests.audit.support import events, the_event, token_client
 from tests.factories import make_key, make_user
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 KEYS = "/api/v1/kms/keys"
 ALGORITHM = "RSA_PKCS1_SHA_256"

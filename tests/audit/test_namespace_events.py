@@ -28,7 +28,7 @@ from tests.audit.support import (
 from tests.factories import make_user
 from tests.support.oci import push_image
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 NAMESPACES = "/api/v1/registry/namespaces/"
 

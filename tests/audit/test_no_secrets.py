@@ -22,7 +22,7 @@ from tests.audit.conftest import REGISTRY_SECRET
 from tests.audit.support import NAMESPACE, token_client
 from tests.factories import make_key
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 
 def _private_forms(key: Key) -> list[str]:

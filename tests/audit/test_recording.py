@@ -20,7 +20,7 @@ from kms.models import KeyState
 from tests.audit.support import actions, events
 from tests.factories import make_key, make_user
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 
 def _request(user=None, **meta):

@@ -25,8 +25,6 @@ from tests.audit.support import (
 )
 from tests.factories import make_user
 
-pytestmark = pytest.mark.usefixtures("wired")
-
 
 @pytest.mark.django_db
 def test_creating_an_instance_records_its_settings_but_no_credential(instance_and_token):

@@ -26,7 +26,7 @@ from tests.audit.support import DOMAIN, token_client
 from tests.factories import make_user
 from tests.support.registry_server import free_port
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("wired")]
+pytestmark = pytest.mark.django_db
 
 EVENTS = "/api/v1/audit/events/"
 

@@ -31,8 +31,6 @@ from tests.audit.support import (
 from tests.factories import make_key, make_user
 from tests.support.oci import push_image
 
-pytestmark = pytest.mark.usefixtures("wired")
-
 REGISTRY = AuthorizedService.REGISTRY_SIGNING
 SIGNER_PERMS = [
     "signing.sign_images",

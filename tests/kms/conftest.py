@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from kms.models import Key, ServiceAuthorization
-from tests.factories import make_token, make_user
+from tests.factories import make_user, token_client
 
 KMS_PERMISSIONS = [
     "kms.view_key",
@@ -22,14 +22,6 @@ KMS_PERMISSIONS = [
 ]
 
 
-def token_client(user) -> APIClient:
-    """An API client authenticating as ``user`` with a real API token."""
-    token = make_token(user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
 @pytest.fixture
 def client_with():
     """``client_with("kms.use_key", ...)``: a token client for a user with exactly those perms."""
@@ -38,11 +30,6 @@ def client_with():
         return token_client(make_user(perms=list(perms), **fields))
 
     return build
-
-
-@pytest.fixture
-def superuser_client(db) -> APIClient:
-    return token_client(make_user(is_superuser=True, is_staff=True))
 
 
 def db_snapshot() -> tuple[list[Mapping[str, object]], list[Mapping[str, object]]]:

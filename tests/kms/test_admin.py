@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -74,17 +73,6 @@ def sealed_forms(key: Key) -> list[str]:
     """Every way the sealed private key could leak into a page."""
     sealed = bytes(Key.objects.get(pk=key.pk).sealed_private_key)
     return [base64.b64encode(sealed).decode(), sealed.hex(), base64.b64encode(sealed[:24]).decode()]
-
-
-@pytest.fixture
-def superuser():
-    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests")
-
-
-@pytest.fixture
-def admin_client(client, superuser):
-    client.force_login(superuser)
-    return client
 
 
 @pytest.fixture

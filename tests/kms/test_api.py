@@ -524,7 +524,9 @@ def test_it_describes_a_key(client_with):
         ("cancel-deletion", "POST", None),
     ],
 )
-@pytest.mark.parametrize("key_id", [str(uuid.uuid4()), "not-a-uuid", "1234.5"])
+@pytest.mark.parametrize(
+    "key_id", [str(uuid.uuid4()), "not-a-uuid", "1234.5"], ids=["unknown", "not-a-uuid", "1234.5"]
+)
 def test_it_answers_404_cmk_not_found_for_an_unknown_or_malformed_key_id(
     superuser_client, suffix, method, payload, key_id
 ):

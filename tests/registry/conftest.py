@@ -1,3 +1,10 @@
+"""Fixtures for the registry tests (``instance``, ``instance_and_token`` and
+``webhook_token`` come from the root conftest: ``prod`` on a dead backend).
+
+``make_instance`` and ``token_client`` live in ``tests.factories``; many tests import them
+from here.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,7 +14,6 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from registry import services
 from registry.models import (
     Instance,
     InstanceDomain,
@@ -20,7 +26,11 @@ from registry.models import (
     TagHistory,
 )
 from tests.accounts.support import grant
-from tests.factories import make_token, make_user
+from tests.factories import (
+    make_instance,  # noqa: F401  (tests import it from here)
+    make_user,
+    token_client,
+)
 from tests.registry import handlers
 from tests.registry.events import EVENTS_TYPE
 
@@ -46,30 +56,6 @@ def db_snapshot() -> dict[str, list[dict[str, Any]]]:
             rows.append({k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()})
         snapshot[model.__name__] = rows
     return snapshot
-
-
-def make_instance(name: str = "prod", **fields: Any) -> tuple[Instance, str]:
-    fields.setdefault("backend_url", "http://127.0.0.1:9")
-    # Domain names are unique across instances: "prod" keeps the plain one.
-    fields.setdefault(
-        "default_domain", "registry.example.com" if name == "prod" else f"{name}.example.com"
-    )
-    return services.create_instance(name=name, **fields)
-
-
-@pytest.fixture
-def instance_and_token(db) -> tuple[Instance, str]:
-    return make_instance()
-
-
-@pytest.fixture
-def instance(instance_and_token) -> Instance:
-    return instance_and_token[0]
-
-
-@pytest.fixture
-def webhook_token(instance_and_token) -> str:
-    return instance_and_token[1]
 
 
 @pytest.fixture
@@ -105,13 +91,6 @@ def recorded_calls():
     handlers.reset()
 
 
-def token_client(user) -> APIClient:
-    token = make_token(user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
 @pytest.fixture
 def client_with(db):
     """``client_with("registry.view_tag", ..., member_of=instance)``: a token client for a
@@ -124,8 +103,3 @@ def client_with(db):
         return token_client(user)
 
     return build
-
-
-@pytest.fixture
-def superuser_client(db) -> APIClient:
-    return token_client(make_user(is_superuser=True, is_staff=True))

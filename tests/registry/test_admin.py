@@ -22,13 +22,6 @@ pytestmark = pytest.mark.django_db
 ADMIN = "/admin/registry"
 
 
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(make_user("root", is_superuser=True, is_staff=True))
-    return client
-
-
 def _instance_form(**fields: str) -> dict[str, str]:
     return {
         "name": "prod",

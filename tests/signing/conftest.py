@@ -1,16 +1,18 @@
 """Fixtures for the signing tests: a real registry, the real (local) KMS, real services.
 
-- ``instance``: a registry instance (``registry.services.create_instance``) whose backend is
-  a real ``docker-registry`` (``registry_server``), default domain ``registry.signet.test``
-  and the custom domain ``images.signet.test``; ``webhook_token`` is its token.
+- ``instance`` (the root conftest's, with these ``instance_fields``): the registry instance
+  ``signet`` whose backend is a real ``docker-registry`` (``registry_server``), default
+  domain ``registry.signet.test`` and the custom domain ``images.signet.test``;
+  ``webhook_token`` is its token.
 - ``namespace``, ``authorized`` (the registry-signing grant), ``key`` (RSA_2048), ``policy``.
-- ``registry``: a ``RegistryClient`` for the same registry (short backoff).
+- ``registry``: ``registry_client``, a ``RegistryClient`` for the same registry.
 - ``push_image_event`` / ``push_index_event``: push real images, then record the
   notifications Distribution sends for them with ``registry.services.record_events``.
 - ``Verifiers`` (from tests/support/verifiers.py): skopeo and cosign.
 
-``signing_wired`` wires signing in (``config.settings_test`` switches the registry hooks
-off); it runs inline unless a test switches ``SIGNING_DISPATCH`` to ``"thread"``.
+Signing is wired in as config/settings.py installs it (the registry's push and delete
+handlers, the KMS deletion guard); ``config.settings_test`` makes it run inline, in the
+caller's thread, unless a test switches ``SIGNING_DISPATCH`` to ``"thread"``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,46 +57,17 @@ POLICY_NAME = "team-policy"
 EVENTS_TYPE = "application/vnd.docker.distribution.events.v1+json"
 
 
-# --- settings -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def signing_wired(settings):
-    """The signing hooks as config/settings.py installs them; inline dispatch.
-
-    Not autouse (other engineers' modules share this directory): each of this suite's
-    modules lists it in ``pytestmark``.
-    """
-    settings.REGISTRY_PUSH_HANDLERS = ["signing.services.on_manifests_pushed"]
-    settings.REGISTRY_DELETE_HANDLERS = ["signing.services.on_manifests_deleted"]
-    settings.KMS_KEY_DELETION_GUARDS = ["signing.services.refuse_deleting_policy_keys"]
-    settings.SIGNING_DISPATCH = "inline"
-    settings.SIGNING_RETRY_BASE_SECONDS = 30
-    settings.SIGNING_RETRY_MAX_SECONDS = 3600
-    return settings
-
-
 # --- objects --------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def instance_and_token(db, registry_server: RegistryServer) -> tuple[Instance, str]:
-    return registry_services.create_instance(
-        name="signet",
-        backend_url=registry_server.url,
-        default_domain=DOMAIN,
-        custom_domains=[CUSTOM_DOMAIN],
-    )
-
-
-@pytest.fixture
-def instance(instance_and_token) -> Instance:
-    return instance_and_token[0]
-
-
-@pytest.fixture
-def webhook_token(instance_and_token) -> str:
-    return instance_and_token[1]
+def instance_fields(registry_server: RegistryServer) -> dict[str, Any]:
+    return {
+        "name": "signet",
+        "backend_url": registry_server.url,
+        "default_domain": DOMAIN,
+        "custom_domains": [CUSTOM_DOMAIN],
+    }
 
 
 @pytest.fixture
@@ -125,10 +98,8 @@ def policy(namespace: Namespace, key: Key, authorized) -> SigningPolicy:
 
 
 @pytest.fixture
-def registry(registry_server: RegistryServer) -> Iterator[RegistryClient]:
-    client = RegistryClient(registry_server.url, backoff=0.05)
-    yield client
-    client.close()
+def registry(registry_client: RegistryClient) -> RegistryClient:
+    return registry_client
 
 
 # --- notifications --------------------------------------------------------------------------

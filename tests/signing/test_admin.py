@@ -11,7 +11,6 @@ import itertools
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -44,18 +43,6 @@ _seeds = itertools.count(1)
 
 
 # --- fixtures and helpers ----------------------------------------------------------------
-
-
-@pytest.fixture
-def superuser():
-    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests")
-
-
-@pytest.fixture
-def admin_client(superuser) -> Client:
-    client = Client()
-    client.force_login(superuser)
-    return client
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from tests.support.oci import push_image
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 

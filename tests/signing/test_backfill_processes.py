@@ -47,7 +47,6 @@ pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.processes,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 # Several pages per backfill: the old code's read transaction spanned them.
@@ -232,10 +231,10 @@ def assert_succeeded(run: Run) -> None:
 
 
 @pytest.fixture
-def live(signet, signing_wired, tmpfs_registry) -> Iterator[Setup]:
+def live(signet, settings, tmpfs_registry) -> Iterator[Setup]:
     """Instance ``prod`` whose real registry notifies the live Signet; signing after a push
     runs in the background pool, as in production."""
-    signing_wired.SIGNING_DISPATCH = "thread"
+    settings.SIGNING_DISPATCH = "thread"
     instance, token = registry_services.create_instance(
         name="prod", backend_url="http://127.0.0.1:9", default_domain="registry.signet.test"
     )

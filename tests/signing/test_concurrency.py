@@ -25,7 +25,6 @@ from tests.signing.conftest import REPOSITORY, layer_fingerprints, manifest
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 THREADS = 6

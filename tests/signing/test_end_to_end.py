@@ -38,7 +38,6 @@ from tests.support.registry_server import RegistryServer
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 WAIT_SECONDS = 20.0
@@ -70,7 +69,7 @@ class Live:
 @pytest.fixture
 def live(
     signet,
-    signing_wired,
+    settings,
     registry_server_factory,
     tmp_path,
     key,
@@ -83,7 +82,7 @@ def live(
     production: the webhook answers before anything is signed. The registry's own address
     is a custom domain of the instance too, so a policy can sign for it.
     """
-    signing_wired.SIGNING_DISPATCH = "thread"
+    settings.SIGNING_DISPATCH = "thread"
     instance, token = registry_services.create_instance(
         name="live",
         backend_url="http://127.0.0.1:9",

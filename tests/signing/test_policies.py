@@ -14,7 +14,7 @@ from signing.models import Signature, SignatureStatus, SigningPolicy
 from tests.factories import make_key
 from tests.signing.conftest import CUSTOM_DOMAIN, DOMAIN, NAMESPACE, POLICY_NAME
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("signing_wired")]
+pytestmark = pytest.mark.django_db
 
 
 # --- the name rule ----------------------------------------------------------------------------

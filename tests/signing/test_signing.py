@@ -58,7 +58,6 @@ from tests.signing.conftest import (
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 LATER = timedelta(hours=2)

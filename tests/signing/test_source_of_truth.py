@@ -48,7 +48,6 @@ from tests.support.stub_registry import Reply, SeenRequest, StubRegistry
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),  # signing starts on commit, as in production
-    pytest.mark.usefixtures("signing_wired"),
 ]
 
 LATER = timedelta(days=1)

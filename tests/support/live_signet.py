@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 from signing.dispatch import wait_for_background_work
 
@@ -65,26 +64,12 @@ def wait_for_quiet_database(timeout: float = 20.0) -> bool:
 
 @pytest.fixture
 def signet(live_server: Any) -> Iterator[Any]:
-    """The live server, answering on this test thread's database connection.
+    """The live server; on the way out, the requests it was still handling are done.
 
-    The session-wide ``live_server`` captured the in-memory SQLite connection that existed
-    when it started; point its request threads at the current one (as Django's
-    LiveServerTestCase does), or two connections to the shared-cache in-memory database
-    lock each other's tables. On the way out (after the registries that notify it have
-    stopped: they are set up after it), wait until the requests they sent are done.
+    Set up before the registries that notify it, so torn down after they have stopped: it
+    then waits until the notifications they sent, and the signing those started, are
+    finished, and the test's flush meets no open transaction. (The SQLite test database is
+    a file, not shared-cache memory, so the server's threads use connections of their own.)
     """
-    connection = connections["default"]
-    override = live_server.thread.connections_override
-    previous = override.get("default")
-    shared = isinstance(connection, SQLiteDatabaseWrapper) and connection.is_in_memory_db()
-    if shared:
-        connection.inc_thread_sharing()
-        override["default"] = connection
     yield live_server
     assert wait_for_quiet_database(), "the live server was still busy 20 s after the test"
-    if shared:
-        if previous is None:
-            override.pop("default", None)
-        else:
-            override["default"] = previous
-        connection.dec_thread_sharing()

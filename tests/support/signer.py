@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from signing.payload import SignatureLayer, signing_annotations
+from tests.support.key_pool import POOL
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Signer:
 
     @classmethod
     def create(cls, path: Path) -> Signer:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = POOL.take()
         path.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
