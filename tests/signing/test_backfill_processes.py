@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,17 +132,24 @@ def start_backfill() -> Iterator[Callable[..., Backfill]]:
 
 
 @pytest.fixture
-def tmpfs_registry(registry_server_factory) -> Callable[..., RegistryServer]:
-    """A registry whose storage is on tmpfs when there is one (signing writes a lot)."""
+def tmpfs_registry(registry_server_factory) -> Iterator[Callable[..., RegistryServer]]:
+    """A registry whose storage is on tmpfs when there is one (signing writes a lot); the
+    tmpfs directory goes when the test ends."""
     shm = Path("/dev/shm")
     on_shm = shm.is_dir() and os.access(shm, os.W_OK)
+    started: list[RegistryServer] = []
 
     def start(**kwargs) -> RegistryServer:
         if on_shm:
             kwargs["workdir"] = Path(tempfile.mkdtemp(prefix="signet-registry-", dir=shm))
-        return registry_server_factory(**kwargs)
+        started.append(registry_server_factory(**kwargs))
+        return started[-1]
 
-    return start
+    yield start
+    for server in started:  # registry_server_factory's own stop() afterwards is a no-op
+        server.stop()
+        if on_shm:
+            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def push_many(client: RegistryClient, repository: str, count: int, *, prefix: str = "t") -> None:
