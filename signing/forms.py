@@ -105,13 +105,13 @@ class SigningPolicyForm(forms.ModelForm):
         if policy is not None and policy.key_id not in {key.pk for key in keys}:
             keys.insert(0, policy.key)
         key_field = self.fields["key"]
-        key_field.widget.choices = [  # type: ignore[attr-defined]
+        key_field.widget.choices = [
             ("", "---------"),
             *((str(key.pk), key_label(key)) for key in keys),
         ]
         if policy is not None:
             key_field.initial = str(policy.key_id)
-        self.fields["domain"].widget.choices = self._domain_choices(policy)  # type: ignore[attr-defined]
+        self.fields["domain"].widget.choices = self._domain_choices(policy)
 
     def _domain_choices(self, policy: SigningPolicy | None) -> list:
         if policy is not None:
