@@ -18,7 +18,7 @@ from django.db.models import ProtectedError
 from accounts.models import InstanceMembership
 from accounts.services import revoke_membership
 from audit import services as audit
-from kms.services import master_keyring
+from kms.services.material import master_keyring
 from registry.errors import InstanceExists, InstanceInUse
 from registry.instance_audit import audit_instance_deleted, audit_instance_updated, snapshot
 from registry.models import AuthType, Instance, InstanceDomain
