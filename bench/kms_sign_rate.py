@@ -1,12 +1,12 @@
-"""Signatures per second through kms.services.sign versus a bare cryptography loop.
+"""Signatures per second through kms.services.operations.sign versus a bare cryptography loop.
 
 Run: .venv/bin/python bench/kms_sign_rate.py [--seconds 3]
 
 It builds a throw-away in-memory SQLite database, creates one RSA-2048 key
 through the service, and measures, in the same process and run:
   bare     - key.sign(payload, PKCS1v15, SHA256) on an already loaded key
-  service  - services.sign(...) with the private-key cache warm (DB read + state check + sign)
-  no-cache - services.sign(...) with the cache cleared before every call (unseal + parse + sign)
+  service  - operations.sign(...) with the private-key cache warm (DB read + state check + sign)
+  no-cache - operations.sign(...) with the cache cleared before every call (unseal + parse + sign)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from kms import services  # noqa: E402
-from kms.services import material  # noqa: E402
+from kms.services import material, operations  # noqa: E402
 
 
 def rate(fn, seconds: float) -> float:
@@ -52,17 +52,17 @@ def main() -> None:
     assert isinstance(private, rsa.RSAPrivateKey)  # the service's default key spec
 
     bare = rate(lambda: private.sign(payload, padding.PKCS1v15(), hashes.SHA256()), args.seconds)
-    services.key_cache.clear()
+    material.key_cache.clear()
     service = rate(
-        lambda: services.sign(
+        lambda: operations.sign(
             key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256"
         ),
         args.seconds,
     )
 
     def uncached() -> None:
-        services.key_cache.clear()
-        services.sign(key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256")
+        material.key_cache.clear()
+        operations.sign(key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256")
 
     no_cache = rate(uncached, args.seconds)
     print(f"bare cryptography sign : {bare:8.1f} signatures/s")

@@ -1,6 +1,6 @@
 """The one interface through which other apps use KMS keys, and its two backends.
 
-``LocalKmsClient`` calls ``kms.services`` in this process. ``HttpKmsClient``
+``LocalKmsClient`` calls ``kms.services.operations`` in this process. ``HttpKmsClient``
 calls a Signet KMS over its REST API (``/api/v1/kms/``), so the private keys
 can live in another process or machine. Both raise the same ``kms.errors``
 classes for the same failures; the HTTP backend adds ``KmsUnavailable`` (the
@@ -76,7 +76,7 @@ class KmsAuthFailure(KmsError):
 
 
 class LocalKmsClient:
-    """Keys in this process's database, through ``kms.services``.
+    """Keys in this process's database, through ``kms.services.operations``.
 
     ``service`` names the service signing (e.g. ``"registry-signing"``); its
     authorization is then required for every signature.

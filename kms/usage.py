@@ -8,9 +8,10 @@ type, the SHA-256 of the message and its length, the outcome (``signed``, ``vali
 its name. Never the message nor the signature: a message may be confidential, and the
 digest is enough to match a signature to what was signed.
 
-Signet's own signing of images calls ``kms.services`` (or, with ``KMS_BACKEND=http``, this
-API as its service user) and is audited by the signing app; with the HTTP backend each of
-its signatures is then also one ``kms.key.sign_requested`` event of the KMS.
+Signet's own signing of images calls ``kms.services.operations`` (or, with
+``KMS_BACKEND=http``, this API as its service user) and is audited by the signing app; with
+the HTTP backend each of its signatures is then also one ``kms.key.sign_requested`` event
+of the KMS.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def sign(
     on_behalf_of: str | None = None,
     caller: Any = None,
 ) -> bytes:
-    """``kms.services.sign``, audited (see the module docstring)."""
+    """``kms.services.operations.sign``, audited (see the module docstring)."""
     request = _Request("sign", key_id, message, algorithm, message_type, caller)
     extra = {"on_behalf_of": on_behalf_of} if on_behalf_of is not None else {}
     try:
@@ -102,7 +103,7 @@ def verify(
     message_type: str,
     caller: Any = None,
 ) -> bool:
-    """``kms.services.verify``, audited (see the module docstring)."""
+    """``kms.services.operations.verify``, audited (see the module docstring)."""
     request = _Request("verify", key_id, message, algorithm, message_type, caller)
     try:
         valid = operations.verify(

@@ -1,4 +1,4 @@
-"""Audit records of instance changes and deletions: before and after, never a secret.
+"""Audit records of instance creations, changes and deletions: never a secret.
 
 ``audit.services.clean`` drops every field whose name holds a word like secret, token or
 password, so the credential's *source* is described under neutral names: ``env_variable``
@@ -8,6 +8,7 @@ credential exists). A replaced credential shows as ``auth_replaced`` in ``detail
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from audit import services as audit
@@ -29,6 +30,24 @@ def snapshot(instance: Instance) -> dict[str, Any]:
             instance.domains.filter(is_default=False).values_list("name", flat=True)
         ),
     }
+
+
+def audit_instance_created(instance: Instance, *, custom_domains: Sequence[str]) -> None:
+    """Record ``registry.instance.created`` with the new instance's settings (call inside the
+    creating transaction)."""
+    audit.record(
+        "registry.instance.created",
+        obj=instance,
+        instance_name=instance.name,
+        details={
+            "region": instance.region,
+            "backend_url": instance.backend_url,
+            "auth_type": instance.auth_type,
+            "username": instance.username,
+            "default_domain": instance.default_domain,
+            "custom_domains": custom_domains,
+        },
+    )
 
 
 def audit_instance_updated(

@@ -45,42 +45,56 @@ def reconcile_manifest(
         ManifestReference.objects.filter(parent=manifest).exclude(
             child_digest__in=list(wanted)
         ).delete()
-        Manifest.objects.bulk_create(
-            [
-                Manifest(
-                    repository_id=manifest.repository_id,
-                    digest=child.digest,
-                    media_type=child.media_type,
-                    size=child.size,
-                    pushed_at=manifest.pushed_at,
-                )
-                for child in wanted.values()
-                if child.media_type in RECORDED_MANIFEST_TYPES
-            ],
-            ignore_conflicts=True,
-        )
-        recorded = {
-            child.digest: child
-            for child in Manifest.objects.select_related("repository__namespace").filter(
-                repository_id=manifest.repository_id, digest__in=list(wanted)
-            )
-        }
-        ManifestReference.objects.bulk_create(
-            [
-                ManifestReference(
-                    parent=manifest,
-                    child=recorded.get(child.digest),
-                    child_digest=child.digest,
-                    media_type=child.media_type,
-                    size=child.size,
-                    platform=child.platform,
-                )
-                for child in wanted.values()
-            ],
-            ignore_conflicts=True,
-        )
-        for digest, child in recorded.items():
-            ManifestReference.objects.filter(parent=manifest, child_digest=digest).exclude(
-                child=child
-            ).update(child=child)
+        recorded = _record_child_manifests(manifest, wanted)
+        _record_references(manifest, wanted, recorded)
     return [recorded[digest] for digest in wanted if digest in recorded]
+
+
+def _record_child_manifests(
+    manifest: Manifest, wanted: dict[str, Reference]
+) -> dict[str, Manifest]:
+    """Create the children not recorded yet; return every recorded child by digest."""
+    Manifest.objects.bulk_create(
+        [
+            Manifest(
+                repository_id=manifest.repository_id,
+                digest=child.digest,
+                media_type=child.media_type,
+                size=child.size,
+                pushed_at=manifest.pushed_at,
+            )
+            for child in wanted.values()
+            if child.media_type in RECORDED_MANIFEST_TYPES
+        ],
+        ignore_conflicts=True,
+    )
+    return {
+        child.digest: child
+        for child in Manifest.objects.select_related("repository__namespace").filter(
+            repository_id=manifest.repository_id, digest__in=list(wanted)
+        )
+    }
+
+
+def _record_references(
+    manifest: Manifest, wanted: dict[str, Reference], recorded: dict[str, Manifest]
+) -> None:
+    """Create the missing references and point every reference at its recorded child."""
+    ManifestReference.objects.bulk_create(
+        [
+            ManifestReference(
+                parent=manifest,
+                child=recorded.get(child.digest),
+                child_digest=child.digest,
+                media_type=child.media_type,
+                size=child.size,
+                platform=child.platform,
+            )
+            for child in wanted.values()
+        ],
+        ignore_conflicts=True,
+    )
+    for digest, child in recorded.items():
+        ManifestReference.objects.filter(parent=manifest, child_digest=digest).exclude(
+            child=child
+        ).update(child=child)

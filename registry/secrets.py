@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kms import crypto
-from kms.services import master_keyring
+from kms.services.material import master_keyring
 from registry.errors import InstanceMisconfigured
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from kms import crypto
-from kms import services as kms_services
+from kms.services import material
 from registry import services as registry_services
 from registry.models import Instance
 from tests.factories import instance_defaults, make_user, token_client
@@ -36,9 +36,9 @@ pytest_plugins = ["tests.support.registry_fixtures", "tests.support.live_signet"
 @pytest.fixture(autouse=True)
 def _fresh_key_cache() -> Iterator[None]:
     """Each test starts with an empty private-key cache (it is per process)."""
-    kms_services.key_cache.clear()
+    material.key_cache.clear()
     yield
-    kms_services.key_cache.clear()
+    material.key_cache.clear()
 
 
 @pytest.fixture(autouse=True)

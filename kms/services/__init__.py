@@ -5,6 +5,11 @@ By concern: ``keys`` (create, describe), ``states`` (enable, disable, deletion),
 public key), ``rotation`` (the master key) and ``material`` (the keyring and the cache of
 unsealed keys); reads are in ``kms.selectors``. The names below are re-exported for the
 other apps; inside ``kms`` import from the concrete module.
+
+Nothing from ``operations``, ``material`` or ``rotation`` is re-exported: they touch
+private keys, and the import-linter contract that keeps signing away from them can only
+see an import of the submodule itself. Callers that may use them import
+``kms.services.operations`` (or ``material``, ``rotation``) by name.
 """
 
 from kms.selectors import describe_key, get_key, list_keys
@@ -22,10 +27,7 @@ from kms.services.keys import (
     update_key_description,
     validate_key_fields,
 )
-from kms.services.material import key_cache, master_keyring
-from kms.services.operations import PublicKeyInfo, get_public_key, sign, verify
 from kms.services.purge import purge_deleted_keys
-from kms.services.rotation import RotationResult, rotate_master_key
 from kms.services.states import (
     MAX_PENDING_WINDOW_DAYS,
     MIN_PENDING_WINDOW_DAYS,
@@ -40,8 +42,6 @@ __all__ = [
     "MAX_PENDING_WINDOW_DAYS",
     "MIN_PENDING_WINDOW_DAYS",
     "RESERVED_ALIAS_PREFIX",
-    "PublicKeyInfo",
-    "RotationResult",
     "active_service_authorization",
     "cancel_key_deletion",
     "create_key",
@@ -49,19 +49,13 @@ __all__ = [
     "disable_key",
     "enable_key",
     "get_key",
-    "get_public_key",
     "grant_service_authorization",
     "is_service_authorized",
-    "key_cache",
     "list_keys",
-    "master_keyring",
     "purge_deleted_keys",
     "require_service_authorization",
     "revoke_service_authorization",
-    "rotate_master_key",
     "schedule_key_deletion",
-    "sign",
     "update_key_description",
     "validate_key_fields",
-    "verify",
 ]

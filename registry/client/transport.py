@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -40,6 +41,14 @@ MAX_BACKOFF_SECONDS = 10.0
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_BLOB_BYTES = 4 * 1024 * 1024
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # listings, error bodies, anything else
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """A failed try worth another: what went wrong, and the HTTP status if one came."""
+
+    problem: str
+    status: int | None
 
 
 class Transport(TokenAuth):
@@ -167,55 +176,85 @@ class Transport(TokenAuth):
         """
         limit = (self.max_response_bytes if max_bytes is None else max_bytes, what)
         url = self._url(path_or_url)
-        problem = ""
-        status: int | None = None
+        retry = _Retry(problem="", status=None)
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
-                self._wait_before(attempt, operation, problem)
-            try:
-                response = self._send(
-                    method,
-                    url,
-                    operation=operation,
-                    access=access,
-                    headers=headers,
-                    data=data,
-                    follow_redirects=follow_redirects,
-                    limit=limit,
-                )
-            except BackendAddressDenied as exc:
-                raise RegistryAddressDenied(
-                    f"registry {self.name}: {operation} failed: {exc}",
-                    registry=self.name,
-                    operation=operation,
-                ) from None
-            except RETRYABLE_EXCEPTIONS as exc:
-                problem, status = describe_exception(exc), None
-                continue
-            except requests.RequestException as exc:
-                raise RegistryError(
-                    f"registry {self.name}: {operation} failed: {type(exc).__name__}",
-                    registry=self.name,
-                    operation=operation,
-                ) from exc
-            if response.status_code >= 500:
-                problem, _ = status_summary(response)
-                status = response.status_code
-                response.close()
-                continue
-            if response.status_code in ok or (allow_404 and response.status_code == 404):
-                return response
-            if response.status_code in outbound.REDIRECT_STATUSES:
-                outbound.refuse_redirect(response, registry=self.name, operation=operation)
-            self._raise_for_status(response, operation)
+                self._wait_before(attempt, operation, retry.problem)
+            outcome = self._attempt(
+                method,
+                url,
+                operation=operation,
+                access=access,
+                ok=ok,
+                allow_404=allow_404,
+                headers=headers,
+                data=data,
+                follow_redirects=follow_redirects,
+                limit=limit,
+            )
+            if not isinstance(outcome, _Retry):
+                return outcome
+            retry = outcome
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         raise RegistryUnavailable(
-            f"registry {self.name}: {operation} failed: {problem} after {tries}",
+            f"registry {self.name}: {operation} failed: {retry.problem} after {tries}",
             registry=self.name,
             operation=operation,
-            status=status,
-            http_status=502 if status is not None else 503,
+            status=retry.status,
+            http_status=502 if retry.status is not None else 503,
         )
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        operation: str,
+        access: Access,
+        ok: tuple[int, ...],
+        allow_404: bool,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        follow_redirects: bool,
+        limit: tuple[int, str],
+    ) -> requests.Response | _Retry:
+        """One try of ``_request``: the accepted answer, a failure worth retrying, or the
+        registry error that ends the request."""
+        try:
+            response = self._send(
+                method,
+                url,
+                operation=operation,
+                access=access,
+                headers=headers,
+                data=data,
+                follow_redirects=follow_redirects,
+                limit=limit,
+            )
+        except BackendAddressDenied as exc:
+            raise RegistryAddressDenied(
+                f"registry {self.name}: {operation} failed: {exc}",
+                registry=self.name,
+                operation=operation,
+            ) from None
+        except RETRYABLE_EXCEPTIONS as exc:
+            return _Retry(problem=describe_exception(exc), status=None)
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"registry {self.name}: {operation} failed: {type(exc).__name__}",
+                registry=self.name,
+                operation=operation,
+            ) from exc
+        if response.status_code >= 500:
+            problem, _ = status_summary(response)
+            status = response.status_code
+            response.close()
+            return _Retry(problem=problem, status=status)
+        if response.status_code in ok or (allow_404 and response.status_code == 404):
+            return response
+        if response.status_code in outbound.REDIRECT_STATUSES:
+            outbound.refuse_redirect(response, registry=self.name, operation=operation)
+        self._raise_for_status(response, operation)
 
     def _send(
         self,

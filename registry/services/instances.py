@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -17,10 +18,14 @@ from django.db.models import ProtectedError
 
 from accounts.models import InstanceMembership
 from accounts.services import revoke_membership
-from audit import services as audit
-from kms.services import master_keyring
+from kms.services.material import master_keyring
 from registry.errors import InstanceExists, InstanceInUse
-from registry.instance_audit import audit_instance_deleted, audit_instance_updated, snapshot
+from registry.instance_audit import (
+    audit_instance_created,
+    audit_instance_deleted,
+    audit_instance_updated,
+    snapshot,
+)
 from registry.models import AuthType, Instance, InstanceDomain
 from registry.secrets import same_origin, seal_for
 from registry.services.instance_rules import (
@@ -61,6 +66,16 @@ def _replace_domains(instance: Instance, domains: Sequence[str]) -> None:
     except IntegrityError:
         raise_if_domains_taken(instance.default_domain, domains, instance_id=instance.pk)
         raise
+
+
+def _insert_instance(instance: Instance, *, secret: str, custom_domains: Sequence[str]) -> None:
+    """Save a new instance, its sealed secret and its domain rows (in the caller's
+    transaction)."""
+    instance.save(force_insert=True)
+    if secret:
+        seal_for(instance, secret)  # the pk is part of the sealing context
+        instance.save(update_fields=["sealed_secret", "secret_master_key_version"])
+    _replace_domains(instance, custom_domains)
 
 
 def create_instance(
@@ -109,24 +124,8 @@ def create_instance(
     )
     try:
         with transaction.atomic():
-            instance.save(force_insert=True)
-            if secret:
-                seal_for(instance, secret)  # the pk is part of the sealing context
-                instance.save(update_fields=["sealed_secret", "secret_master_key_version"])
-            _replace_domains(instance, domains)
-            audit.record(
-                "registry.instance.created",
-                obj=instance,
-                instance_name=name,
-                details={
-                    "region": region,
-                    "backend_url": backend_url,
-                    "auth_type": auth_type,
-                    "username": username,
-                    "default_domain": default_domain,
-                    "custom_domains": domains,
-                },
-            )
+            _insert_instance(instance, secret=secret, custom_domains=domains)
+            audit_instance_created(instance, custom_domains=domains)
     except IntegrityError:
         raise InstanceExists(
             f"A registry instance named {name!r} already exists.", name=name
@@ -136,6 +135,130 @@ def create_instance(
 
 
 _UNCHANGED: Any = object()
+
+
+def _unless_unchanged(value: Any, current: Any) -> Any:
+    return current if value is _UNCHANGED else value
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    auth_type: str
+    username: str
+    secret: str | None  # None keeps the stored secret, "" removes it
+    secret_env: str
+
+
+@dataclass(frozen=True)
+class _InstanceUpdate:
+    region: str
+    description: str
+    backend_url: str
+    credentials: _Credentials
+    default_domain: str
+    custom_domains: list[str]
+
+
+def _credentials_after_update(
+    instance: Instance,
+    *,
+    auth_type: str,
+    username: str,
+    secret: str | None,
+    secret_env: str,
+    backend_url: str,
+) -> _Credentials:
+    """The credentials an update leaves, by the rules ``update_instance`` documents.
+
+    ``backend_url`` is the URL after the update, normalised.
+    """
+    new_auth = _unless_unchanged(auth_type, instance.auth_type)
+    dropping = new_auth == AuthType.NONE and auth_type is not _UNCHANGED
+    new_username = _unless_unchanged(username, "" if dropping else instance.username)
+    new_secret_env = _unless_unchanged(secret_env, "" if dropping else instance.secret_env)
+    if dropping and secret is None:
+        secret = ""
+    if not same_origin(instance.backend_url, backend_url):
+        if secret is None:
+            secret = ""
+        if secret_env is _UNCHANGED:
+            new_secret_env = ""
+    if secret_env is not _UNCHANGED and secret_env and secret is None:
+        secret = ""  # an environment variable replaces the stored secret
+    if secret and secret_env is _UNCHANGED:
+        new_secret_env = ""  # a stored secret replaces the environment variable
+    return _Credentials(
+        auth_type=new_auth, username=new_username, secret=secret, secret_env=new_secret_env
+    )
+
+
+def _resolve_update(
+    instance: Instance,
+    *,
+    region: str,
+    description: str,
+    backend_url: str,
+    auth_type: str,
+    username: str,
+    secret: str | None,
+    secret_env: str,
+    default_domain: str,
+    custom_domains: Sequence[str] | None,
+) -> _InstanceUpdate:
+    """Every field after the update: a field not given keeps the stored row's value."""
+    new_domain = _unless_unchanged(default_domain, instance.default_domain).strip().lower()
+    domains = (
+        normalise_domains(custom_domains)
+        if custom_domains is not None
+        else sorted(instance.domains.filter(is_default=False).values_list("name", flat=True))
+    )
+    new_backend = _unless_unchanged(backend_url, instance.backend_url).strip().rstrip("/")
+    credentials = _credentials_after_update(
+        instance,
+        auth_type=auth_type,
+        username=username,
+        secret=secret,
+        secret_env=secret_env,
+        backend_url=new_backend,
+    )
+    return _InstanceUpdate(
+        region=_unless_unchanged(region, instance.region),
+        description=_unless_unchanged(description, instance.description),
+        backend_url=new_backend,
+        credentials=credentials,
+        default_domain=new_domain,
+        custom_domains=domains,
+    )
+
+
+def _validate_update(instance: Instance, update: _InstanceUpdate) -> None:
+    """The instance rules, for the update of the stored row ``instance``."""
+    validate_instance_fields(
+        region=update.region,
+        backend_url=update.backend_url,
+        auth_type=update.credentials.auth_type,
+        username=update.credentials.username,
+        secret=update.credentials.secret,
+        secret_env=update.credentials.secret_env,
+        default_domain=update.default_domain,
+        custom_domains=update.custom_domains,
+        has_stored_secret=instance.sealed_secret is not None,
+        current_backend_url=instance.backend_url,
+        instance_id=instance.pk,
+    )
+
+
+def _apply_update(instance: Instance, update: _InstanceUpdate) -> None:
+    """Set the instance's fields (and seal a given secret); the caller saves."""
+    instance.region = update.region
+    instance.description = update.description
+    instance.backend_url = update.backend_url
+    instance.auth_type = update.credentials.auth_type
+    instance.username = update.credentials.username
+    instance.secret_env = update.credentials.secret_env
+    instance.default_domain = update.default_domain
+    if update.credentials.secret is not None:
+        seal_for(instance, update.credentials.secret)
 
 
 def update_instance(
@@ -160,62 +283,28 @@ def update_instance(
     is never sent to another (refused with a precise message while the auth type needs one).
     Audited (``registry.instance.updated``) with the changed fields, never a secret value.
     """
-
-    def pick(value, current):
-        return current if value is _UNCHANGED else value
-
     with transaction.atomic():
         # The stored row, not the caller's copy (a ModelForm has already changed that one):
         # the origin the secret was sealed for is the one in the database.
         instance = Instance.objects.select_for_update().get(pk=instance.pk)
-        new_auth = pick(auth_type, instance.auth_type)
-        dropping = new_auth == AuthType.NONE and auth_type is not _UNCHANGED
-        new_username = pick(username, "" if dropping else instance.username)
-        new_secret_env = pick(secret_env, "" if dropping else instance.secret_env)
-        if dropping and secret is None:
-            secret = ""
-        new_domain = pick(default_domain, instance.default_domain).strip().lower()
-        domains = (
-            normalise_domains(custom_domains)
-            if custom_domains is not None
-            else sorted(instance.domains.filter(is_default=False).values_list("name", flat=True))
-        )
-        new_backend = pick(backend_url, instance.backend_url).strip().rstrip("/")
-        if not same_origin(instance.backend_url, new_backend):
-            if secret is None:
-                secret = ""
-            if secret_env is _UNCHANGED:
-                new_secret_env = ""
-        if secret_env is not _UNCHANGED and secret_env and secret is None:
-            secret = ""  # an environment variable replaces the stored secret
-        if secret and secret_env is _UNCHANGED:
-            new_secret_env = ""  # a stored secret replaces the environment variable
-        validate_instance_fields(
-            region=pick(region, instance.region),
-            backend_url=new_backend,
-            auth_type=new_auth,
-            username=new_username,
+        update = _resolve_update(
+            instance,
+            region=region,
+            description=description,
+            backend_url=backend_url,
+            auth_type=auth_type,
+            username=username,
             secret=secret,
-            secret_env=new_secret_env,
-            default_domain=new_domain,
-            custom_domains=domains,
-            has_stored_secret=instance.sealed_secret is not None,
-            current_backend_url=instance.backend_url,
-            instance_id=instance.pk,
+            secret_env=secret_env,
+            default_domain=default_domain,
+            custom_domains=custom_domains,
         )
+        _validate_update(instance, update)
         before = snapshot(instance)
-        instance.region = pick(region, instance.region)
-        instance.description = pick(description, instance.description)
-        instance.backend_url = new_backend
-        instance.auth_type = new_auth
-        instance.username = new_username
-        instance.secret_env = new_secret_env
-        instance.default_domain = new_domain
-        if secret is not None:
-            seal_for(instance, secret)
+        _apply_update(instance, update)
         instance.save()
-        _replace_domains(instance, domains)
-        audit_instance_updated(instance, before, secret_given=bool(secret))
+        _replace_domains(instance, update.custom_domains)
+        audit_instance_updated(instance, before, secret_given=bool(update.credentials.secret))
     logger.info("registry instance updated name=%s", instance.name)
     return instance
 

@@ -31,8 +31,8 @@ from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from kms import crypto
-from kms import services as kms_services
 from kms.models import AuthorizedService
+from kms.services import operations
 from tests.accounts.conftest import Scene, client_for, snapshot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
@@ -143,7 +143,7 @@ def _b64(data: bytes) -> str:
 
 def _kms_signature(sc: Scene) -> str:
     return _b64(
-        kms_services.sign(
+        operations.sign(
             key_id=str(sc.key.key_id), message=b"hello", algorithm=crypto.RSA_PKCS1_SHA_256
         )
     )

@@ -14,6 +14,7 @@ from audit.models import AuditEvent
 from kms import crypto
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key, KeyState
+from kms.services import rotation
 from tests.audit.support import actions, events, the_event, token_client
 from tests.factories import make_key, make_user
 
@@ -146,7 +147,7 @@ def test_rotating_the_master_key_records_the_counts(settings):
     make_key("old-2")
     settings.KMS_MASTER_KEY = crypto.generate_master_key_text(2) + "," + settings.KMS_MASTER_KEY
 
-    result = kms_services.rotate_master_key()
+    result = rotation.rotate_master_key()
 
     event = the_event("kms.master_key.rotated")
     assert result.resealed == 2

@@ -15,6 +15,7 @@ from audit.models import AuditEvent
 from audit.scoping import visible_events
 from kms import services as kms_services
 from kms.models import AuthorizedService
+from kms.services import operations
 from tests.accounts.support import grant
 from tests.audit.support import events, the_event, token_client
 from tests.factories import make_key, make_user
@@ -80,7 +81,7 @@ def test_a_signature_through_the_api_records_key_caller_and_digest_not_the_messa
 
 def test_verifications_record_valid_and_invalid_outcomes(caller):
     key = make_key("checked")
-    signature = kms_services.sign(key_id=str(key.key_id), message=MESSAGE, algorithm=ALGORITHM)
+    signature = operations.sign(key_id=str(key.key_id), message=MESSAGE, algorithm=ALGORITHM)
     api = token_client(caller)
     body = {"signature": b64(signature), "algorithm": ALGORITHM}
 

@@ -15,6 +15,7 @@ from audit.models import AuditEvent
 from kms import crypto
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key
+from kms.services import material, rotation
 from registry import services as registry_services
 from registry.models import Instance
 from signing import services as signing_services
@@ -30,7 +31,7 @@ def _private_forms(key: Key) -> list[str]:
     sealed = bytes(stored.sealed_private_key)
     der = crypto.open_sealed(
         sealed,
-        keyring=kms_services.master_keyring(),
+        keyring=material.master_keyring(),
         key_id=str(key.key_id),
         version=stored.master_key_version,
     )
@@ -86,7 +87,7 @@ def test_no_event_holds_a_token_password_private_key_or_master_key(
         *(_private_forms(key) for key in keys),
     ]
     settings.KMS_MASTER_KEY = crypto.generate_master_key_text(2) + "," + old_ring
-    kms_services.rotate_master_key()
+    rotation.rotate_master_key()
     forbidden += [*_master_key_parts(settings.KMS_MASTER_KEY), *_private_forms(keys[0])]
     for sealed_instance in Instance.objects.exclude(sealed_secret=None):
         forbidden.append(base64.b64encode(bytes(sealed_instance.sealed_secret)).decode()[:40])

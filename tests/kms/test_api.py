@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from kms import services
 from kms.models import Key, KeyState, KeyUsage, ServiceAuthorization
+from kms.services import operations
 from tests.factories import make_key, make_token, make_user
 from tests.kms.conftest import KMS_PERMISSIONS, db_snapshot, token_client
 
@@ -134,7 +135,7 @@ def _sign():
     key = make_key("signer")
 
     def check(response):
-        assert services.verify(
+        assert operations.verify(
             key_id=str(key.key_id),
             message=b"hello",
             algorithm="RSA_PKCS1_SHA_256",
@@ -147,7 +148,7 @@ def _sign():
 
 def _verify():
     key = make_key("verifier")
-    signature = services.sign(key_id=str(key.key_id), message=b"hi", algorithm="RSA_PSS_SHA_256")
+    signature = operations.sign(key_id=str(key.key_id), message=b"hi", algorithm="RSA_PSS_SHA_256")
 
     def check(response):
         assert response.data == {"signature_valid": True}
@@ -924,7 +925,7 @@ def test_it_refuses_to_sign_for_an_unauthorized_service_then_signs_once_granted(
     assert '"service": "registry-signing"' in refused.data["message"]
     assert granted.status_code == 201
     assert allowed.status_code == 200
-    assert services.verify(
+    assert operations.verify(
         key_id=str(key.key_id),
         message=b"image",
         algorithm="RSA_PKCS1_SHA_256",

@@ -30,7 +30,8 @@ from kms.clients import (
     get_kms_client,
 )
 from kms.models import KeyUsage
-from kms.services import PublicKeyInfo
+from kms.services import operations
+from kms.services.operations import PublicKeyInfo
 from tests.factories import make_key, make_token, make_user
 
 SERVICE = "registry-signing"
@@ -100,7 +101,7 @@ def test_it_returns_the_public_key(make_client):
     info = make_client().get_public_key(str(key.key_id))
 
     assert isinstance(info, PublicKeyInfo)
-    assert info == services.get_public_key(key_id=str(key.key_id))
+    assert info == operations.get_public_key(key_id=str(key.key_id))
     der = base64.b64decode(info.public_key_der_b64)
     assert hashlib.sha256(der).hexdigest() == info.fingerprint == key.public_key_fingerprint
 
@@ -164,7 +165,7 @@ def test_it_signs_for_the_registry_service_once_it_is_authorized(make_client):
         key_id=str(key.key_id), message=b"image", algorithm="RSA_PKCS1_SHA_256"
     )
 
-    assert services.verify(
+    assert operations.verify(
         key_id=str(key.key_id),
         message=b"image",
         signature=signature,

@@ -16,6 +16,7 @@ from kms import crypto, services
 from kms.errors import MasterKeyError
 from kms.management.commands.rotate_master_key import Command as RotateCommand
 from kms.models import Key, KeyState, KeyUsage
+from kms.services import material, operations
 from tests.factories import make_key
 
 pytestmark = pytest.mark.django_db
@@ -37,12 +38,12 @@ def run(name: str, *args: str) -> tuple[str, str]:
 def use_keyring(settings, text: str) -> None:
     """Switch the master keyring and forget every opened private key."""
     settings.KMS_MASTER_KEY = text
-    services.key_cache.clear()
+    material.key_cache.clear()
 
 
 def sign_and_check(key: Key) -> None:
     algorithm = key.allowed_algorithms[0]
-    signature = services.sign(key_id=str(key.key_id), message=MESSAGE, algorithm=algorithm)
+    signature = operations.sign(key_id=str(key.key_id), message=MESSAGE, algorithm=algorithm)
     public = serialization.load_pem_public_key(key.public_key_pem.encode())
     if key.key_usage == KeyUsage.ECC:
         assert isinstance(public, ec.EllipticCurvePublicKey)
@@ -127,7 +128,7 @@ def test_rotate_master_key_reseals_every_key_under_the_new_version(settings):
     use_keyring(settings, RING_A)  # the old key alone opens nothing any more
     for key in Key.objects.all():
         with pytest.raises(MasterKeyError) as error:
-            services.sign(
+            operations.sign(
                 key_id=str(key.key_id), message=MESSAGE, algorithm=key.allowed_algorithms[0]
             )
         assert str(key.key_id) in str(error.value.details.get("key_id"))

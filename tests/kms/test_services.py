@@ -27,7 +27,7 @@ from kms.errors import (
     ServiceNotAuthorized,
 )
 from kms.models import AuthorizedService, Key, KeyState, KeyUsage, ServiceAuthorization
-from kms.services import material
+from kms.services import material, operations
 from tests.factories import make_key, make_user
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +138,7 @@ def test_sealed_material_swapped_between_rows_does_not_open():
         sealed_private_key=Key.objects.get(pk=second.pk).sealed_private_key
     )
     with pytest.raises(MasterKeyError) as info:
-        services.sign(key_id=first.key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=first.key_id, message=b"m", algorithm=PKCS1)
     assert str(first.key_id) in info.value.message
 
 
@@ -150,11 +150,11 @@ def test_rsa_pkcs1_signatures_verify_with_cryptography(message_type):
     key = make_key("pkcs1")
     payload = b"cosign payload bytes"
     message = hashlib.sha256(payload).digest() if message_type == "DIGEST" else payload
-    signature = services.sign(
+    signature = operations.sign(
         key_id=key.key_id, message=message, algorithm=PKCS1, message_type=message_type
     )
     _public(key).verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
-    assert services.verify(
+    assert operations.verify(
         key_id=key.key_id,
         message=message,
         signature=signature,
@@ -166,8 +166,8 @@ def test_rsa_pkcs1_signatures_verify_with_cryptography(message_type):
 def test_raw_and_digest_pkcs1_signatures_are_identical():
     key = make_key("same")
     payload = b"payload"
-    raw = services.sign(key_id=key.key_id, message=payload, algorithm=PKCS1)
-    digest = services.sign(
+    raw = operations.sign(key_id=key.key_id, message=payload, algorithm=PKCS1)
+    digest = operations.sign(
         key_id=key.key_id,
         message=hashlib.sha256(payload).digest(),
         algorithm=PKCS1,
@@ -181,7 +181,7 @@ def test_rsa_pss_signatures_verify_with_cryptography(message_type):
     key = make_key("pss")
     payload = b"pss payload"
     message = hashlib.sha256(payload).digest() if message_type == "DIGEST" else payload
-    signature = services.sign(
+    signature = operations.sign(
         key_id=key.key_id, message=message, algorithm=PSS, message_type=message_type
     )
     _public(key).verify(
@@ -197,7 +197,7 @@ def test_ecdsa_signatures_verify_with_cryptography(message_type):
     key = make_key("ecdsa", key_usage=KeyUsage.ECC)
     payload = b"ecc payload"
     message = hashlib.sha256(payload).digest() if message_type == "DIGEST" else payload
-    signature = services.sign(
+    signature = operations.sign(
         key_id=key.key_id, message=message, algorithm=ECDSA, message_type=message_type
     )
     if message_type == "DIGEST":
@@ -208,8 +208,8 @@ def test_ecdsa_signatures_verify_with_cryptography(message_type):
 
 def test_verify_reports_a_tampered_message_as_invalid():
     key = make_key("tamper")
-    signature = services.sign(key_id=key.key_id, message=b"original", algorithm=PKCS1)
-    assert not services.verify(
+    signature = operations.sign(key_id=key.key_id, message=b"original", algorithm=PKCS1)
+    assert not operations.verify(
         key_id=key.key_id, message=b"tampered", signature=signature, algorithm=PKCS1
     )
     with pytest.raises(InvalidSignature):
@@ -218,8 +218,8 @@ def test_verify_reports_a_tampered_message_as_invalid():
 
 def test_a_signature_from_another_key_does_not_verify():
     one, other = make_key("one"), make_key("other")
-    signature = services.sign(key_id=one.key_id, message=b"m", algorithm=PKCS1)
-    assert not services.verify(
+    signature = operations.sign(key_id=one.key_id, message=b"m", algorithm=PKCS1)
+    assert not operations.verify(
         key_id=other.key_id, message=b"m", signature=signature, algorithm=PKCS1
     )
 
@@ -236,7 +236,7 @@ def test_a_signature_from_another_key_does_not_verify():
 def test_it_refuses_an_algorithm_the_usage_does_not_allow(usage, algorithm):
     key = make_key("usage", key_usage=usage)
     with pytest.raises(InvalidKeyUsage) as info:
-        services.sign(key_id=key.key_id, message=b"m", algorithm=algorithm)
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=algorithm)
     assert info.value.code == "InvalidParameterValue.InvalidKeyUsage"
     assert usage in info.value.message
 
@@ -254,7 +254,7 @@ def test_it_refuses_an_algorithm_the_usage_does_not_allow(usage, algorithm):
 def test_it_validates_the_message_size_for_its_type(message, message_type, expected):
     key = make_key("sizes")
     with pytest.raises(InvalidParameter) as info:
-        services.sign(
+        operations.sign(
             key_id=key.key_id, message=message, algorithm=PKCS1, message_type=message_type
         )
     assert expected in info.value.message
@@ -262,13 +262,13 @@ def test_it_validates_the_message_size_for_its_type(message, message_type, expec
 
 def test_a_raw_message_of_exactly_4096_bytes_is_signed():
     key = make_key("edge")
-    assert len(services.sign(key_id=key.key_id, message=b"x" * 4096, algorithm=PKCS1)) == 256
+    assert len(operations.sign(key_id=key.key_id, message=b"x" * 4096, algorithm=PKCS1)) == 256
 
 
 @pytest.mark.parametrize("key_id", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
 def test_an_unknown_or_malformed_key_id_is_not_found(key_id):
     with pytest.raises(KeyNotFound):
-        services.sign(key_id=key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=key_id, message=b"m", algorithm=PKCS1)
     with pytest.raises(KeyNotFound):
         services.describe_key(key_id=key_id)
 
@@ -291,15 +291,15 @@ def test_enable_and_disable_are_idempotent():
 
 def test_a_disabled_key_cannot_sign_verify_or_export_its_public_key():
     key = make_key("off")
-    signature = services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    signature = operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
     services.disable_key(key_id=key.key_id)
     with pytest.raises(CmkDisabled) as info:
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
     assert info.value.code == "ResourceUnavailable.CmkDisabled"
     with pytest.raises(CmkDisabled):
-        services.verify(key_id=key.key_id, message=b"m", signature=signature, algorithm=PKCS1)
+        operations.verify(key_id=key.key_id, message=b"m", signature=signature, algorithm=PKCS1)
     with pytest.raises(CmkDisabled):
-        services.get_public_key(key_id=key.key_id)
+        operations.get_public_key(key_id=key.key_id)
 
 
 def test_scheduling_deletion_needs_a_disabled_key():
@@ -340,7 +340,7 @@ def test_a_key_pending_deletion_cannot_sign_or_be_enabled_or_rescheduled():
     services.disable_key(key_id=key.key_id)
     services.schedule_key_deletion(key_id=key.key_id, pending_window_in_days=7)
     with pytest.raises(KeyPendingDelete) as info:
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
     assert info.value.code == "ResourceUnavailable.KeyPendingDelete"
     with pytest.raises(KeyPendingDelete):
         services.enable_key(key_id=key.key_id)
@@ -361,7 +361,7 @@ def test_cancelling_deletion_returns_the_key_to_disabled():
     assert key.state == KeyState.DISABLED
     assert key.deletion_date is None
     services.enable_key(key_id=key.key_id)
-    assert services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    assert operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
 
 
 @pytest.mark.parametrize("disable_first", [False, True])
@@ -386,7 +386,7 @@ def test_purge_destroys_only_keys_whose_deletion_date_passed():
     assert [k.alias for k in purged] == ["due"]
     assert set(Key.objects.values_list("alias", flat=True)) == {"later", "kept"}
     with pytest.raises(KeyNotFound):
-        services.sign(key_id=due.key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=due.key_id, message=b"m", algorithm=PKCS1)
 
 
 def test_the_database_refuses_a_pending_delete_row_without_a_date():
@@ -414,7 +414,7 @@ def test_a_deletion_guard_can_refuse_scheduling(settings):
 def test_signing_on_behalf_of_the_registry_needs_the_service_authorization():
     key = make_key("svc")
     with pytest.raises(ServiceNotAuthorized) as info:
-        services.sign(
+        operations.sign(
             key_id=key.key_id,
             message=b"m",
             algorithm=PKCS1,
@@ -427,7 +427,7 @@ def test_signing_on_behalf_of_the_registry_needs_the_service_authorization():
 
 def test_direct_use_by_a_user_needs_no_service_authorization():
     key = make_key("direct")
-    assert services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    assert operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
 
 
 def test_granting_is_recorded_idempotent_and_revocable():
@@ -443,7 +443,7 @@ def test_granting_is_recorded_idempotent_and_revocable():
         == grant.pk
     )
     assert grant.granted_by == admin and grant.granted_at is not None
-    assert services.sign(
+    assert operations.sign(
         key_id=key.key_id,
         message=b"m",
         algorithm=PKCS1,
@@ -456,7 +456,7 @@ def test_granting_is_recorded_idempotent_and_revocable():
     assert revoked.pk == grant.pk and revoked.revoked_at is not None
     assert revoked.revoked_by == admin
     with pytest.raises(ServiceNotAuthorized):
-        services.sign(
+        operations.sign(
             key_id=key.key_id,
             message=b"m",
             algorithm=PKCS1,
@@ -476,7 +476,7 @@ def test_an_unknown_service_is_rejected():
         services.grant_service_authorization(service="billing")
     key = make_key("unknown-svc")
     with pytest.raises(InvalidParameter):
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1, on_behalf_of="billing")
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1, on_behalf_of="billing")
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -484,28 +484,28 @@ def test_an_unknown_service_is_rejected():
 
 def test_the_private_key_is_opened_once_and_reused():
     key = make_key("cached")
-    services.key_cache.clear()
-    services.key_cache.hits = services.key_cache.misses = 0
+    material.key_cache.clear()
+    material.key_cache.hits = material.key_cache.misses = 0
     for _ in range(5):
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
-    assert services.key_cache.misses == 1
-    assert services.key_cache.hits == 4
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    assert material.key_cache.misses == 1
+    assert material.key_cache.hits == 4
 
 
 def test_a_state_change_evicts_the_cached_key():
     key = make_key("evict")
-    services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
-    assert len(services.key_cache) == 1
+    operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    assert len(material.key_cache) == 1
     services.disable_key(key_id=key.key_id)
-    assert len(services.key_cache) == 0
+    assert len(material.key_cache) == 0
 
 
 def test_a_key_disabled_by_another_process_cannot_sign_from_the_cache():
     key = make_key("elsewhere")
-    services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+    operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
     Key.objects.filter(pk=key.pk).update(state=KeyState.DISABLED)  # not through this process
     with pytest.raises(CmkDisabled):
-        services.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
+        operations.sign(key_id=key.key_id, message=b"m", algorithm=PKCS1)
 
 
 def test_the_cache_is_bounded():
@@ -539,7 +539,7 @@ def test_the_public_key_export_gives_pem_and_base64_der_of_the_same_key():
     import base64
 
     key = make_key("export")
-    info = services.get_public_key(key_id=key.key_id)
+    info = operations.get_public_key(key_id=key.key_id)
     der = base64.b64decode(info.public_key_der_b64)
     assert serialization.load_der_public_key(der).public_numbers() == _public(key).public_numbers()
     assert info.fingerprint == hashlib.sha256(der).hexdigest()

@@ -20,7 +20,7 @@ from accounts.models import Role
 from audit.models import AuditEvent
 from config.errors import ValidationFailed
 from kms import crypto
-from kms.services import master_keyring
+from kms.services.material import master_keyring
 from registry import services
 from registry.errors import InstanceMisconfigured
 from registry.models import AuthType, Instance

@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 from audit.models import AuditEvent
 from kms import services as kms_services
 from kms.models import AuthorizedService
+from kms.services import operations
 from registry import services as registry_services
 from registry.client import OCI_INDEX, OCI_MANIFEST
 from registry.models import Manifest, ManifestReference, Tag
@@ -422,7 +423,7 @@ def publish_the_old_way(registry, policy, key, digest: str, tag: str) -> Signatu
     reference = f"{policy.domain}/{REPOSITORY}"
     payload = build_payload(docker_reference=reference, manifest_digest=digest)
     signature_b64 = base64.b64encode(
-        kms_services.sign(
+        operations.sign(
             key_id=str(key.key_id),
             message=payload,
             algorithm="RSA_PKCS1_SHA_256",

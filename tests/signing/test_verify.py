@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from kms import services as kms_services
+from kms.services import operations
 from registry import services as registry_services
 from registry.errors import RegistryUnavailable
 from signing import artifacts, services
@@ -118,7 +118,7 @@ def test_a_signature_whose_payload_names_another_digest_fails(
     # A genuine signature by the policy key, but over the other image's digest, copied
     # beside the target image (a replayed signature).
     payload = build_payload(docker_reference=f"{DOMAIN}/{REPOSITORY}", manifest_digest=other.digest)
-    signature = kms_services.sign(
+    signature = operations.sign(
         key_id=str(key.key_id), message=payload, algorithm="RSA_PKCS1_SHA_256"
     )
     layer = SignatureLayer(

@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.context import command_actor
@@ -79,6 +80,20 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
 
     def _handle(self, username, registry_address, signet_url, config_path) -> None:
+        admin = self._ensure_admin(username)
+        key = self._ensure_demo_key(admin)
+        self._authorize_registry_signing(admin)
+        instance = self._ensure_demo_instance(registry_address)
+        self._ensure_demo_policy(instance=instance, key=key, admin=admin)
+        if config_path is not None:
+            self._write_registry_config(
+                instance=instance,
+                signet_url=signet_url,
+                registry_address=registry_address,
+                config_path=config_path,
+            )
+
+    def _ensure_admin(self, username: str) -> AbstractBaseUser:
         User = get_user_model()
         admin = User.objects.filter(username=username).first()
         if admin is None:
@@ -94,7 +109,9 @@ class Command(BaseCommand):
                 f"Admin user {username!r} exists; its password was printed when it was created "
                 f"(reset it with: .venv/bin/python manage.py changepassword {username})."
             )
+        return admin
 
+    def _ensure_demo_key(self, admin: AbstractBaseUser) -> Key:
         key = Key.objects.filter(alias=DEMO_KEY_ALIAS).first()
         if key is None:
             key = kms_services.create_key(
@@ -104,16 +121,19 @@ class Command(BaseCommand):
                 created_by=admin,
             )
             self.stdout.write(f"Created demo KMS key {key.alias} ({key.key_id}).")
+        return key
+
+    def _authorize_registry_signing(self, admin: AbstractBaseUser) -> None:
         kms_services.grant_service_authorization(
             service=AuthorizedService.REGISTRY_SIGNING,
             granted_by=admin,
             note="Granted by make run for the demo.",
         )
 
+    def _ensure_demo_instance(self, registry_address: str) -> Instance:
         instance = Instance.objects.filter(name=DEMO_INSTANCE).first()
-        token = None
         if instance is None:
-            instance, token = registry_services.create_instance(
+            instance, _token = registry_services.create_instance(
                 name=DEMO_INSTANCE,
                 backend_url=f"http://{registry_address}",
                 default_domain=registry_address,
@@ -122,6 +142,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Created registry instance {instance.name} ({instance.backend_url})."
             )
+        return instance
+
+    def _ensure_demo_policy(self, *, instance: Instance, key: Key, admin: AbstractBaseUser) -> None:
+        """The demo namespace, and its policy while the demo key can sign."""
         namespace = Namespace.objects.filter(instance=instance, name=DEMO_NAMESPACE).first()
         if namespace is None:
             namespace = registry_services.create_namespace(instance=instance, name=DEMO_NAMESPACE)
@@ -135,19 +159,22 @@ class Command(BaseCommand):
                 f"(domain {instance.default_domain})."
             )
 
-        if config_path is not None:
-            token = registry_services.rotate_webhook_token(instance=instance)
-            webhook_url = signet_url + registry_services.webhook_path(instance=instance)
-            notifications = registry_services.notifications_settings(
-                instance=instance, token=token, webhook_url=webhook_url
-            )
-            config_path.parent.mkdir(parents=True, exist_ok=True)
-            storage = (config_path.parent / "data").resolve()
-            text = registry_config(
-                storage=storage, address=registry_address, notifications=notifications
-            )
-            # Created 0600 from the start: it holds the webhook token.
-            descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w") as config_file:
-                config_file.write(text)
-            self.stdout.write(f"Wrote the local registry's config to {config_path}.")
+    def _write_registry_config(
+        self, *, instance: Instance, signet_url: str, registry_address: str, config_path: Path
+    ) -> None:
+        """Write the local registry's config with a fresh webhook token."""
+        token = registry_services.rotate_webhook_token(instance=instance)
+        webhook_url = signet_url + registry_services.webhook_path(instance=instance)
+        notifications = registry_services.notifications_settings(
+            instance=instance, token=token, webhook_url=webhook_url
+        )
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        storage = (config_path.parent / "data").resolve()
+        text = registry_config(
+            storage=storage, address=registry_address, notifications=notifications
+        )
+        # Created 0600 from the start: it holds the webhook token.
+        descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as config_file:
+            config_file.write(text)
+        self.stdout.write(f"Wrote the local registry's config to {config_path}.")
