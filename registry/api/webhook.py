@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config.errors import DomainError
 from registry.models import Instance
-from registry.services.events import WEBHOOK_CONTENT_TYPES
+from registry.services.events import WEBHOOK_CONTENT_TYPES, parse_integer
 from registry.services.recording import record_events
 from registry.services.webhook_tokens import authenticated_webhook_instance
 
@@ -89,9 +89,12 @@ def _read_body(request: HttpRequest) -> bytes | JsonResponse:
 
 
 def _parse_json(body: bytes) -> Any:
-    """The JSON document, or the 400 answer (a document never decodes to a response)."""
+    """The JSON document, or the 400 answer (a document never decodes to a response).
+
+    Integers too long for any count are left unconverted, for the envelope's validation to
+    refuse by field name (``parse_integer``)."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_int=parse_integer)
     except UnicodeDecodeError:
         return _error(400, "InvalidParameter", "The body is not UTF-8 text.")
     except json.JSONDecodeError as exc:

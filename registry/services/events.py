@@ -1,9 +1,17 @@
 """Parsing what the registry sends: notification envelopes (the webhook) and the
 descriptors of an image index. Parsing validates everything before anything is written;
-``ValidationFailed`` names the first bad field (``events[2].target.digest``)."""
+``ValidationFailed`` names the first bad field (``events[2].target.digest``).
+
+Every string an event carries is checked once, after its fields are read
+(``_refuse_unstorable_text``): no NUL character (PostgreSQL text cannot hold one) and no
+lone surrogate such as ``\\ud800`` (valid JSON, but not UTF-8, so no database driver can
+write it). Integer literals longer than any count Signet stores are never converted
+(``parse_integer``): the field holding one is refused like any other non-count.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +32,9 @@ WEBHOOK_CONTENT_TYPES = ("application/vnd.docker.distribution.events.v1+json", "
 MAX_EVENT_ID_LENGTH = 100
 MAX_ACTION_LENGTH = 20
 MAX_MEDIA_TYPE_LENGTH = 255
+# 2**63 has 19 digits: a longer integer literal can be no count Signet stores.
+MAX_INTEGER_DIGITS = 20
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,20 @@ class _Target:
     digest: str
 
 
+@dataclass(frozen=True)
+class OversizedInteger:
+    """An integer literal of more than ``MAX_INTEGER_DIGITS`` digits, left unconverted
+    (Python refuses to convert one past 4,300 digits with a ValueError)."""
+
+    digits: int
+
+
+def parse_integer(literal: str) -> int | OversizedInteger:
+    """``json.loads(text, parse_int=parse_integer)``: integers, except oversized ones."""
+    digits = len(literal.lstrip("-"))
+    return OversizedInteger(digits) if digits > MAX_INTEGER_DIGITS else int(literal)
+
+
 def fail(path: str, message: str) -> NoReturn:
     raise ValidationFailed(f"{path}: {message}", fields={path: [message]})
 
@@ -74,6 +99,20 @@ def fail(path: str, message: str) -> NoReturn:
 def _is_count(value: Any) -> bool:
     # Below 2**63: what a BigIntegerField holds on every database.
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters."
+    if not value.isascii() and _LONE_SURROGATE.search(value):
+        return "must be Unicode text without lone surrogates (such as \\ud800)."
+    return None
+
+
+def _storable(value: str) -> str:
+    """``value``, or "" if it cannot be stored (for descriptors Signet only displays)."""
+    return "" if _text_problem(value) else value
 
 
 def _platform(descriptor: Mapping[str, Any]) -> str:
@@ -195,20 +234,27 @@ def _timestamp(path: str, raw_timestamp: Any) -> datetime | None:
     return timestamp
 
 
-def _refuse_nul_characters(
-    where: str, event_id: str, target: _Target, references: tuple[Reference, ...]
-) -> None:
-    # PostgreSQL text cannot hold NUL characters: refuse them here, with the field's name.
-    for field_path, value in (
-        (f"{where}.id", event_id),
-        (f"{where}.target.mediaType", target.media_type),
-        *(
-            (f"{where}.target.references[{n}].mediaType", r.media_type)
-            for n, r in enumerate(references)
-        ),
-    ):
-        if "\x00" in value:
-            fail(field_path, "must not contain NUL characters.")
+def _refuse_unstorable_text(where: str, event: Event) -> None:
+    """Every string of ``event`` is written to the database (the event row keeps even an
+    ignored event's action): refuse one no database can hold, naming its field."""
+    fields = [
+        ("id", event.id),
+        ("action", event.action),
+        ("target.repository", event.repository),
+        ("target.digest", event.digest),
+        ("target.tag", event.tag),
+        ("target.mediaType", event.media_type),
+    ]
+    for n, reference in enumerate(event.references):
+        fields += [
+            (f"target.references[{n}].digest", reference.digest),
+            (f"target.references[{n}].mediaType", reference.media_type),
+            (f"target.references[{n}].platform", reference.platform),
+        ]
+    for name, value in fields:
+        problem = _text_problem(value)
+        if problem:
+            fail(f"{where}.{name}", problem)
 
 
 def _parse_event(index: int, raw: Any) -> Event:
@@ -223,8 +269,7 @@ def _parse_event(index: int, raw: Any) -> Event:
     target = _target(where, raw_target, action)
     references = _references(f"{where}.target.references", raw_target.get("references"))
     timestamp = _timestamp(f"{where}.timestamp", raw.get("timestamp"))
-    _refuse_nul_characters(where, event_id, target, references)
-    return Event(
+    event = Event(
         index=index,
         id=event_id,
         action=action,
@@ -236,6 +281,8 @@ def _parse_event(index: int, raw: Any) -> Event:
         timestamp=timestamp,
         references=references,
     )
+    _refuse_unstorable_text(where, event)
+    return event
 
 
 def parse_envelope(envelope: Any) -> list[Event]:
@@ -263,9 +310,9 @@ def parse_index_children(document: Any) -> tuple[Reference, ...]:
             children.append(
                 Reference(
                     digest=child,
-                    media_type=str(descriptor.get("mediaType") or "")[:255],
+                    media_type=_storable(str(descriptor.get("mediaType") or "")[:255]),
                     size=size if _is_count(size) else None,
-                    platform=_platform(descriptor),
+                    platform=_storable(_platform(descriptor)),
                 )
             )
     return tuple(children)
