@@ -394,7 +394,10 @@ if SIGNET_METRICS_TOKEN and len(SIGNET_METRICS_TOKEN) < 32:
 _metrics_dir = _setting("PROMETHEUS_MULTIPROC_DIR", env.str, "")
 if _metrics_dir:
     # prometheus_client opens its files there from a process's first count.
-    Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR cannot be created: {exc}") from None
 
 LOGGING = {
     "version": 1,
