@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # slowest tests at the end. `make test PYTEST_ARGS=...` replaces both.
 PYTEST_ARGS ?= -n auto --durations=10
 
-.PHONY: run test lint check hooks lock migrate system-packages verifiers clean
+.PHONY: run serve test lint check hooks lock migrate system-packages verifiers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ verifiers:
 run: $(VENV)/.installed-run
 	@scripts/system-packages || echo "Continuing without a local registry (no demo push)."
 	@scripts/dev-run
+
+## make serve: production: collectstatic, then gunicorn (config/gunicorn.py; SIGNET_WEB_* variables)
+serve: $(VENV)/.installed-run
+	@PYTHON=$(BIN)/python scripts/serve
 
 ## make test: install the dev extras and run the whole test suite
 test: $(VENV)/.installed-dev system-packages verifiers

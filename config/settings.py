@@ -133,6 +133,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (collected into STATIC_ROOT) before anything touches the session.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.middleware.RejectNulCharactersMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -203,7 +205,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".local" / "static"
+# Where `collectstatic` (scripts/serve runs it) gathers the admin's and the API docs'
+# assets; whitenoise serves them from there, compressed and with far-future cache headers
+# (the file names carry a hash of their content).
+STATIC_ROOT = Path(_setting("SIGNET_STATIC_ROOT", env.str, str(BASE_DIR / ".local" / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 
 def _throttle_rate(name: str, default: str) -> str | None:
@@ -374,6 +383,21 @@ KMS_KEY_DELETION_GUARDS: list[str] = []
 # Dotted paths of callables run by `rotate_master_key` after the keys are re-sealed, for
 # other material sealed under the master key (returning how many items they re-sealed).
 KMS_MASTER_KEY_ROTATION_HOOKS: list[str] = []
+
+# --- Metrics (GET /api/v1/metrics, see config/metrics.py) ------------------------------
+# Prometheus scrapes with "Authorization: Bearer <SIGNET_METRICS_TOKEN>"; unset, the
+# endpoint refuses every request. Processes that share PROMETHEUS_MULTIPROC_DIR (the
+# environment variable prometheus_client reads) are counted together.
+SIGNET_METRICS_TOKEN = _setting("SIGNET_METRICS_TOKEN", env.str, "")
+if SIGNET_METRICS_TOKEN and len(SIGNET_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("SIGNET_METRICS_TOKEN must be at least 32 characters.")
+_metrics_dir = _setting("PROMETHEUS_MULTIPROC_DIR", env.str, "")
+if _metrics_dir:
+    # prometheus_client opens its files there from a process's first count.
+    try:
+        Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR cannot be created: {exc}") from None
 
 LOGGING = {
     "version": 1,

@@ -24,3 +24,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / ".local" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
     }
+
+# Nothing runs collectstatic before the tests: {% static %} names the files as they are
+# (the production manifest storage would refuse names missing from its manifest), and
+# whitenoise finds an (empty) STATIC_ROOT.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

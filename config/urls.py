@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
+from config.metrics import metrics
 from config.openapi import DocsView
 
 
@@ -23,6 +24,8 @@ urlpatterns = [
     path("api/v1/signing/", include("signing.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/auth/", include("apitokens.api.urls")),
+    # Prometheus scrapes (a bearer token of its own, SIGNET_METRICS_TOKEN; config/metrics.py).
+    path("api/v1/metrics", metrics, name="metrics"),
     # The OpenAPI 3 schema and its Swagger UI page (signed-in users or tokens; the page's
     # assets are served locally from drf-spectacular-sidecar, no CDN).
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

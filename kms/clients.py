@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kms import crypto
 from kms.errors import ERRORS_BY_CODE, InvalidParameter, KeyNotFound, KmsError, KmsUnavailable
+from kms.metrics import timed_sign
 from kms.selectors import describe_key
 from kms.services import operations
 from kms.services.operations import PublicKeyInfo
@@ -102,6 +103,7 @@ class LocalKmsClient:
     def get_public_key(self, key_id: str) -> PublicKeyInfo:
         return operations.get_public_key(key_id=key_id)
 
+    @timed_sign("local")
     def sign(
         self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
     ) -> bytes:
@@ -209,6 +211,7 @@ class HttpKmsClient:
             fingerprint=self._field(body, "fingerprint"),
         )
 
+    @timed_sign("http")
     def sign(
         self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
     ) -> bytes:

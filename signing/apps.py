@@ -8,6 +8,8 @@ class SigningConfig(AppConfig):
     def ready(self) -> None:
         # accounts sits below signing: it learns how policies and signatures are scoped here.
         from accounts import scopes
+        from config.metrics import register_collector
+        from signing.metrics import WaitingSignatures
         from signing.models import Signature, SigningPolicy
 
         scopes.register(
@@ -18,3 +20,5 @@ class SigningConfig(AppConfig):
             instance_path="policy__namespace__instance_id",
             namespace_path="policy__namespace_id",
         )
+        # The waiting work, read from the database at every scrape of /api/v1/metrics.
+        register_collector("signing.waiting", WaitingSignatures())

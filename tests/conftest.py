@@ -30,7 +30,11 @@ from registry.models import Instance
 from tests.factories import instance_defaults, make_user, token_client
 from tests.support.key_pool import POOL
 
-pytest_plugins = ["tests.support.registry_fixtures", "tests.support.live_signet"]
+pytest_plugins = [
+    "tests.support.registry_fixtures",
+    "tests.support.live_signet",
+    "tests.support.gunicorn",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config.errors import DomainError
+from registry.metrics import count_recorded_events, count_rejected_deliveries
 from registry.models import Instance
 from registry.services.events import WEBHOOK_CONTENT_TYPES, parse_integer
 from registry.services.recording import record_events
@@ -114,9 +115,11 @@ def _recorded(instance: Instance, envelope: Any) -> JsonResponse:
         fields = getattr(exc, "fields", None)
         error = {"code": exc.code, "message": exc.message, **({"fields": fields} if fields else {})}
         return JsonResponse(error, status=exc.http_status)
+    count_recorded_events(result)
     return JsonResponse(result.as_dict(), status=200)
 
 
+@count_rejected_deliveries
 @csrf_exempt
 def registry_events(request: HttpRequest, instance_name: str) -> JsonResponse:
     if request.method != "POST":

@@ -31,6 +31,7 @@ from registry.client.errors import (
     status_summary,
 )
 from registry.errors import RegistryAddressDenied, RegistryError, RegistryUnavailable
+from registry.metrics import count_request_errors
 from registry.network import BackendAddressDenied, DenyNetworksAdapter, Network
 
 # The client's one logger, whichever of its modules logs.
@@ -153,6 +154,7 @@ class Transport(TokenAuth):
         )
         time.sleep(delay)
 
+    @count_request_errors
     def _request(
         self,
         method: str,

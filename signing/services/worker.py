@@ -24,6 +24,7 @@ from registry.reconcile import reconcile_manifest
 from signing import artifacts
 from signing.constants import CLAIM_SECONDS, SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
 from signing.dispatch import dispatch
+from signing.metrics import signature_failed, signature_signed
 from signing.models import (
     ArtifactCleanup,
     CleanupReason,
@@ -287,11 +288,13 @@ def _record_signed(signature: Signature, published: _Published) -> str:
         key_fingerprint__in=[key.public_key_fingerprint, ""],
     ).delete()
     logger.info("image signed %s@%s key=%s", repository, manifest.digest, key.alias)
+    signature_signed(signature)
     return SignatureStatus.SIGNED
 
 
 def _record_failure(signature: Signature, exc: Exception) -> str:
     code, message = failure_reason(exc)
+    signature_failed(code)
     now = timezone.now()
     status = (
         SignatureStatus.SIGNED
