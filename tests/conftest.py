@@ -11,7 +11,8 @@
   (``tests/support/key_pool.py``) instead of a fresh 2048-bit key per ``create_key``.
 
 The real registry fixtures are in ``tests/support/registry_fixtures.py``, the live server's
-in ``tests/support/live_signet.py``.
+in ``tests/support/live_signet.py``, the Celery broker's and workers' in
+``tests/support/celery_worker.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from registry.models import Instance
 from tests.factories import instance_defaults, make_user, token_client
 from tests.support.key_pool import POOL
 
-pytest_plugins = ["tests.support.registry_fixtures", "tests.support.live_signet"]
+pytest_plugins = [
+    "tests.support.registry_fixtures",
+    "tests.support.live_signet",
+    "tests.support.celery_worker",
+]
 
 
 @pytest.fixture(autouse=True)
