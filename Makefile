@@ -41,8 +41,9 @@ verifiers:
 	@scripts/install-verifiers
 
 ## make run: install, migrate, create the admin and demo data, serve on 127.0.0.1:8000
+## (with a Celery worker and beat when Redis answers on 127.0.0.1:6379)
 run: $(VENV)/.installed-run
-	@scripts/system-packages || echo "Continuing without a local registry (no demo push)."
+	@scripts/system-packages || echo "Continuing without them (no registry: no demo push; no Redis: signing stays in-process)."
 	@scripts/dev-run
 
 ## make serve: production: collectstatic, then gunicorn (config/gunicorn.py; SIGNET_WEB_* variables)

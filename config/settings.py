@@ -446,16 +446,25 @@ REGISTRY_PUSH_HANDLERS = ["signing.services.hooks.on_manifests_pushed"]
 REGISTRY_DELETE_HANDLERS = ["signing.services.hooks.on_manifests_deleted"]
 KMS_KEY_DELETION_GUARDS = ["signing.services.policies.refuse_deleting_policy_keys"]
 KMS_MASTER_KEY_ROTATION_HOOKS = ["registry.services.reseal_instance_secrets"]
-# "thread": sign after commit in an in-process pool (the webhook answers at once);
-# "inline": sign on the spot, in the caller's thread.
-SIGNING_DISPATCH = _setting("SIGNING_DISPATCH", env.str, "thread")
-if SIGNING_DISPATCH not in {"thread", "inline"}:
-    raise ImproperlyConfigured("SIGNING_DISPATCH must be 'thread' or 'inline'.")
+# The broker that carries signing work to `celery -A config worker` processes on any
+# number of machines: redis://host:6379/0 (Redis) or amqp://user:pw@host:5672// (RabbitMQ).
+# Unset: no Celery; signing runs in an in-process pool (the embedded default of `make run`).
+CELERY_BROKER_URL = _setting("CELERY_BROKER_URL", env.str, "")
+# "celery": sign after commit in a Celery worker (the default with a broker);
+# "thread": sign after commit in an in-process pool (the webhook answers at once; the
+# default without a broker); "inline": sign on the spot, in the caller's thread.
+SIGNING_DISPATCH = _setting(
+    "SIGNING_DISPATCH", env.str, "celery" if CELERY_BROKER_URL else "thread"
+)
+if SIGNING_DISPATCH not in {"celery", "thread", "inline"}:
+    raise ImproperlyConfigured("SIGNING_DISPATCH must be 'celery', 'thread' or 'inline'.")
+if SIGNING_DISPATCH == "celery" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("SIGNING_DISPATCH=celery needs CELERY_BROKER_URL.")
 SIGNING_WORKER_THREADS = _setting("SIGNING_WORKER_THREADS", env.int, 2)
 if SIGNING_WORKER_THREADS < 1:
     raise ImproperlyConfigured("SIGNING_WORKER_THREADS must be at least 1.")
 # Manual/bulk requests sign up to this many images before answering; the rest goes to
-# the background pool.
+# the background (the pool or the Celery workers).
 SIGNING_SYNC_LIMIT = _setting("SIGNING_SYNC_LIMIT", env.int, 50)
 if SIGNING_SYNC_LIMIT < 0:
     raise ImproperlyConfigured("SIGNING_SYNC_LIMIT must not be negative.")
@@ -467,6 +476,92 @@ SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
 SIGNING_MANIFEST_CHECK_ATTEMPTS = _setting("SIGNING_MANIFEST_CHECK_ATTEMPTS", env.int, 5)
 if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
     raise ImproperlyConfigured("SIGNING_MANIFEST_CHECK_ATTEMPTS must be at least 1.")
+
+# --- Task engine (Celery; CELERY_BROKER_URL is read with SIGNING_DISPATCH above) -----
+# The queue Signet's tasks go to and its workers consume (one per Signet deployment when
+# several share a broker).
+CELERY_TASK_DEFAULT_QUEUE = _setting("CELERY_TASK_DEFAULT_QUEUE", env.str, "signet")
+# JSON only: a task's arguments are row ids, and nothing else is ever unpickled.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# The database is where results live (the rows); no result backend.
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged once done, and given back to the broker if its worker dies: it
+# may then run twice, which the row claim makes harmless (an image is signed once).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each worker process reserves one task at a time: the others stay free for idle workers.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Seconds a task may run before its worker process is replaced (a task is at most
+# SIGNING_TASK_BATCH_SIZE images); rows it held are taken over when their claim lapses.
+CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", env.int, 600)
+if CELERY_TASK_TIME_LIMIT < 1:
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be at least 1 (seconds).")
+# Redis only: seconds after which a task a worker took and never acknowledged (it died)
+# is delivered again. Longer than any task may run, or a running task is delivered twice.
+_visibility_timeout = _setting(
+    "CELERY_VISIBILITY_TIMEOUT", env.int, 2 * max(CELERY_TASK_TIME_LIMIT, 600)
+)
+if _visibility_timeout <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT."
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
+# A worker started before the broker waits for it; a worker that loses the broker gives
+# its running tasks back (they are redelivered) instead of finishing them unacknowledged.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Sending a task after commit must not hold the webhook long when the broker is down: the
+# rows are durable, and the recovery task hands them to a worker later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# Log lines keep the LOGGING format below.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Images per "sign these rows" task: bigger requests are split so many workers share them.
+SIGNING_TASK_BATCH_SIZE = _setting("SIGNING_TASK_BATCH_SIZE", env.int, 50)
+if SIGNING_TASK_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("SIGNING_TASK_BATCH_SIZE must be at least 1.")
+
+
+def _interval(name: str, default: int) -> int:
+    """Seconds between two runs of a periodic task (celery beat)."""
+    seconds = _setting(name, env.int, default)
+    if seconds < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1 (seconds).")
+    return seconds
+
+
+# Periodic work, sent by `celery -A config beat` (one beat per deployment). A run that no
+# worker takes before the next one is due expires: a stopped worker finds one, not a pile.
+SIGNING_RETRY_INTERVAL_SECONDS = _interval("SIGNING_RETRY_INTERVAL_SECONDS", 30)
+SIGNING_RECOVERY_INTERVAL_SECONDS = _interval("SIGNING_RECOVERY_INTERVAL_SECONDS", 15)
+KMS_PURGE_INTERVAL_SECONDS = _interval("KMS_PURGE_INTERVAL_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE = {
+    "retry-due-signatures": {
+        "task": "signing.tasks.retry_due",
+        "schedule": SIGNING_RETRY_INTERVAL_SECONDS,
+        "options": {"expires": SIGNING_RETRY_INTERVAL_SECONDS},
+    },
+    "recover-stalled-signatures": {
+        "task": "signing.tasks.recover_stale",
+        "schedule": SIGNING_RECOVERY_INTERVAL_SECONDS,
+        "options": {"expires": SIGNING_RECOVERY_INTERVAL_SECONDS},
+    },
+    "purge-deleted-keys": {
+        "task": "kms.tasks.purge_deleted_keys",
+        "schedule": KMS_PURGE_INTERVAL_SECONDS,
+        "options": {"expires": KMS_PURGE_INTERVAL_SECONDS},
+    },
+}
+# Where beat keeps the time of each entry's last run (one beat per deployment).
+CELERY_BEAT_SCHEDULE_FILENAME = _setting(
+    "CELERY_BEAT_SCHEDULE_FILENAME", env.str, str(BASE_DIR / ".local" / "celerybeat-schedule")
+)
 
 # --- Audit ---------------------------------------------------------------------
 # Take the client address from X-Forwarded-For (only behind a proxy that sets it).

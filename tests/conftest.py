@@ -11,7 +11,8 @@
   (``tests/support/key_pool.py``) instead of a fresh 2048-bit key per ``create_key``.
 
 The real registry fixtures are in ``tests/support/registry_fixtures.py``, the live server's
-in ``tests/support/live_signet.py``.
+in ``tests/support/live_signet.py``, the Celery broker's and workers' in
+``tests/support/celery_worker.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ pytest_plugins = [
     "tests.support.registry_fixtures",
     "tests.support.live_signet",
     "tests.support.gunicorn",
+    "tests.support.celery_worker",
 ]
 
 
