@@ -29,7 +29,9 @@ ERROR_STATUSES: dict[str, str] = {
     "413": "The request body is too large (`RequestTooLarge`).",
     "415": "Unsupported Content-Type (`UnsupportedMediaType`).",
     "429": "Rate limit exceeded (`RequestLimitExceeded`); retry after `Retry-After` seconds.",
-    "503": "A dependency (the KMS or the registry) is unavailable (`KmsUnavailable`, ...).",
+    "503": "A dependency (the KMS, the registry or the database) is unavailable "
+    "(`InternalError.KmsUnavailable`, `InternalError.DatabaseUnavailable`, ...); retry after "
+    "`Retry-After` seconds when it is sent.",
 }
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -165,7 +167,9 @@ def _webhook_operation() -> dict[str, Any]:
             "created or its token rotated). Checks, in order: 401 token (an unknown instance "
             "answers the same 401, so names cannot be probed), "
             "415 content type, 413 body size (`REGISTRY_WEBHOOK_MAX_BODY_BYTES`), 400 JSON and "
-            "envelope. Redelivered events are counted in `duplicates`."
+            "envelope (naming the first bad field). While the database is unreachable it "
+            "answers 503 with `Retry-After` and records nothing, so the registry re-delivers. "
+            "Redelivered events are counted in `duplicates`."
         ),
         "tags": ["registry"],
         "parameters": [
@@ -208,7 +212,7 @@ def _error_response(status: str) -> dict[str, Any]:
         "description": ERROR_STATUSES[status],
         "content": {"application/json": {"schema": _ERROR_REF}},
     }
-    if status == "429":
+    if status in ("429", "503"):
         response["headers"] = {
             "Retry-After": {
                 "description": "Seconds to wait before retrying.",
