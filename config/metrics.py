@@ -1,4 +1,4 @@
-"""``GET /api/v1/metrics``: Signet's metrics in the Prometheus text format.
+"""``GET /metrics``: Signet's metrics in the Prometheus text format.
 
 Prometheus authenticates with ``Authorization: Bearer <SIGNET_METRICS_TOKEN>`` (compared in
 constant time). Without the header, or with another token, the answer is 401; with the

@@ -386,9 +386,9 @@ KMS_KEY_DELETION_GUARDS: list[str] = []
 # other material sealed under the master key (returning how many items they re-sealed).
 KMS_MASTER_KEY_ROTATION_HOOKS: list[str] = []
 
-# --- Metrics (GET /api/v1/metrics, see config/metrics.py) ------------------------------
+# --- Metrics (GET /metrics, see config/metrics.py) ----------------------------------
 # Prometheus scrapes with "Authorization: Bearer <SIGNET_METRICS_TOKEN>"; unset, the
-# endpoint refuses every request. Processes that share PROMETHEUS_MULTIPROC_DIR (the
+# endpoint answers 403 to every request. Processes that share PROMETHEUS_MULTIPROC_DIR (the
 # environment variable prometheus_client reads) are counted together.
 SIGNET_METRICS_TOKEN = _setting("SIGNET_METRICS_TOKEN", env.str, "")
 if SIGNET_METRICS_TOKEN and len(SIGNET_METRICS_TOKEN) < 32:

@@ -16,6 +16,8 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", health, name="health"),
+    # Prometheus scrapes (a bearer token of its own, SIGNET_METRICS_TOKEN; config/metrics.py).
+    path("metrics", metrics, name="metrics"),
     path("api/v1/kms/", include("kms.api.urls")),
     # TCR's per-tag sign, /api/v1/registry/tags/<id>/sign/: signing's route, because the
     # registry app never imports signing.
@@ -24,8 +26,6 @@ urlpatterns = [
     path("api/v1/signing/", include("signing.api.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/auth/", include("apitokens.api.urls")),
-    # Prometheus scrapes (a bearer token of its own, SIGNET_METRICS_TOKEN; config/metrics.py).
-    path("api/v1/metrics", metrics, name="metrics"),
     # The OpenAPI 3 schema and its Swagger UI page (signed-in users or tokens; the page's
     # assets are served locally from drf-spectacular-sidecar, no CDN).
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

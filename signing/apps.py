@@ -20,5 +20,5 @@ class SigningConfig(AppConfig):
             instance_path="policy__namespace__instance_id",
             namespace_path="policy__namespace_id",
         )
-        # The waiting work, read from the database at every scrape of /api/v1/metrics.
+        # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())

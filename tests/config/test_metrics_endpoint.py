@@ -1,4 +1,4 @@
-"""``GET /api/v1/metrics``: only the metrics token scrapes it (compared in constant time);
+"""``GET /metrics``: only the metrics token scrapes it (compared in constant time);
 without the setting the endpoint is off. Everything else answers in the API's error shape."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tests.support.metrics import Scrape
 pytestmark = pytest.mark.django_db
 
 TOKEN = "scrape-token-" + "s" * 32
-URL = "/api/v1/metrics"
+URL = "/metrics"
 
 
 @pytest.fixture(autouse=True)

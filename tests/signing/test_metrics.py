@@ -1,4 +1,4 @@
-"""What /api/v1/metrics counts, after real pushes to a real registry are signed or fail.
+"""What /metrics counts, after real pushes to a real registry are signed or fail.
 
 In this process (no PROMETHEUS_MULTIPROC_DIR) the counters are the test process's own, so
 each test compares a scrape before and after. The last test runs Signet under gunicorn
@@ -44,7 +44,7 @@ def scrape(settings, client: Client) -> Callable[[], Scrape]:
     settings.SIGNET_METRICS_TOKEN = TOKEN
 
     def scrape() -> Scrape:
-        answer = client.get("/api/v1/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        answer = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
         assert answer.status_code == 200
         return Scrape.parse(answer.content.decode())
 
@@ -167,9 +167,7 @@ def test_under_gunicorn_a_real_push_is_counted_across_the_workers(
     # Several scrapes: each may reach either worker, and each sums both workers' files.
     scrapes = [
         Scrape.parse(
-            gunicorn.get(
-                "/api/v1/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-            ).text
+            gunicorn.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
         )
         for _ in range(4)
     ]

@@ -1,4 +1,4 @@
-"""Reading a scrape of ``/api/v1/metrics`` (the Prometheus text format)."""
+"""Reading a scrape of ``/metrics`` (the Prometheus text format)."""
 
 from __future__ import annotations
 
