@@ -94,7 +94,7 @@ import django  # noqa: E402
 django.setup()
 
 import requests  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
@@ -236,9 +236,7 @@ class RssSampler:
         self.peak = max(self.peak, rss_mib())
 
 
-def measure(
-    name: str, registry: Registry, images: int, run: Callable[[], str | None]
-) -> Row:
+def measure(name: str, registry: Registry, images: int, run: Callable[[], str | None]) -> Row:
     registry.reset()
     before = registry.requests_so_far()
     with RssSampler() as rss:
@@ -388,9 +386,7 @@ def signet(instance, images: list[Image], workers: int, batch_size: int) -> Call
         signed = Signature.objects.filter(status=SignatureStatus.SIGNED).count()
         failed = sum(r.failed for r in results)
         assert signed == len(images) and not failed, (signed, failed, results[0].failures[:3])
-        return (
-            "1 backfill" if workers == 1 else f"{workers} backfills (one per namespace, threads)"
-        )
+        return "1 backfill" if workers == 1 else f"{workers} backfills (one per namespace, threads)"
 
     return run
 
@@ -487,8 +483,10 @@ def main() -> None:
             if name not in skip
         }
         print_table(rows)
-        print(f"\nbenchmark process peak RSS (getrusage): "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        print(
+            f"\nbenchmark process peak RSS (getrusage): "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
     finally:
         registry.stop()
         connections.close_all()

@@ -21,6 +21,7 @@ from audit import services as audit
 from kms.clients import get_kms_client
 from registry.models import Manifest
 from registry.reconcile import reconcile_manifest
+from registry.worker_clients import worker_client
 from signing import artifacts
 from signing.constants import CLAIM_SECONDS, SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
 from signing.dispatch import dispatch
@@ -213,9 +214,10 @@ def _sign_one(
 
 
 def _registry_client(signature: Signature, registry_clients: dict[int, Any] | None) -> Any:
-    """The instance's registry client, shared across one pass through ``registry_clients``."""
+    """The instance's registry client: the one ``registry_clients`` holds, else this
+    thread's kept client (one keep-alive session and token cache across images)."""
     instance = signature.policy.namespace.instance
-    registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
+    registry = (registry_clients or {}).get(instance.pk) or worker_client(instance)
     if registry_clients is not None:
         registry_clients[instance.pk] = registry
     return registry
