@@ -434,11 +434,11 @@ class _Unrecorded:
             logger.exception("recording %d signatures failed; they will be retried", len(rows))
             self.outcome.failed += len(rows)
             return
-        for status in statuses:
-            _count(self.outcome, status)
+        for (signature, _), status in zip(rows, statuses, strict=True):
+            _count(self.outcome, status, signature.pk)
 
 
-def _count(outcome: SignOutcome, status: str, signature_id: int | None = None) -> None:
+def _count(outcome: SignOutcome, status: str, signature_id: int) -> None:
     if status == SignatureStatus.SIGNED:
         outcome.signed += 1
     elif status == SignatureStatus.FAILED:
