@@ -436,6 +436,9 @@ for _network in REGISTRY_BACKEND_DENY_NETWORKS:
 REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = _setting(
     "REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS", env.list, []
 )
+# Reach registries through the proxies (HTTPS_PROXY, NO_PROXY...), .netrc and CA bundle
+# (REQUESTS_CA_BUNDLE) the environment names. Off: each request would look them up.
+REGISTRY_TRUST_ENV = _setting("REGISTRY_TRUST_ENV", env.bool, False)
 # Dotted paths of ``handler(*, instance, manifests, tags, source)`` called inside the
 # transaction that records pushes, and of ``handler(*, instance, manifests, source)``
 # called before recorded manifests are deleted (contract in registry/services/handlers.py).

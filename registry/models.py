@@ -142,6 +142,7 @@ class Instance(models.Model):
             token = self.secret()
         options.setdefault("deny_networks", configured_networks())
         options.setdefault("allowed_realm_origins", settings.REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS)
+        options.setdefault("trust_env", settings.REGISTRY_TRUST_ENV)
         return RegistryClient(
             self.backend_url,
             username=username,

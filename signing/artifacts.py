@@ -18,10 +18,9 @@ from signing.payload import (
 
 def read_layers(client: RegistryClient, repository: str, digest: str) -> list[SignatureLayer]:
     """The signature layers beside ``digest``, blobs included; [] when there is none."""
-    tag = signature_tag(digest)
-    if client.head_manifest(repository, tag) is None:
+    manifest = client.find_manifest(repository, signature_tag(digest))
+    if manifest is None:
         return []
-    manifest = client.get_manifest(repository, tag)
     return [
         SignatureLayer.from_entry(entry, client.get_blob(repository, entry.layer_digest))
         for entry in parse_signature_manifest(manifest.json)
@@ -29,11 +28,22 @@ def read_layers(client: RegistryClient, repository: str, digest: str) -> list[Si
 
 
 def _write(
-    client: RegistryClient, repository: str, digest: str, layers: list[SignatureLayer]
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    layers: list[SignatureLayer],
+    *,
+    present: Iterable[SignatureLayer] = (),
 ) -> str:
+    """Put the ``.sig`` manifest of ``layers``. The blobs of ``present`` (layers just read
+    from the registry's current artifact) are there; every other blob is uploaded without
+    asking first (a new config, a new payload: an existence check is one more request).
+    """
     manifest, _config, blobs = build_signature_manifest(layers)
-    for blob in blobs.values():
-        client.upload_blob(repository, blob)  # skips blobs the registry already has
+    there = {layer.digest for layer in present}
+    for blob_digest, blob in blobs.items():
+        if blob_digest not in there:
+            client.upload_blob(repository, blob, check_exists=False)
     return client.put_manifest(repository, signature_tag(digest), manifest, OCI_MANIFEST_MEDIA_TYPE)
 
 
@@ -51,11 +61,10 @@ def publish(
     layers of ``drop_fingerprints`` (a replaced policy key) are removed.
     """
     dropped = set(drop_fingerprints) - {layer.key_fingerprint}
-    existing = [
-        old for old in read_layers(client, repository, digest) if old.key_fingerprint not in dropped
-    ]
+    current = read_layers(client, repository, digest)
+    existing = [old for old in current if old.key_fingerprint not in dropped]
     layers = merge_layers(existing, [layer], same_key=same_key_fingerprint)
-    return _write(client, repository, digest, layers)
+    return _write(client, repository, digest, layers, present=current)
 
 
 def remove(
@@ -69,15 +78,10 @@ def remove(
     current = client.head_manifest(repository, tag)
     if current is None:
         return "absent"
-    kept: list[SignatureLayer] = []
-    if key_fingerprint:
-        kept = [
-            layer
-            for layer in read_layers(client, repository, digest)
-            if layer.key_fingerprint != key_fingerprint
-        ]
+    layers = read_layers(client, repository, digest) if key_fingerprint else []
+    kept = [layer for layer in layers if layer.key_fingerprint != key_fingerprint]
     if not kept:
         client.delete_manifest(repository, current.digest)
         return "deleted"
-    _write(client, repository, digest, kept)
+    _write(client, repository, digest, kept, present=layers)
     return "rewritten"

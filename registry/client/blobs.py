@@ -1,5 +1,9 @@
 """Blobs: existence check, GET with digest verification (the one read that may follow a
-redirect, to the registry's storage), monolithic upload (POST + PUT ``?digest=``)."""
+redirect, to the registry's storage), monolithic upload (POST + PUT ``?digest=``).
+
+The single-request upload the OCI distribution spec allows (``POST ...?digest=`` with the
+body) is optional: Distribution 2.8 ignores the body and answers 202 with an upload
+session, so POST + PUT is the fewest requests every registry accepts."""
 
 from __future__ import annotations
 
@@ -50,11 +54,16 @@ class BlobOperations(Transport):
             self._raise_mismatch(operation, digest, computed)
         return content
 
-    def upload_blob(self, repository: str, data: bytes) -> str:
-        """Upload ``data`` (monolithic POST + PUT ``?digest=``) unless it exists; its digest."""
+    def upload_blob(self, repository: str, data: bytes, *, check_exists: bool = True) -> str:
+        """Upload ``data`` (monolithic POST + PUT ``?digest=``); its digest.
+
+        ``check_exists``: HEAD first and skip the upload when the registry has the blob.
+        Off for blobs the caller has just made (one request fewer; uploading a blob the
+        registry happens to hold already is harmless, the digest names the same bytes).
+        """
         validate_repository_name(repository)
         digest = sha256_digest(data)
-        if self.blob_exists(repository, digest):
+        if check_exists and self.blob_exists(repository, digest):
             return digest
         access = repo_access(repository, "pull", "push")
         start = self._request(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 
+import requests
+
 from registry.client.auth import repo_access
 from registry.client.results import Manifest, ManifestRef, sha256_digest
 from registry.client.transport import Transport
@@ -60,6 +62,20 @@ class ManifestOperations(Transport):
         The digest is the registry's ``Docker-Content-Digest``; it must equal the sha256 of
         the body (and the requested digest when fetched by digest).
         """
+        response, operation = self._manifest_response(repository, reference, allow_404=False)
+        return self._checked_manifest(response, reference, operation)
+
+    def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """``get_manifest``, or None when the registry says 404: one request where HEAD
+        then GET would take two."""
+        response, operation = self._manifest_response(repository, reference, allow_404=True)
+        if response.status_code == 404:
+            return None
+        return self._checked_manifest(response, reference, operation)
+
+    def _manifest_response(
+        self, repository: str, reference: str, *, allow_404: bool
+    ) -> tuple[requests.Response, str]:
         validate_repository_name(repository)
         validate_reference(reference)
         operation = f"GET manifest {self._ref(repository, reference)}"
@@ -69,9 +85,16 @@ class ManifestOperations(Transport):
             operation=operation,
             access=repo_access(repository, "pull"),
             headers={"Accept": ", ".join(ACCEPTED_MANIFEST_TYPES)},
+            allow_404=allow_404,
             max_bytes=self.max_manifest_bytes,
             what="manifests",
         )
+        return response, operation
+
+    def _checked_manifest(
+        self, response: requests.Response, reference: str, operation: str
+    ) -> Manifest:
+        """The answer's manifest, its bytes checked against the digests."""
         content = response.content
         computed = sha256_digest(content)
         if is_digest(reference) and computed != reference:

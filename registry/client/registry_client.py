@@ -22,6 +22,9 @@ class RegistryClient(ManifestOperations, BlobOperations, CatalogOperations):
         backoff: first delay between attempts in seconds, doubled after each retry.
         name: how messages name the registry (defaults to ``base_url``).
         session: a ``requests.Session`` to use (one is created otherwise).
+        trust_env: whether a session created here takes proxies, ``.netrc`` credentials
+            and CA bundles from the environment (``requests``' ``trust_env``); off unless
+            asked for (``REGISTRY_TRUST_ENV``).
         deny_networks: no connection is opened to an address inside these networks
             (checked after DNS resolution, for every request: registry, realm, storage).
         allowed_realm_origins: ``http://host:port`` origins a token realm may use besides

@@ -67,6 +67,7 @@ class Transport(TokenAuth):
         backoff: float = 0.2,
         name: str | None = None,
         session: requests.Session | None = None,
+        trust_env: bool = False,
         deny_networks: tuple[Network, ...] | list[Network] = (),
         allowed_realm_origins: tuple[str, ...] | list[str] = (),
         max_manifest_bytes: int = MAX_MANIFEST_BYTES,
@@ -87,8 +88,12 @@ class Transport(TokenAuth):
         self.timeout = timeout
         self.attempts = max(1, int(retries))
         self.backoff = max(0.0, float(backoff))
-        self.session = session or requests.Session()
         self._own_session = session is None
+        if session is None:
+            session = requests.Session()
+            # With trust_env every request looks up proxy variables and reads ~/.netrc.
+            session.trust_env = trust_env
+        self.session = session
         if deny_networks:
             adapter = DenyNetworksAdapter(deny_networks)
             self.session.mount("http://", adapter)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import operator
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +24,7 @@ from audit import services as audit
 from kms.clients import get_kms_client
 from registry.models import Manifest
 from registry.reconcile import reconcile_manifest
+from registry.worker_clients import worker_client
 from signing import artifacts
 from signing.constants import CLAIM_SECONDS, SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
 from signing.dispatch import dispatch
@@ -197,9 +201,23 @@ def _sign_one(
     signature_id: int, *, kms_client: Any = None, registry_clients: dict[int, Any] | None = None
 ) -> tuple[str, list[int]]:
     """``sign_signature`` without dispatching: (status, ids of the index's children to sign)."""
+    signature, result, children = _sign_unrecorded(
+        signature_id, kms_client=kms_client, registry_clients=registry_clients
+    )
+    if signature is not None and isinstance(result, _Published):
+        return _record_signed_rows([(signature, result)])[0], children
+    return str(result), children
+
+
+def _sign_unrecorded(
+    signature_id: int, *, kms_client: Any, registry_clients: dict[int, Any] | None
+) -> tuple[Signature | None, _Published | str, list[int]]:
+    """Claim, verify, sign and publish one row; a failure is recorded here, a success is
+    left for the caller to record (rows are recorded many at a time). Answers the row,
+    its ``.sig`` (or its status: skipped, failed) and the ids of an index's children."""
     signature = _claim(signature_id)
     if signature is None:
-        return "skipped", []
+        return None, "skipped", []
     children: list[int] = []
     try:
         registry = _registry_client(signature, registry_clients)
@@ -209,14 +227,15 @@ def _sign_one(
             children = _pending_children(signature)
         published = _sign_and_publish(signature, registry, kms_client)
     except Exception as exc:
-        return _record_failure(signature, exc), children
-    return _record_signed(signature, published), children
+        return signature, _record_failure(signature, exc), children
+    return signature, published, children
 
 
 def _registry_client(signature: Signature, registry_clients: dict[int, Any] | None) -> Any:
-    """The instance's registry client, shared across one pass through ``registry_clients``."""
+    """The instance's registry client: the one ``registry_clients`` holds, else this
+    thread's kept client (one keep-alive session and token cache across images)."""
     instance = signature.policy.namespace.instance
-    registry = (registry_clients or {}).get(instance.pk) or instance.registry_client()
+    registry = (registry_clients or {}).get(instance.pk) or worker_client(instance)
     if registry_clients is not None:
         registry_clients[instance.pk] = registry
     return registry
@@ -247,49 +266,99 @@ def _sign_and_publish(signature: Signature, registry: Any, kms_client: Any) -> _
     return _Published(reference, payload, signature_b64, sig_digest)
 
 
-def _record_signed(signature: Signature, published: _Published) -> str:
-    """Store the signature on the row; when the row went meanwhile, take the artifact back."""
-    policy, manifest = signature.policy, signature.manifest
-    key = policy.key
-    repository = manifest.repository.name
-    now = timezone.now()
-    updated = Signature.objects.filter(pk=signature.pk).update(
-        status=SignatureStatus.SIGNED,
-        key_id=key.key_id,
-        key_fingerprint=key.public_key_fingerprint,
-        algorithm=SIGNING_ALGORITHM,
-        docker_reference=published.reference,
-        payload=published.payload,
-        signature_value=published.signature_b64,
-        sig_manifest_digest=published.sig_digest,
-        signed_at=now,
-        failure_code="",
-        failure_reason="",
-        next_attempt_at=None,
-        claimed_until=None,
-        updated_at=now,
+_SIGNED_FIELDS = [
+    "status",
+    "key_id",
+    "key_fingerprint",
+    "algorithm",
+    "docker_reference",
+    "payload",
+    "signature_value",
+    "sig_manifest_digest",
+    "signed_at",
+    "failure_code",
+    "failure_reason",
+    "next_attempt_at",
+    "claimed_until",
+    "updated_at",
+]
+
+
+def _mark_signed(signature: Signature, published: _Published, now) -> None:
+    key = signature.policy.key
+    signature.status = SignatureStatus.SIGNED
+    signature.key_id = key.key_id
+    signature.key_fingerprint = key.public_key_fingerprint
+    signature.algorithm = SIGNING_ALGORITHM
+    signature.docker_reference = published.reference
+    signature.payload = published.payload
+    signature.signature_value = published.signature_b64
+    signature.sig_manifest_digest = published.sig_digest
+    signature.signed_at = now
+    signature.failure_code = ""
+    signature.failure_reason = ""
+    signature.next_attempt_at = None
+    signature.claimed_until = None
+    signature.updated_at = now
+
+
+def _artifact_of(signature: Signature) -> Q:
+    manifest = signature.manifest
+    return Q(
+        instance_id=signature.policy.namespace.instance_id,
+        repository=manifest.repository.name,
+        manifest_digest=manifest.digest,
+        key_fingerprint__in=[signature.policy.key.public_key_fingerprint, ""],
     )
-    if not updated:
-        # The policy or image was deleted while we signed: take the artifact back out.
-        remove_artifacts_after_commit(
-            queue_cleanups(
-                policy.namespace.instance,
-                [(repository, manifest.digest, key.public_key_fingerprint)],
-                CleanupReason.POLICY_DELETED,
+
+
+def _record_signed_rows(done: Sequence[tuple[Signature, _Published]]) -> list[str]:
+    """Store the signatures on their rows, in one transaction (an UPDATE for all of them);
+    a row that went meanwhile gets its artifact taken back. The status of each row."""
+    now = timezone.now()
+    rows = [signature for signature, _ in done]
+    for signature, published in done:
+        _mark_signed(signature, published, now)
+    with transaction.atomic():
+        updated = Signature.objects.bulk_update(rows, _SIGNED_FIELDS)
+        present = (
+            {signature.pk for signature in rows}
+            if updated == len(rows)
+            else set(
+                Signature.objects.filter(pk__in=[s.pk for s in rows]).values_list("pk", flat=True)
             )
         )
-        return "skipped"
-    # A removal still queued for this artifact (a deleted policy or image) would take the
-    # signature just published back out.
-    ArtifactCleanup.objects.filter(
-        instance_id=policy.namespace.instance_id,
-        repository=repository,
-        manifest_digest=manifest.digest,
-        key_fingerprint__in=[key.public_key_fingerprint, ""],
-    ).delete()
-    logger.info("image signed %s@%s key=%s", repository, manifest.digest, key.alias)
-    signature_signed(signature)
-    return SignatureStatus.SIGNED
+        for signature in rows:
+            if signature.pk not in present:
+                _take_back(signature)
+        # A removal still queued for an artifact just published (a deleted policy or
+        # image) would take the signature back out.
+        kept = [signature for signature in rows if signature.pk in present]
+        if kept:
+            ArtifactCleanup.objects.filter(
+                reduce(operator.or_, (_artifact_of(signature) for signature in kept))
+            ).delete()
+    for signature in kept:
+        logger.info(
+            "image signed %s@%s key=%s",
+            signature.manifest.repository.name,
+            signature.manifest.digest,
+            signature.policy.key.alias,
+        )
+        signature_signed(signature)
+    return [SignatureStatus.SIGNED if s.pk in present else "skipped" for s in rows]
+
+
+def _take_back(signature: Signature) -> None:
+    """The policy or image was deleted while we signed: take the artifact back out."""
+    policy, manifest = signature.policy, signature.manifest
+    remove_artifacts_after_commit(
+        queue_cleanups(
+            policy.namespace.instance,
+            [(manifest.repository.name, manifest.digest, policy.key.public_key_fingerprint)],
+            CleanupReason.POLICY_DELETED,
+        )
+    )
 
 
 def _record_failure(signature: Signature, exc: Exception) -> str:
@@ -338,17 +407,68 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
     return SignatureStatus.FAILED
 
 
+class _Unrecorded:
+    """Signed and published rows waiting to be recorded: a few dozen at a time, or what
+    a second has signed, in one transaction (the rows stay claimed until then)."""
+
+    ROWS = 50
+    SECONDS = 1.0
+
+    def __init__(self, outcome: SignOutcome) -> None:
+        self.outcome = outcome
+        self.rows: list[tuple[Signature, _Published]] = []
+        self.since = 0.0
+
+    def add(self, signature: Signature, published: _Published) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+        self.rows.append((signature, published))
+        if len(self.rows) >= self.ROWS or time.monotonic() - self.since >= self.SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        try:
+            statuses = _record_signed_rows(rows)
+        except DatabaseError:
+            # The rows stay claimed until their lease ends; retry_signatures takes them again.
+            logger.exception("recording %d signatures failed; they will be retried", len(rows))
+            self.outcome.failed += len(rows)
+            return
+        for (signature, _), status in zip(rows, statuses, strict=True):
+            _count(self.outcome, status, signature.pk)
+
+
+def _count(outcome: SignOutcome, status: str, signature_id: int) -> None:
+    if status == SignatureStatus.SIGNED:
+        outcome.signed += 1
+    elif status == SignatureStatus.FAILED:
+        outcome.failed += 1
+        row = (
+            Signature.objects.filter(pk=signature_id)
+            .values_list("manifest__repository__name", "manifest__digest", "failure_reason")
+            .first()
+        )
+        if row:
+            outcome.failures.append(f"{row[0]}@{row[1]}: {row[2]}")
+    else:
+        outcome.skipped += 1
+
+
 def sign_signatures(ids: Sequence[int]) -> SignOutcome:
     """Sign the rows, then the children of any index among them (as the registry lists
-    them), in this same pass."""
+    them), in this same pass. Signed rows are recorded many at a time (``_Unrecorded``)."""
     outcome = SignOutcome()
     clients: dict[int, Any] = {}
     kms_client = get_kms_client(service=SERVICE)
+    unrecorded = _Unrecorded(outcome)
     queue, seen = deque(ids), set(ids)
     while queue:
         signature_id = queue.popleft()
         try:
-            status, children = _sign_one(
+            signature, result, children = _sign_unrecorded(
                 signature_id, kms_client=kms_client, registry_clients=clients
             )
             queue.extend(child for child in children if child not in seen)
@@ -358,17 +478,9 @@ def sign_signatures(ids: Sequence[int]) -> SignOutcome:
             logger.exception("recording signature %s failed; it will be retried", signature_id)
             outcome.failed += 1
             continue
-        if status == SignatureStatus.SIGNED:
-            outcome.signed += 1
-        elif status == SignatureStatus.FAILED:
-            outcome.failed += 1
-            row = (
-                Signature.objects.filter(pk=signature_id)
-                .values_list("manifest__repository__name", "manifest__digest", "failure_reason")
-                .first()
-            )
-            if row:
-                outcome.failures.append(f"{row[0]}@{row[1]}: {row[2]}")
+        if signature is not None and isinstance(result, _Published):
+            unrecorded.add(signature, result)
         else:
-            outcome.skipped += 1
+            _count(outcome, str(result), signature_id)
+    unrecorded.flush()
     return outcome
