@@ -7,8 +7,11 @@ class SigningConfig(AppConfig):
 
     def ready(self) -> None:
         # accounts sits below signing: it learns how policies and signatures are scoped here.
+        from django.core.signals import request_started
+
         from accounts import scopes
         from signing.models import Signature, SigningPolicy
+        from signing.services.recovery import start_serving_worker
 
         scopes.register(
             SigningPolicy, instance_path="namespace__instance_id", namespace_path="namespace_id"
@@ -18,3 +21,6 @@ class SigningConfig(AppConfig):
             instance_path="policy__namespace__instance_id",
             namespace_path="policy__namespace_id",
         )
+        # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or
+        # whose database was away then, becomes a signing worker on its first request.
+        request_started.connect(start_serving_worker, dispatch_uid="signing.serving_worker")

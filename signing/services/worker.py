@@ -36,6 +36,7 @@ from signing.payload import SignatureLayer, build_payload, signing_annotations
 from signing.selectors import given_up, manifests_with_children, needs_signing
 from signing.services.cleanups import queue_cleanups, run_cleanups
 from signing.services.failures import backoff, failure_reason
+from signing.services.workers import current_worker_id, lease
 from signing.subjects import Subject, fetch_subject
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ def _claim(signature_id: int) -> Signature | None:
     if current is None:
         return None
     policy_key_id, domain, repository = current
+    # A registered worker's heartbeat extends a short claim while it works; anyone else
+    # (inline signing outside a worker) holds it for the long lease.
+    worker_id = current_worker_id()
+    held_for = lease() if worker_id is not None else timedelta(seconds=CLAIM_SECONDS)
     # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
     # for. With needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
     # against the old snapshot, and concurrent workers all claimed (and signed) one row.
@@ -121,7 +126,7 @@ def _claim(signature_id: int) -> Signature | None:
             | ~Q(docker_reference=f"{domain}/{repository}")
         )
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
+        .update(claimed_until=now + held_for, claimed_by=worker_id, attempts=F("attempts") + 1)
     )
     if not claimed:
         return None
@@ -266,6 +271,7 @@ def _record_signed(signature: Signature, published: _Published) -> str:
         failure_reason="",
         next_attempt_at=None,
         claimed_until=None,
+        claimed_by=None,
         updated_at=now,
     )
     if not updated:
@@ -308,6 +314,7 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         failure_reason=message[:2000],
         next_attempt_at=None if exhausted else now + backoff(signature.attempts),
         claimed_until=None,
+        claimed_by=None,
         updated_at=now,
     )
     audit.record(
