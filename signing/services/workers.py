@@ -102,7 +102,7 @@ def stop_worker() -> None:
     registration.stop.set()
     registration.thread.join(timeout=2)
     try:
-        _release(Signature.objects.filter(claimed_by_id=registration.worker_id))
+        _release(Signature.objects.filter(claimed_by_id=registration.worker_id), timezone.now())
         Worker.objects.filter(pk=registration.worker_id).delete()
     except DatabaseError:
         logger.warning("worker %s could not deregister; its lease ends on its own", exc_info=True)
@@ -166,8 +166,10 @@ def dead_workers(now: datetime | None = None):
     return Worker.objects.filter(heartbeat_at__lt=now - lease())
 
 
-def _release(claims) -> int:
-    return claims.update(claimed_by=None, claimed_until=None)
+def _release(claims, now: datetime) -> int:
+    """End the claims: expired (not cleared), so whoever looks for stalled rows next
+    (recovery, ``retry_signatures``, a backfill) takes them at once."""
+    return claims.update(claimed_by=None, claimed_until=now - timedelta(seconds=1))
 
 
 def release_dead_workers(now: datetime | None = None) -> int:
@@ -176,10 +178,11 @@ def release_dead_workers(now: datetime | None = None) -> int:
     A dead worker that wakes up again (a long pause, not a crash) re-registers from its
     heartbeat; it lost its claims, so a row it was still signing may be signed twice
     (publishing the same layer again is harmless), never lost."""
+    now = now or timezone.now()
     dead = list(dead_workers(now).values_list("pk", flat=True))
     if not dead:
         return 0
-    freed = _release(Signature.objects.filter(claimed_by_id__in=dead))
+    freed = _release(Signature.objects.filter(claimed_by_id__in=dead), now)
     Worker.objects.filter(pk__in=dead).delete()
     if freed:
         logger.warning("released %s signature(s) held by dead worker(s) %s", freed, dead)
