@@ -321,6 +321,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Health ------------------------------------------------------------------------
+# Dotted paths of callables returning a dict merged into /healthz's JSON (apps above
+# config add theirs, e.g. the age of the oldest pending signature).
+HEALTH_REPORTS: list[str] = []
+# Dotted paths of callables run once when a process starts serving (config/wsgi.py:
+# runserver, gunicorn), e.g. to register it as a signing worker.
+SERVING_STARTED_HOOKS: list[str] = []
+
 # --- Admin sign-in limits (django-axes, see accounts/login_limits.py) -----------------
 # After SIGNET_LOGIN_FAILURE_LIMIT failed sign-ins for one user name, or from one address,
 # that name or address is locked out for SIGNET_LOGIN_LOCKOUT_MINUTES (429 with a page
@@ -450,6 +458,8 @@ REGISTRY_DELETE_HANDLERS: list[str] = []
 REGISTRY_PUSH_HANDLERS = ["signing.services.hooks.on_manifests_pushed"]
 REGISTRY_DELETE_HANDLERS = ["signing.services.hooks.on_manifests_deleted"]
 KMS_KEY_DELETION_GUARDS = ["signing.services.policies.refuse_deleting_policy_keys"]
+HEALTH_REPORTS = ["signing.selectors.pending_report"]
+SERVING_STARTED_HOOKS = ["signing.services.recovery.start_serving_worker"]
 KMS_MASTER_KEY_ROTATION_HOOKS = ["registry.services.reseal_instance_secrets"]
 # The broker that carries signing work to `celery -A config worker` processes on any
 # number of machines: redis://host:6379/0 (Redis) or amqp://user:pw@host:5672// (RabbitMQ).
@@ -468,6 +478,20 @@ if SIGNING_DISPATCH == "celery" and not CELERY_BROKER_URL:
 SIGNING_WORKER_THREADS = _setting("SIGNING_WORKER_THREADS", env.int, 2)
 if SIGNING_WORKER_THREADS < 1:
     raise ImproperlyConfigured("SIGNING_WORKER_THREADS must be at least 1.")
+# Each signing process registers a worker and renews its heartbeat (and the claims it
+# holds) this often; a worker silent for the lease is dead and its rows are taken over.
+# Off, signing claims rows for CLAIM_SECONDS with no worker (the test suite's own process,
+# whose tables are flushed under it, turns it off).
+SIGNING_REGISTER_WORKERS = _setting("SIGNING_REGISTER_WORKERS", env.bool, True)
+SIGNING_WORKER_HEARTBEAT_SECONDS = _setting("SIGNING_WORKER_HEARTBEAT_SECONDS", env.float, 5.0)
+SIGNING_WORKER_LEASE_SECONDS = _setting("SIGNING_WORKER_LEASE_SECONDS", env.float, 15.0)
+if not 0 < 2 * SIGNING_WORKER_HEARTBEAT_SECONDS <= SIGNING_WORKER_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "SIGNING_WORKER_LEASE_SECONDS must be at least twice SIGNING_WORKER_HEARTBEAT_SECONDS."
+    )
+# A pending row nobody tried this long after it was recorded was never handed to a worker
+# (its process died first): recovery hands it over.
+SIGNING_RECOVERY_GRACE_SECONDS = _setting("SIGNING_RECOVERY_GRACE_SECONDS", env.float, 5.0)
 # Manual/bulk requests sign up to this many images before answering; the rest goes to
 # the background (the pool or the Celery workers).
 SIGNING_SYNC_LIMIT = _setting("SIGNING_SYNC_LIMIT", env.int, 50)

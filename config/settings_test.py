@@ -15,6 +15,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Signing work runs in the caller's thread so tests see its result deterministically;
 # tests of the asynchronous path switch to "thread" explicitly.
 SIGNING_DISPATCH = "inline"
+# No worker registration in the test process (its tables are flushed under a registered
+# worker); tests of workers turn it on, processes a test starts use settings_serving.
+SIGNING_REGISTER_WORKERS = False
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not the in-memory default: the live server, the signing threads and the test

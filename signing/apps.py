@@ -7,10 +7,13 @@ class SigningConfig(AppConfig):
 
     def ready(self) -> None:
         # accounts sits below signing: it learns how policies and signatures are scoped here.
+        from django.core.signals import request_started
+
         from accounts import scopes
         from config.metrics import register_collector
         from signing.metrics import WaitingSignatures
         from signing.models import Signature, SigningPolicy
+        from signing.services.recovery import start_serving_worker
 
         scopes.register(
             SigningPolicy, instance_path="namespace__instance_id", namespace_path="namespace_id"
@@ -22,3 +25,6 @@ class SigningConfig(AppConfig):
         )
         # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())
+        # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or
+        # whose database was away then, becomes a signing worker on its first request.
+        request_started.connect(start_serving_worker, dispatch_uid="signing.serving_worker")

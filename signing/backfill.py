@@ -13,7 +13,7 @@ whatever the busy timeout), while a connection holding nothing just queues for i
 The verdict comes from the database at the end, not from this run's own attempts: an
 image another worker (a second backfill, the push hook, ``retry_signatures``) signed
 meanwhile counts as signed. Rows another live worker still holds are waited for, for a
-bounded time (at most their claim), never forever.
+bounded time (at most their claim), never forever; a dead worker's rows are taken over.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from signing import selectors
 from signing.models import Signature, SignatureStatus, SigningPolicy, Trigger
 from signing.services.requests import request_signing
 from signing.services.worker import sign_signatures
+from signing.services.workers import release_dead_workers
 
 DEFAULT_BATCH_SIZE = 200
 # How long the end of a run waits for images another live worker is signing.
@@ -170,6 +171,8 @@ def _unsettled(scope: Plan) -> QuerySet[Signature]:
 
 
 def _held(scope: Plan) -> QuerySet[Signature]:
+    """Rows a live worker is signing (a dead worker's are released first)."""
+    release_dead_workers()
     return _unsettled(scope).filter(claimed_until__gt=timezone.now())
 
 
@@ -216,6 +219,7 @@ def backfill(
     """
     say = progress or (lambda line: None)
     result = BackfillResult()
+    release_dead_workers()  # their rows are this run's to sign, not "taken by another worker"
     started = time.monotonic()
     for number, ids in enumerate(pages(scope.roots, batch_size), start=1):
         _sign_page(ids, result)

@@ -61,6 +61,22 @@ class Trigger(models.TextChoices):
     RESIGN = "resign"
 
 
+class Worker(models.Model):
+    """A process that signs (a web process's thread pool, a Celery worker, a backfill), as
+    the database knows it: alive while its heartbeat is younger than
+    ``SIGNING_WORKER_LEASE_SECONDS``. Rows it claims name it, so a dead worker's rows are
+    free to take at once instead of after a long lease."""
+
+    kind = models.CharField(max_length=30)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} worker {self.hostname}:{self.pid}"
+
+
 class Signature(models.Model):
     """The signature of one manifest under one policy, and where it stands."""
 
@@ -77,8 +93,21 @@ class Signature(models.Model):
     failure_reason = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # A worker owns the row until then; a crashed worker's claim simply expires.
+    # A worker owns the row until then; its heartbeat extends it while the work runs, so a
+    # crashed worker's claim expires within a lease. Both claim columns are indexed only
+    # where set: claims are few, the table is big.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # Who claimed it (none for a caller that is not a registered worker, e.g. inline
+    # signing in a one-off command). SET_NULL: a worker row goes only after it released
+    # its claims or they expired; the claim itself is then judged by claimed_until alone.
+    claimed_by = models.ForeignKey(
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="claims",
+        db_index=False,
+    )
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -124,6 +153,16 @@ class Signature(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["policy", "status"]),
+            models.Index(
+                fields=["claimed_by"],
+                condition=Q(claimed_by__isnull=False),
+                name="signing_signature_claimed_by",
+            ),
+            models.Index(
+                fields=["claimed_until"],
+                condition=Q(claimed_until__isnull=False),
+                name="signing_signature_claimed",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
+from django.utils import timezone
 
 from kms import services as kms_services
 from kms.models import Key, KeyState, KeyUsage
@@ -114,3 +115,27 @@ def tags_in_scope(
     if tags:
         queryset = queryset.filter(name__in=list(tags))
     return queryset.order_by("id")
+
+
+def pending_report() -> dict[str, object]:
+    """For /healthz: how many rows wait to be signed, and how long the oldest has waited
+    (seconds; null when none waits). Minutes here mean a stall, not a slow registry."""
+    pending = Signature.objects.filter(status=SignatureStatus.PENDING)
+    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    return {
+        "signing": {
+            "pending": pending.count(),
+            "oldest_pending_seconds": (
+                None
+                if oldest is None
+                else round(max((timezone.now() - oldest).total_seconds(), 0.0), 1)
+            ),
+        }
+    }
+
+
+def waiting_seconds(signature: Signature) -> float | None:
+    """How long a pending row has waited to be signed (None once it is not pending)."""
+    if signature.status != SignatureStatus.PENDING:
+        return None
+    return round(max((timezone.now() - signature.created_at).total_seconds(), 0.0), 1)

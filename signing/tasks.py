@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.signals import worker_ready
+from django.conf import settings
+
 from config.celery import app
-from signing.services import cleanups, recovery, requests, worker
+from signing.services import cleanups, recovery, requests, worker, workers
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,7 @@ RETRY_BATCH = 200
 @app.task(name="signing.tasks.sign_signatures")
 def sign_signatures(ids: list[int]) -> dict[str, Any]:
     """Sign these rows (and the children of any index among them)."""
+    _register_worker()
     outcome = worker.sign_signatures(ids)
     return {"signed": outcome.signed, "failed": outcome.failed, "skipped": outcome.skipped}
 
@@ -28,6 +32,7 @@ def sign_signatures(ids: list[int]) -> dict[str, Any]:
 @app.task(name="signing.tasks.remove_artifacts")
 def remove_artifacts(ids: list[int]) -> dict[str, int]:
     """Carry out these queued signature-artifact removals."""
+    _register_worker()
     done, failed = cleanups.run_cleanups(ids)
     return {"done": done, "failed": failed}
 
@@ -36,6 +41,7 @@ def remove_artifacts(ids: list[int]) -> dict[str, int]:
 def retry_due() -> dict[str, Any]:
     """What ``manage.py retry_signatures`` does: failed rows whose backoff has passed,
     unfinished work, and queued artifact removals."""
+    _register_worker()
     outcome = requests.retry_signatures(limit=RETRY_BATCH)
     return {"signed": outcome.signed, "failed": outcome.failed, "skipped": outcome.skipped}
 
@@ -43,7 +49,22 @@ def retry_due() -> dict[str, Any]:
 @app.task(name="signing.tasks.recover_stale")
 def recover_stale() -> dict[str, int]:
     """Hand rows no live worker is signing back to the workers."""
+    _register_worker()
     ids = recovery.recover_stalled_signatures()
     if ids:
         logger.warning("recovered %d stalled signature(s): %s", len(ids), ids[:20])
     return {"recovered": len(ids)}
+
+
+def _register_worker() -> None:
+    """Register this pool process as a signing worker (heartbeat, short claims) the first
+    time it runs a task; idempotent, and a forked pool process registers its own. Done
+    here rather than at process start so it runs after Celery has given the child its own
+    database connection."""
+    workers.start_worker("celery")
+
+
+@worker_ready.connect
+def _recover_on_start(**kwargs: Any) -> None:
+    """A worker that starts takes over what dead workers left, without waiting for beat."""
+    app.send_task("signing.tasks.recover_stale", queue=settings.CELERY_TASK_DEFAULT_QUEUE)

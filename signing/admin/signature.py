@@ -15,6 +15,7 @@ from registry.models import Tag
 from signing.admin.common import ERROR_STYLE, MUTED_STYLE, SIGN_IMAGES, can_sign, outcome_messages
 from signing.admin.filters import SignaturePolicyFilter
 from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.selectors import waiting_seconds
 from signing.services.requests import retry_now
 
 
@@ -47,6 +48,7 @@ class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         "key_column",
         "trigger",
         "attempts",
+        "waiting",
         "failure",
         "signed_at",
         "triggered_by",
@@ -80,6 +82,7 @@ class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         "trigger",
         "triggered_by",
         "attempts",
+        "waiting",
         "failure",
         "next_attempt_at",
         "signed_at",
@@ -112,6 +115,18 @@ class SignatureAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_column(self, obj: Signature) -> str:
         return status_html(obj)
+
+    @admin.display(description="waiting", ordering="-created_at")
+    def waiting(self, obj: Signature) -> str:
+        """How long a pending row has waited to be signed; empty for the others."""
+        seconds = waiting_seconds(obj)
+        if seconds is None:
+            return ""
+        if seconds < 120:
+            return f"{seconds:.0f} s"
+        if seconds < 7200:
+            return f"{seconds / 60:.0f} min"
+        return f"{seconds / 3600:.0f} h"
 
     @admin.display(description="repository", ordering="manifest__repository__name")
     def repository_name(self, obj: Signature) -> str:

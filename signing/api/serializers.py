@@ -8,6 +8,7 @@ other than the public key is ever rendered.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 from django.db.models import Count
@@ -23,7 +24,8 @@ from registry.models import (
     tag_validator,
 )
 from signing import services
-from signing.models import Signature, SigningPolicy
+from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.selectors import waiting_seconds
 from signing.snippets import public_key_file_name, verification_snippets  # noqa: F401
 
 MAX_TAGS_PER_REQUEST = 1000
@@ -280,6 +282,8 @@ class SignatureSerializer(serializers.ModelSerializer):
     signed_with_current_key = serializers.SerializerMethodField()
     up_to_date = serializers.SerializerMethodField()
     payload = serializers.SerializerMethodField()
+    pending_since = serializers.SerializerMethodField()
+    waiting_seconds = serializers.SerializerMethodField()
 
     class Meta:
         model = Signature
@@ -302,6 +306,8 @@ class SignatureSerializer(serializers.ModelSerializer):
             "failure_reason",
             "attempts",
             "next_attempt_at",
+            "pending_since",
+            "waiting_seconds",
             "trigger",
             "triggered_by",
             "key_id",
@@ -331,6 +337,16 @@ class SignatureSerializer(serializers.ModelSerializer):
         return (
             self.get_signed_with_current_key(signature) and signature.docker_reference == expected
         )
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_pending_since(self, signature: Signature) -> datetime | None:
+        """When a pending row was recorded (it waits since then); null once not pending."""
+        return signature.created_at if signature.status == SignatureStatus.PENDING else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_waiting_seconds(self, signature: Signature) -> float | None:
+        """Seconds a pending row has waited to be signed; null once not pending."""
+        return waiting_seconds(signature)
 
     def get_payload(self, signature: Signature) -> str | None:
         if signature.payload is None:

@@ -19,7 +19,9 @@ from signing.errors import NoSigningPolicy
 from signing.models import Signature, SigningPolicy, Trigger
 from signing.selectors import given_up, manifests_with_children, needs_signing, resign_candidates
 from signing.services.cleanups import run_cleanups
+from signing.services.recovery import stalled
 from signing.services.worker import SignOutcome, ensure_pending, sign_signatures
+from signing.services.workers import release_dead_workers
 
 
 @dataclass
@@ -153,9 +155,11 @@ def resign_policy(*, policy: SigningPolicy, actor=None) -> SignRequestResult:
 
 
 def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
-    """Retry what failed (its backoff elapsed), pending rows nobody finished, and cleanups."""
+    """Retry what failed (its backoff elapsed), pending rows nobody finished (a dead
+    worker's at once), and cleanups."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=CLAIM_SECONDS)
+    release_dead_workers(now)
     due = (
         Signature.objects.filter(needs_signing())
         .exclude(given_up())
@@ -165,7 +169,7 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
             # finished (a restart, a killed request): nothing that needs signing is left out.
             Q(next_attempt_at__lte=now)
             | Q(next_attempt_at__isnull=True, updated_at__lte=stale)
-            | Q(claimed_until__lt=now)
+            | stalled(now)
         )
         .order_by("next_attempt_at", "id")
         .values_list("id", flat=True)

@@ -41,6 +41,7 @@ from signing.payload import SignatureLayer, build_payload, signing_annotations
 from signing.selectors import given_up, manifests_with_children, needs_signing
 from signing.services.cleanups import queue_cleanups, run_cleanups
 from signing.services.failures import backoff, failure_reason
+from signing.services.workers import current_worker_id, lease
 from signing.subjects import Subject, fetch_subject
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ def _claim(signature_id: int) -> Signature | None:
     if current is None:
         return None
     policy_key_id, domain, repository = current
+    # A registered worker's heartbeat extends a short claim while it works; anyone else
+    # (inline signing outside a worker) holds it for the long lease.
+    worker_id = current_worker_id()
+    held_for = lease() if worker_id is not None else timedelta(seconds=CLAIM_SECONDS)
     # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
     # for. With needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
     # against the old snapshot, and concurrent workers all claimed (and signed) one row.
@@ -126,7 +131,7 @@ def _claim(signature_id: int) -> Signature | None:
             | ~Q(docker_reference=f"{domain}/{repository}")
         )
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
+        .update(claimed_until=now + held_for, claimed_by=worker_id, attempts=F("attempts") + 1)
     )
     if not claimed:
         return None
@@ -280,6 +285,7 @@ _SIGNED_FIELDS = [
     "failure_reason",
     "next_attempt_at",
     "claimed_until",
+    "claimed_by",
     "updated_at",
 ]
 
@@ -299,6 +305,7 @@ def _mark_signed(signature: Signature, published: _Published, now) -> None:
     signature.failure_reason = ""
     signature.next_attempt_at = None
     signature.claimed_until = None
+    signature.claimed_by = None
     signature.updated_at = now
 
 
@@ -380,6 +387,7 @@ def _record_failure(signature: Signature, exc: Exception) -> str:
         failure_reason=message[:2000],
         next_attempt_at=None if exhausted else now + backoff(signature.attempts),
         claimed_until=None,
+        claimed_by=None,
         updated_at=now,
     )
     audit.record(

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from kms import services as kms_services
 from kms.models import AuthorizedService, Key
@@ -42,7 +38,7 @@ from tests.signing.conftest import layer_fingerprints
 from tests.support import live_signet
 from tests.support.live_signet import signet_url
 from tests.support.oci import build_image, canonical_json
-from tests.support.registry_server import RegistryServer
+from tests.support.registry_fixtures import database_url
 
 pytestmark = [
     pytest.mark.registry_server,
@@ -59,14 +55,6 @@ PROCESS_TIMEOUT = 120
 # --- processes ------------------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @dataclass
 class Run:
     returncode: int
@@ -81,7 +69,7 @@ class Backfill:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings_test",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "PYTHONPATH": str(settings.BASE_DIR),
         }
         self.process = subprocess.Popen(
@@ -129,27 +117,6 @@ def start_backfill() -> Iterator[Callable[..., Backfill]]:
 
 
 # --- registry and images --------------------------------------------------------------------
-
-
-@pytest.fixture
-def tmpfs_registry(registry_server_factory) -> Iterator[Callable[..., RegistryServer]]:
-    """A registry whose storage is on tmpfs when there is one (signing writes a lot); the
-    tmpfs directory goes when the test ends."""
-    shm = Path("/dev/shm")
-    on_shm = shm.is_dir() and os.access(shm, os.W_OK)
-    started: list[RegistryServer] = []
-
-    def start(**kwargs) -> RegistryServer:
-        if on_shm:
-            kwargs["workdir"] = Path(tempfile.mkdtemp(prefix="signet-registry-", dir=shm))
-        started.append(registry_server_factory(**kwargs))
-        return started[-1]
-
-    yield start
-    for server in started:  # registry_server_factory's own stop() afterwards is a no-op
-        server.stop()
-        if on_shm:
-            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def push_many(client: RegistryClient, repository: str, count: int, *, prefix: str = "t") -> None:

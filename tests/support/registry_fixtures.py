@@ -14,6 +14,10 @@ Registered as a plugin in ``tests/conftest.py``. Every test sees an empty regist
   ``extra_config``, ``start_timeout``; ``workdir`` defaults to a fresh pytest temp dir);
   a new process per call, stopped at teardown.
 - ``registry_client``: a ``RegistryClient`` for ``registry_server`` (short backoff).
+- ``tmpfs_registry``: like ``registry_server_factory``, its storage on tmpfs when there is
+  one (for tests that sign a lot), removed at teardown.
+
+``database_url()`` names the test database for the processes a test starts.
 
 If ``/usr/bin/docker-registry`` is missing these fixtures fail (they never skip).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from registry.client import RegistryClient
 from signing.dispatch import wait_for_background_work
@@ -85,3 +90,34 @@ def registry_client(registry_server: RegistryServer) -> Iterator[RegistryClient]
     client = RegistryClient(registry_server.url, backoff=0.05)
     yield client
     client.close()
+
+
+@pytest.fixture
+def tmpfs_registry(registry_server_factory) -> Iterator[Callable[..., RegistryServer]]:
+    """A registry whose storage is on tmpfs when there is one (signing writes a lot); the
+    tmpfs directory goes when the test ends."""
+    shm = Path("/dev/shm")
+    on_shm = shm.is_dir() and os.access(shm, os.W_OK)
+    started: list[RegistryServer] = []
+
+    def start(**kwargs) -> RegistryServer:
+        if on_shm:
+            kwargs["workdir"] = Path(tempfile.mkdtemp(prefix="signet-registry-", dir=shm))
+        started.append(registry_server_factory(**kwargs))
+        return started[-1]
+
+    yield start
+    for server in started:  # registry_server_factory's own stop() afterwards is a no-op
+        server.stop()
+        if on_shm:
+            shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def database_url() -> str:
+    """``DATABASE_URL`` of the test's own database (the SQLite file, or the PostgreSQL test
+    database), for ``manage.py`` processes a test starts."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -25,6 +25,7 @@ from audit.context import command_actor
 from config.errors import DomainError
 from signing import backfill
 from signing.management.arguments import instance_argument
+from signing.services.workers import worker_running
 
 DEFAULT_BATCH_SIZE = backfill.DEFAULT_BATCH_SIZE
 SHOWN_FAILURES = 20
@@ -101,12 +102,13 @@ class Command(BaseCommand):
             return
         started = time.monotonic()
         try:
-            result = backfill.backfill(
-                scope,
-                batch_size=options["batch_size"],
-                wait_seconds=options["wait"],
-                progress=self.stdout.write,
-            )
+            with worker_running("backfill"):
+                result = backfill.backfill(
+                    scope,
+                    batch_size=options["batch_size"],
+                    wait_seconds=options["wait"],
+                    progress=self.stdout.write,
+                )
         except DomainError as exc:
             raise CommandError(f"Signing stopped: {exc.message}") from exc
         self._report_result(scope, result, time.monotonic() - started)

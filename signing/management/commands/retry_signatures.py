@@ -1,5 +1,5 @@
-"""Retry failed signatures whose backoff has elapsed, stale pending ones, and queued
-artifact removals. Safe to run from cron (e.g. every minute)::
+"""Retry failed signatures whose backoff has elapsed, stale pending ones (a dead worker's at
+once), and queued artifact removals. Safe to run from cron (e.g. every minute)::
 
     manage.py retry_signatures [--limit N] [--fail-on-error]
 
@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit.context import command_actor
 from signing.models import ArtifactCleanup, Signature, SignatureStatus
 from signing.services.requests import retry_signatures
+from signing.services.workers import worker_running
 
 SHOWN_FAILURES = 20
 
@@ -49,7 +50,8 @@ class Command(BaseCommand):
 
     @command_actor("manage.py retry_signatures")
     def handle(self, *args: Any, **options: Any) -> None:
-        outcome = retry_signatures(limit=options["limit"])
+        with worker_running("retry"):
+            outcome = retry_signatures(limit=options["limit"])
         still_failed = Signature.objects.filter(status=SignatureStatus.FAILED).count()
         cleanups = ArtifactCleanup.objects.count()
         self.stdout.write(
