@@ -44,7 +44,7 @@ from signing.payload import (
     signature_tag,
 )
 from tests.factories import make_key
-from tests.support.oci import build_image, push_built_image
+from tests.support.oci import build_image, push_built_image, push_image
 from tests.support.registry_server import RegistryServer, free_port
 from tests.support.signer import Signer  # noqa: F401  (re-exported for the signing tests)
 from tests.support.verifiers import Verifiers, cosign_path, skopeo_path  # noqa: F401
@@ -293,3 +293,12 @@ def write_public_key(key: Key, path: Path) -> Path:
 @pytest.fixture
 def verifiers_available() -> None:
     skopeo_path(), cosign_path()  # fail (not skip) with the install hint before anything else
+
+
+@pytest.fixture
+def three_images(instance, policy, registry) -> list[Manifest]:
+    """team/app v0..v2, recorded by a sync (existing images: nothing signs them yet)."""
+    for number in range(3):
+        push_image(registry, "team/app", f"v{number}", seed=f"held{number}")
+    assert not registry_services.sync_instance(instance=instance).errors
+    return list(Manifest.objects.order_by("pk"))

@@ -21,26 +21,15 @@ from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
 
-from registry import services as registry_services
 from registry.models import Manifest, Namespace
 from signing import services
 from signing.models import ArtifactCleanup, CleanupReason, Signature, SignatureStatus
 from tests.signing.conftest import layer_fingerprints
-from tests.support.oci import push_image
 
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture
-def three_images(instance, policy, registry) -> list[Manifest]:
-    """team/app v0..v2, recorded by a sync (existing images: nothing signs them yet)."""
-    for number in range(3):
-        push_image(registry, "team/app", f"v{number}", seed=f"held{number}")
-    assert not registry_services.sync_instance(instance=instance).errors
-    return list(Manifest.objects.order_by("pk"))
 
 
 def held_row(policy, manifest: Manifest, *, seconds: float) -> Signature:

@@ -17,27 +17,16 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from registry import services as registry_services
 from registry.models import Manifest
 from signing.models import Signature, SignatureStatus, Worker
 from signing.services import workers
 from signing.services.recovery import recover_stalled_signatures
 from tests.signing.conftest import layer_fingerprints
-from tests.support.oci import push_image
 
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture
-def three_images(instance, policy, registry) -> list[Manifest]:
-    """team/app v0..v2, recorded by a sync (nothing signs them yet)."""
-    for number in range(3):
-        push_image(registry, "team/app", f"v{number}", seed=f"lease{number}")
-    assert not registry_services.sync_instance(instance=instance).errors
-    return list(Manifest.objects.order_by("pk"))
 
 
 def worker(*, silent_for: float) -> Worker:
