@@ -507,21 +507,11 @@ if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
     raise ImproperlyConfigured("SIGNING_MANIFEST_CHECK_ATTEMPTS must be at least 1.")
 
 # --- Task engine (Celery; CELERY_BROKER_URL is read with SIGNING_DISPATCH above) -----
+# What the environment sets; how tasks are delivered (JSON, acks late, prefetch 1, ...)
+# is fixed in config/celery.py.
 # The queue Signet's tasks go to and its workers consume (one per Signet deployment when
 # several share a broker).
 CELERY_TASK_DEFAULT_QUEUE = _setting("CELERY_TASK_DEFAULT_QUEUE", env.str, "signet")
-# JSON only: a task's arguments are row ids, and nothing else is ever unpickled.
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-# The database is where results live (the rows); no result backend.
-CELERY_TASK_IGNORE_RESULT = True
-# A task is acknowledged once done, and given back to the broker if its worker dies: it
-# may then run twice, which the row claim makes harmless (an image is signed once).
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Each worker process reserves one task at a time: the others stay free for idle workers.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Seconds a task may run before its worker process is replaced (a task is at most
 # SIGNING_TASK_BATCH_SIZE images); rows it held are taken over when their claim lapses.
 CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", env.int, 600)
@@ -537,20 +527,6 @@ if _visibility_timeout <= CELERY_TASK_TIME_LIMIT:
         "CELERY_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT."
     )
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
-# A worker started before the broker waits for it; a worker that loses the broker gives
-# its running tasks back (they are redelivered) instead of finishing them unacknowledged.
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Sending a task after commit must not hold the webhook long when the broker is down: the
-# rows are durable, and the recovery task hands them to a worker later.
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
-# Log lines keep the LOGGING format below.
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Images per "sign these rows" task: bigger requests are split so many workers share them.
 SIGNING_TASK_BATCH_SIZE = _setting("SIGNING_TASK_BATCH_SIZE", env.int, 50)
 if SIGNING_TASK_BATCH_SIZE < 1:
