@@ -176,23 +176,34 @@ def _held(scope: Plan) -> QuerySet[Signature]:
     return _unsettled(scope).filter(claimed_until__gt=timezone.now())
 
 
+def _abandoned(scope: Plan) -> list[int]:
+    """Pending rows nobody holds any more (a worker stopped, or its claim lapsed): this run
+    signs them itself. Failed rows stay failed: they were tried in this run."""
+    return list(
+        _unsettled(scope)
+        .filter(status=SignatureStatus.PENDING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=timezone.now()))
+        .values_list("pk", flat=True)
+    )
+
+
 def _settle(scope: Plan, result: BackfillResult, wait_seconds: float) -> None:
     """Wait (bounded) for rows other workers hold; take over any whose worker let go
     unfinished; then count what is still not signed."""
     deadline = time.monotonic() + wait_seconds
-    while _held(scope).exists() and time.monotonic() < deadline:
+    while True:
+        while _held(scope).exists() and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        abandoned = _abandoned(scope)
+        if not abandoned:
+            break
+        outcome = sign_signatures(abandoned)
+        result.signed += outcome.signed
+        # A row skipped here was claimed by another worker between the look and the claim
+        # (it let go and took it again): wait for it like the others, within the deadline.
+        if not outcome.skipped or time.monotonic() >= deadline:
+            break
         time.sleep(POLL_SECONDS)
-    # Pending rows nobody holds any more (a worker stopped, or its claim lapsed): this run
-    # signs them itself. Failed rows stay failed: they were tried in this run.
-    now = timezone.now()
-    abandoned = list(
-        _unsettled(scope)
-        .filter(status=SignatureStatus.PENDING)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
-        .values_list("pk", flat=True)
-    )
-    if abandoned:
-        result.signed += sign_signatures(abandoned).signed
     result.still_held = _held(scope).count()
     unsettled = _unsettled(scope).exclude(claimed_until__gt=timezone.now())
     result.failed = unsettled.count()
