@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # slowest tests at the end. `make test PYTEST_ARGS=...` replaces both.
 PYTEST_ARGS ?= -n auto --durations=10
 
-.PHONY: run serve test lint check hooks lock migrate system-packages verifiers clean
+.PHONY: run serve test lint check hooks lock migrate system-packages test-system-packages verifiers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lock: | $(BIN)/python
 system-packages:
 	@scripts/system-packages
 
+test-system-packages:
+	@scripts/system-packages --tests
+
 # skopeo and cosign from Debian trixie, unpacked under .local/verifiers (nothing system-wide):
 # the independent verifiers the end-to-end signing tests run.
 verifiers:
@@ -51,7 +54,7 @@ serve: $(VENV)/.installed-run
 	@PYTHON=$(BIN)/python scripts/serve
 
 ## make test: install the dev extras and run the whole test suite
-test: $(VENV)/.installed-dev system-packages verifiers
+test: $(VENV)/.installed-dev test-system-packages verifiers
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## make lint: ruff and the import layers (the contracts in pyproject.toml)
