@@ -45,7 +45,20 @@ class KeyDescription:
     fingerprint: str
 
 
+class KmsSigner(Protocol):
+    def sign(
+        self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
+    ) -> bytes: ...
+
+
 class KmsClient(Protocol):
+    def signing_batch(self) -> KmsSigner:
+        """A signer for one batch of work (many ``sign`` calls in a row, one thread):
+        what each signature needs to know about its key and grant may be read once
+        for the batch, for a short time (``operations.BATCH_SECONDS``). Drop it at the
+        end of the batch."""
+        ...
+
     def describe_key(self, key_id: str) -> KeyDescription: ...
 
     def get_public_key(self, key_id: str) -> PublicKeyInfo: ...
@@ -103,6 +116,9 @@ class LocalKmsClient:
     def get_public_key(self, key_id: str) -> PublicKeyInfo:
         return operations.get_public_key(key_id=key_id)
 
+    def signing_batch(self) -> KmsSigner:
+        return _LocalSigningBatch(operations.SigningBatch(on_behalf_of=self.service))
+
     @timed_sign("local")
     def sign(
         self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
@@ -130,6 +146,21 @@ class LocalKmsClient:
             signature=signature,
             algorithm=algorithm,
             message_type=message_type,
+        )
+
+
+class _LocalSigningBatch:
+    """``LocalKmsClient.signing_batch()``: the batch's reads, each signature timed."""
+
+    def __init__(self, batch: operations.SigningBatch) -> None:
+        self._batch = batch
+
+    @timed_sign("local")
+    def sign(
+        self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
+    ) -> bytes:
+        return self._batch.sign(
+            key_id=key_id, message=message, algorithm=algorithm, message_type=message_type
         )
 
 
@@ -189,6 +220,10 @@ class HttpKmsClient:
         return f"HttpKmsClient(base_url={self._display_url!r}, service={self.service!r})"
 
     # -- the interface --
+
+    def signing_batch(self) -> KmsSigner:
+        # The remote KMS checks the key and the grant on every request: nothing to share.
+        return self
 
     def describe_key(self, key_id: str) -> KeyDescription:
         body = self._request("GET", f"/keys/{self._key_segment(key_id)}/")

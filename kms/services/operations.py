@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -73,6 +74,67 @@ def _require_algorithm(key: Key, algorithm: str) -> None:
         )
 
 
+# How long a signing batch trusts the key row and the service's authorization it read:
+# a key disabled, scheduled for deletion or re-sealed, or a grant revoked, stops the
+# batch's signing at most this long after it happened (the next read after this sees it).
+BATCH_SECONDS = 1.0
+
+
+class SigningBatch:
+    """Signatures made for one batch of work (a worker signing a page of images): the
+    key row and the service's authorization are read once and trusted for at most
+    ``max_age`` seconds, not read again for every signature. Every other check (message,
+    key state, algorithm) runs for each signature, on what was read.
+
+    One batch per unit of work, dropped at its end: nothing is kept from one batch to the
+    next, so a state change is seen by every batch started after it. Not shared between
+    threads. ``max_age=0`` reads both for every signature (``sign`` below).
+    """
+
+    def __init__(self, *, on_behalf_of: str | None = None, max_age: float = BATCH_SECONDS):
+        self.on_behalf_of = on_behalf_of
+        self.max_age = max_age
+        self._keys: dict[str, tuple[float, Key]] = {}
+        self._authorized_at: float | None = None
+
+    def _fresh(self, read_at: float | None) -> bool:
+        return read_at is not None and time.monotonic() - read_at < self.max_age
+
+    def _key(self, key_id: str) -> Key:
+        cached = self._keys.get(key_id)
+        if cached is not None and self._fresh(cached[0]):
+            return cached[1]
+        try:
+            key = Key.objects.get(key_id=key_id)
+        except (Key.DoesNotExist, ValidationError, ValueError):
+            raise KeyNotFound(f"No key with KeyId {key_id!s} exists.", key_id=str(key_id)) from None
+        self._keys[key_id] = (time.monotonic(), key)
+        return key
+
+    def _require_authorization(self, service: str) -> None:
+        if self._fresh(self._authorized_at):
+            return
+        # Only a grant is remembered: a refusal is asked again on the next signature.
+        require_service_authorization(service)
+        self._authorized_at = time.monotonic()
+
+    def sign(
+        self, *, key_id: str, message: bytes, algorithm: str, message_type: str = crypto.RAW
+    ) -> bytes:
+        """SignByAsymmetricKey, with this batch's reads (the checks of ``sign``)."""
+        _validate_message(message, message_type)
+        if self.on_behalf_of is not None:
+            require_known_service(self.on_behalf_of)
+        key = self._key(key_id)
+        require_enabled(key)
+        _require_algorithm(key, algorithm)
+        if self.on_behalf_of is not None:
+            self._require_authorization(self.on_behalf_of)
+        return crypto.sign(
+            private_key(key), algorithm=algorithm, message=message, message_type=message_type
+        )
+
+
 def sign(
     *,
     key_id: str,
@@ -81,20 +143,10 @@ def sign(
     message_type: str = crypto.RAW,
     on_behalf_of: str | None = None,
 ) -> bytes:
-    """SignByAsymmetricKey. ``on_behalf_of`` names a service that needs authorization."""
-    _validate_message(message, message_type)
-    if on_behalf_of is not None:
-        require_known_service(on_behalf_of)
-    try:
-        key = Key.objects.get(key_id=key_id)
-    except (Key.DoesNotExist, ValidationError, ValueError):
-        raise KeyNotFound(f"No key with KeyId {key_id!s} exists.", key_id=str(key_id)) from None
-    require_enabled(key)
-    _require_algorithm(key, algorithm)
-    if on_behalf_of is not None:
-        require_service_authorization(on_behalf_of)
-    return crypto.sign(
-        private_key(key), algorithm=algorithm, message=message, message_type=message_type
+    """SignByAsymmetricKey. ``on_behalf_of`` names a service that needs authorization.
+    The key and the authorization are read for this signature alone."""
+    return SigningBatch(on_behalf_of=on_behalf_of, max_age=0).sign(
+        key_id=key_id, message=message, algorithm=algorithm, message_type=message_type
     )
 
 

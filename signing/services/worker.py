@@ -16,8 +16,9 @@ from functools import reduce
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from audit import services as audit
@@ -105,39 +106,53 @@ def ensure_pending(
     return ids
 
 
-def _claim(signature_id: int) -> Signature | None:
-    """Take a row for signing; None when it is signed already or another worker has it."""
+# Rows one statement claims when a worker signs many: a page is signed within seconds of
+# its claim (its worker's heartbeat renews the lease meanwhile), and a row another worker
+# could take waits behind at most this many.
+CLAIM_PAGE = 25
+
+
+def _claim_page(ids: Sequence[int]) -> list[Signature]:
+    """Take the rows of ``ids`` that need signing and nobody holds; the rows taken, in
+    ``ids`` order, with what signing them reads (policy, key, instance, repository).
+
+    One transaction, two statements for the whole page: the rows are read and locked
+    together (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, re-checked on the row version it
+    locks, so a row another worker is claiming right now is left to it; SQLite: the
+    transaction takes the database's write lock when it starts), then claimed by one
+    UPDATE of exactly those rows: a claim lease, the claiming worker, one more attempt.
+    """
+    if not ids:
+        return []
     now = timezone.now()
-    current = (
-        Signature.objects.filter(pk=signature_id)
-        .values_list("policy__key_id", "policy__domain", "manifest__repository__name")
-        .first()
-    )
-    if current is None:
-        return None
-    policy_key_id, domain, repository = current
     # A registered worker's heartbeat extends a short claim while it works; anyone else
     # (inline signing outside a worker) holds it for the long lease.
     worker_id = current_worker_id()
-    held_for = lease() if worker_id is not None else timedelta(seconds=CLAIM_SECONDS)
-    # Conditions on this table only: PostgreSQL re-checks them on the row version it waited
-    # for. With needs_signing()'s join the UPDATE becomes "id IN (subquery)", re-checked
-    # against the old snapshot, and concurrent workers all claimed (and signed) one row.
-    claimed = (
-        Signature.objects.filter(pk=signature_id)
-        .filter(
-            ~Q(status=SignatureStatus.SIGNED)
-            | ~Q(key_id=policy_key_id)
-            | ~Q(docker_reference=f"{domain}/{repository}")
+    until = now + (lease() if worker_id is not None else timedelta(seconds=CLAIM_SECONDS))
+    with transaction.atomic():
+        rows = list(
+            Signature.objects.select_related(
+                "policy__key", "policy__namespace__instance", "manifest__repository"
+            )
+            .filter(needs_signing(), pk__in=list(ids))
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("pk")
         )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + held_for, claimed_by=worker_id, attempts=F("attempts") + 1)
-    )
-    if not claimed:
-        return None
-    return Signature.objects.select_related(
-        "policy__key", "policy__namespace__instance", "manifest__repository"
-    ).get(pk=signature_id)
+        if rows:
+            Signature.objects.filter(pk__in=[row.pk for row in rows]).update(
+                claimed_until=until, claimed_by=worker_id, attempts=F("attempts") + 1
+            )
+    for row in rows:
+        row.claimed_until, row.claimed_by_id, row.attempts = until, worker_id, row.attempts + 1
+    order = {pk: n for n, pk in enumerate(ids)}
+    return sorted(rows, key=lambda row: order[row.pk])
+
+
+def _claim(signature_id: int) -> Signature | None:
+    """Take a row for signing; None when it is signed already or another worker has it."""
+    claimed = _claim_page([signature_id])
+    return claimed[0] if claimed else None
 
 
 @dataclass
@@ -223,6 +238,17 @@ def _sign_unrecorded(
     signature = _claim(signature_id)
     if signature is None:
         return None, "skipped", []
+    result, children = _sign_claimed(
+        signature, kms_client=kms_client, registry_clients=registry_clients
+    )
+    return signature, result, children
+
+
+def _sign_claimed(
+    signature: Signature, *, kms_client: Any, registry_clients: dict[int, Any] | None
+) -> tuple[_Published | str, list[int]]:
+    """Verify, sign and publish a claimed row; a failure is recorded here. Answers the
+    ``.sig`` (or the status: failed) and the ids of an index's children."""
     children: list[int] = []
     try:
         registry = _registry_client(signature, registry_clients)
@@ -232,8 +258,8 @@ def _sign_unrecorded(
             children = _pending_children(signature)
         published = _sign_and_publish(signature, registry, kms_client)
     except Exception as exc:
-        return signature, _record_failure(signature, exc), children
-    return signature, published, children
+        return _record_failure(signature, exc), children
+    return published, children
 
 
 def _registry_client(signature: Signature, registry_clients: dict[int, Any] | None) -> Any:
@@ -271,23 +297,9 @@ def _sign_and_publish(signature: Signature, registry: Any, kms_client: Any) -> _
     return _Published(reference, payload, signature_b64, sig_digest)
 
 
-_SIGNED_FIELDS = [
-    "status",
-    "key_id",
-    "key_fingerprint",
-    "algorithm",
-    "docker_reference",
-    "payload",
-    "signature_value",
-    "sig_manifest_digest",
-    "signed_at",
-    "failure_code",
-    "failure_reason",
-    "next_attempt_at",
-    "claimed_until",
-    "claimed_by",
-    "updated_at",
-]
+# What a signed row has of its own; the rest of what signing writes is the same for every
+# row signed with one key at one time (``_store_signed``).
+_OWN_FIELDS = ("docker_reference", "payload", "signature_value", "sig_manifest_digest")
 
 
 def _mark_signed(signature: Signature, published: _Published, now) -> None:
@@ -309,6 +321,47 @@ def _mark_signed(signature: Signature, published: _Published, now) -> None:
     signature.updated_at = now
 
 
+def _own_values(rows: Sequence[Signature], name: str) -> Any:
+    """``CASE id WHEN .. THEN ..``: each row's own value of the field ``name``."""
+    field = Signature._meta.get_field(name)
+    case = Case(
+        *(When(pk=row.pk, then=Value(getattr(row, name), output_field=field)) for row in rows),
+        output_field=field,
+    )
+    return (
+        Cast(case, output_field=field)
+        if connection.features.requires_casted_case_in_updates
+        else case
+    )
+
+
+def _store_signed(rows: Sequence[Signature], now) -> int:
+    """Write the signed rows (marked by ``_mark_signed``): one UPDATE per key, the shared
+    values as such and the four a row has of its own as CASE (``bulk_update`` would make
+    a CASE of all fifteen). How many rows were still there."""
+    by_key: dict[Any, list[Signature]] = {}
+    for row in rows:
+        by_key.setdefault(row.key_id, []).append(row)
+    updated = 0
+    for group in by_key.values():
+        first = group[0]
+        updated += Signature.objects.filter(pk__in=[row.pk for row in group]).update(
+            status=SignatureStatus.SIGNED,
+            key_id=first.key_id,
+            key_fingerprint=first.key_fingerprint,
+            algorithm=SIGNING_ALGORITHM,
+            signed_at=now,
+            failure_code="",
+            failure_reason="",
+            next_attempt_at=None,
+            claimed_until=None,
+            claimed_by=None,
+            updated_at=now,
+            **{name: _own_values(group, name) for name in _OWN_FIELDS},
+        )
+    return updated
+
+
 def _artifact_of(signature: Signature) -> Q:
     manifest = signature.manifest
     return Q(
@@ -327,7 +380,7 @@ def _record_signed_rows(done: Sequence[tuple[Signature, _Published]]) -> list[st
     for signature, published in done:
         _mark_signed(signature, published, now)
     with transaction.atomic():
-        updated = Signature.objects.bulk_update(rows, _SIGNED_FIELDS)
+        updated = _store_signed(rows, now)
         present = (
             {signature.pk for signature in rows}
             if updated == len(rows)
@@ -467,28 +520,39 @@ def _count(outcome: SignOutcome, status: str, signature_id: int) -> None:
 
 def sign_signatures(ids: Sequence[int]) -> SignOutcome:
     """Sign the rows, then the children of any index among them (as the registry lists
-    them), in this same pass. Signed rows are recorded many at a time (``_Unrecorded``)."""
+    them), in this same pass. Rows are claimed a page at a time (``_claim_page``), signed
+    with one KMS signing batch (the key and the grant read once a second, not per row)
+    and recorded many at a time (``_Unrecorded``)."""
     outcome = SignOutcome()
     clients: dict[int, Any] = {}
-    kms_client = get_kms_client(service=SERVICE)
+    signer = get_kms_client(service=SERVICE).signing_batch()
     unrecorded = _Unrecorded(outcome)
     queue, seen = deque(ids), set(ids)
     while queue:
-        signature_id = queue.popleft()
+        page = [queue.popleft() for _ in range(min(CLAIM_PAGE, len(queue)))]
         try:
-            signature, result, children = _sign_unrecorded(
-                signature_id, kms_client=kms_client, registry_clients=clients
-            )
+            claimed = _claim_page(page)
+        except DatabaseError:
+            # Nothing was claimed: the rows stay as they were; retry_signatures takes them.
+            logger.exception("claiming signatures %s failed; they will be retried", page)
+            outcome.failed += len(page)
+            continue
+        outcome.skipped += len(page) - len(claimed)
+        for signature in claimed:
+            try:
+                result, children = _sign_claimed(
+                    signature, kms_client=signer, registry_clients=clients
+                )
+            except DatabaseError:
+                # The row stays claimed until its lease ends; retry_signatures takes it again.
+                logger.exception("recording signature %s failed; it will be retried", signature.pk)
+                outcome.failed += 1
+                continue
             queue.extend(child for child in children if child not in seen)
             seen.update(children)
-        except DatabaseError:
-            # The row stays claimed until its lease ends; retry_signatures takes it again.
-            logger.exception("recording signature %s failed; it will be retried", signature_id)
-            outcome.failed += 1
-            continue
-        if signature is not None and isinstance(result, _Published):
-            unrecorded.add(signature, result)
-        else:
-            _count(outcome, str(result), signature_id)
+            if isinstance(result, _Published):
+                unrecorded.add(signature, result)
+            else:
+                _count(outcome, result, signature.pk)
     unrecorded.flush()
     return outcome
