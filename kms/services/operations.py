@@ -91,9 +91,9 @@ class SigningBatch:
     threads. ``max_age=0`` reads both for every signature (``sign`` below).
     """
 
-    def __init__(self, *, on_behalf_of: str | None = None, max_age: float = BATCH_SECONDS):
+    def __init__(self, *, on_behalf_of: str | None = None, max_age: float | None = None):
         self.on_behalf_of = on_behalf_of
-        self.max_age = max_age
+        self.max_age = BATCH_SECONDS if max_age is None else max_age
         self._keys: dict[str, tuple[float, Key]] = {}
         self._authorized_at: float | None = None
 
