@@ -22,7 +22,7 @@ from django.utils import timezone
 from signing.dispatch import dispatch
 from signing.models import Signature, SignatureStatus
 from signing.services.worker import sign_signatures
-from signing.services.workers import release_dead_workers, start_worker
+from signing.services.workers import dead_workers, release_dead_workers, start_worker
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +45,31 @@ def stalled(now: datetime) -> Q:
     )
 
 
+def _held_by_dead_workers(now: datetime) -> Q:
+    return Q(claimed_by__in=dead_workers(now).values("pk"))
+
+
 def recover_stalled_signatures(*, now: datetime | None = None) -> list[int]:
     """Take over dead workers' rows and hand every stalled row to the dispatcher; returns
     the ids handed over. Safe to run anywhere, any number of times at once: a row is
-    signed by whichever worker claims it first."""
+    signed by whichever worker claims it first.
+
+    The in-process pool runs this after every heartbeat: when nothing is stale it costs
+    one query (stalled rows and dead workers' rows together). Dead workers are released
+    only when they hold something; one that holds nothing is forgotten by the next
+    ``retry_signatures``, backfill or recovery that has work."""
     now = now or timezone.now()
+    ids = list(
+        Signature.objects.filter(stalled(now) | _held_by_dead_workers(now))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if not ids:
+        return []
     release_dead_workers(now)
-    ids = list(Signature.objects.filter(stalled(now)).order_by("id").values_list("id", flat=True))
     for start in range(0, len(ids), BATCH_SIZE):
         dispatch(sign_signatures, ids[start : start + BATCH_SIZE])
-    if ids:
-        logger.warning("recovering %s stalled signature(s)", len(ids))
+    logger.warning("recovering %s stalled signature(s)", len(ids))
     return ids
 
 
