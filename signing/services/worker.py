@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Field, Q, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -324,6 +324,7 @@ def _mark_signed(signature: Signature, published: _Published, now) -> None:
 def _own_values(rows: Sequence[Signature], name: str) -> Any:
     """``CASE id WHEN .. THEN ..``: each row's own value of the field ``name``."""
     field = Signature._meta.get_field(name)
+    assert isinstance(field, Field)
     case = Case(
         *(When(pk=row.pk, then=Value(getattr(row, name), output_field=field)) for row in rows),
         output_field=field,
