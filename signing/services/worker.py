@@ -11,14 +11,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import reduce
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, F, Field, Q, Value, When
-from django.db.models.functions import Cast
+from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -27,7 +25,7 @@ from registry.models import Manifest
 from registry.reconcile import reconcile_manifest
 from registry.worker_clients import worker_client
 from signing import artifacts
-from signing.constants import CLAIM_SECONDS, SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
+from signing.constants import SERVICE, SIGNING_ALGORITHM, UNVERIFIED_CODES
 from signing.dispatch import dispatch
 from signing.metrics import signature_failed, signature_signed
 from signing.models import (
@@ -40,9 +38,9 @@ from signing.models import (
 )
 from signing.payload import SignatureLayer, build_payload, signing_annotations
 from signing.selectors import given_up, manifests_with_children, needs_signing
+from signing.services.batches import CLAIM_PAGE, claim_page, store_signed
 from signing.services.cleanups import queue_cleanups, run_cleanups
 from signing.services.failures import backoff, failure_reason
-from signing.services.workers import current_worker_id, lease
 from signing.subjects import Subject, fetch_subject
 
 logger = logging.getLogger(__name__)
@@ -106,52 +104,9 @@ def ensure_pending(
     return ids
 
 
-# Rows one statement claims when a worker signs many: a page is signed within seconds of
-# its claim (its worker's heartbeat renews the lease meanwhile), and a row another worker
-# could take waits behind at most this many.
-CLAIM_PAGE = 25
-
-
-def _claim_page(ids: Sequence[int]) -> list[Signature]:
-    """Take the rows of ``ids`` that need signing and nobody holds; the rows taken, in
-    ``ids`` order, with what signing them reads (policy, key, instance, repository).
-
-    One transaction, two statements for the whole page: the rows are read and locked
-    together (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, re-checked on the row version it
-    locks, so a row another worker is claiming right now is left to it; SQLite: the
-    transaction takes the database's write lock when it starts), then claimed by one
-    UPDATE of exactly those rows: a claim lease, the claiming worker, one more attempt.
-    """
-    if not ids:
-        return []
-    now = timezone.now()
-    # A registered worker's heartbeat extends a short claim while it works; anyone else
-    # (inline signing outside a worker) holds it for the long lease.
-    worker_id = current_worker_id()
-    until = now + (lease() if worker_id is not None else timedelta(seconds=CLAIM_SECONDS))
-    with transaction.atomic():
-        rows = list(
-            Signature.objects.select_related(
-                "policy__key", "policy__namespace__instance", "manifest__repository"
-            )
-            .filter(needs_signing(), pk__in=list(ids))
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("pk")
-        )
-        if rows:
-            Signature.objects.filter(pk__in=[row.pk for row in rows]).update(
-                claimed_until=until, claimed_by=worker_id, attempts=F("attempts") + 1
-            )
-    for row in rows:
-        row.claimed_until, row.claimed_by_id, row.attempts = until, worker_id, row.attempts + 1
-    order = {pk: n for n, pk in enumerate(ids)}
-    return sorted(rows, key=lambda row: order[row.pk])
-
-
 def _claim(signature_id: int) -> Signature | None:
     """Take a row for signing; None when it is signed already or another worker has it."""
-    claimed = _claim_page([signature_id])
+    claimed = claim_page([signature_id])
     return claimed[0] if claimed else None
 
 
@@ -297,11 +252,6 @@ def _sign_and_publish(signature: Signature, registry: Any, kms_client: Any) -> _
     return _Published(reference, payload, signature_b64, sig_digest)
 
 
-# What a signed row has of its own; the rest of what signing writes is the same for every
-# row signed with one key at one time (``_store_signed``).
-_OWN_FIELDS = ("docker_reference", "payload", "signature_value", "sig_manifest_digest")
-
-
 def _mark_signed(signature: Signature, published: _Published, now) -> None:
     key = signature.policy.key
     signature.status = SignatureStatus.SIGNED
@@ -319,48 +269,6 @@ def _mark_signed(signature: Signature, published: _Published, now) -> None:
     signature.claimed_until = None
     signature.claimed_by = None
     signature.updated_at = now
-
-
-def _own_values(rows: Sequence[Signature], name: str) -> Any:
-    """``CASE id WHEN .. THEN ..``: each row's own value of the field ``name``."""
-    field = Signature._meta.get_field(name)
-    assert isinstance(field, Field)
-    case = Case(
-        *(When(pk=row.pk, then=Value(getattr(row, name), output_field=field)) for row in rows),
-        output_field=field,
-    )
-    return (
-        Cast(case, output_field=field)
-        if connection.features.requires_casted_case_in_updates
-        else case
-    )
-
-
-def _store_signed(rows: Sequence[Signature], now) -> int:
-    """Write the signed rows (marked by ``_mark_signed``): one UPDATE per key, the shared
-    values as such and the four a row has of its own as CASE (``bulk_update`` would make
-    a CASE of all fifteen). How many rows were still there."""
-    by_key: dict[Any, list[Signature]] = {}
-    for row in rows:
-        by_key.setdefault(row.key_id, []).append(row)
-    updated = 0
-    for group in by_key.values():
-        first = group[0]
-        updated += Signature.objects.filter(pk__in=[row.pk for row in group]).update(
-            status=SignatureStatus.SIGNED,
-            key_id=first.key_id,
-            key_fingerprint=first.key_fingerprint,
-            algorithm=SIGNING_ALGORITHM,
-            signed_at=now,
-            failure_code="",
-            failure_reason="",
-            next_attempt_at=None,
-            claimed_until=None,
-            claimed_by=None,
-            updated_at=now,
-            **{name: _own_values(group, name) for name in _OWN_FIELDS},
-        )
-    return updated
 
 
 def _artifact_of(signature: Signature) -> Q:
@@ -381,7 +289,7 @@ def _record_signed_rows(done: Sequence[tuple[Signature, _Published]]) -> list[st
     for signature, published in done:
         _mark_signed(signature, published, now)
     with transaction.atomic():
-        updated = _store_signed(rows, now)
+        updated = store_signed(rows, now)
         present = (
             {signature.pk for signature in rows}
             if updated == len(rows)
@@ -532,7 +440,7 @@ def sign_signatures(ids: Sequence[int]) -> SignOutcome:
     while queue:
         page = [queue.popleft() for _ in range(min(CLAIM_PAGE, len(queue)))]
         try:
-            claimed = _claim_page(page)
+            claimed = claim_page(page)
         except DatabaseError:
             # Nothing was claimed: the rows stay as they were; retry_signatures takes them.
             logger.exception("claiming signatures %s failed; they will be retried", page)
