@@ -334,8 +334,8 @@ def report(pushed: list[Pushed], seen: dict[str, float], events: dict[str, float
     p99_met = bool(event_to_sig) and percentile(event_to_sig, 99) < TARGET_EVENT_TO_SIG_P99
     max_met = len(push_to_sig) == total and max(push_to_sig) <= TARGET_PUSH_TO_SIG_MAX
     print(f"target p99 event -> .sig < {TARGET_EVENT_TO_SIG_P99:.0f} s: {_verdict(p99_met)}")
-    bound = f"{TARGET_PUSH_TO_SIG_MAX:.0f} s"
-    print(f"target every image signed <= {bound} after its push: {_verdict(max_met)}")
+    limit = f"{TARGET_PUSH_TO_SIG_MAX:.0f} s"
+    print(f"target every image signed <= {limit} after its push: {_verdict(max_met)}")
     return p99_met and max_met
 
 
