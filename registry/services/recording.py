@@ -36,6 +36,7 @@ from registry.models import (
 from registry.reference import DIGEST_RE, is_signature_tag, namespace_of
 from registry.services.events import Event, Reference, parse_envelope
 from registry.services.handlers import call_handlers
+from registry.services.inserts import insert_missing
 from registry.services.namespaces import audit_namespace_created
 
 logger = logging.getLogger(__name__)
@@ -120,11 +121,12 @@ class Recorder:
         at: datetime,
         references: Sequence[Reference] = (),
     ) -> Manifest:
-        manifest, created = Manifest.objects.get_or_create(
-            repository=repository,
-            digest=digest,
-            defaults={"media_type": media_type, "size": size, "pushed_at": at},
+        manifest = Manifest(
+            repository=repository, digest=digest, media_type=media_type, size=size, pushed_at=at
         )
+        created = bool(insert_missing([manifest], unique=("repository", "digest")))
+        if not created:
+            manifest = Manifest.objects.get(repository=repository, digest=digest)
         manifest.repository = repository
         if created:
             self.result.manifests_created += 1
@@ -160,33 +162,18 @@ class Recorder:
         )
 
     def tag(self, repository: Repository, manifest: Manifest, name: str, at: datetime) -> None:
+        tag = Tag(repository=repository, name=name, manifest=manifest, pushed_at=at, updated_at=at)
+        if insert_missing([tag], unique=("repository", "name")):
+            TagHistory.objects.create(tag=tag, to_digest=manifest.digest, moved_at=at)
+            self.result.tags_created += 1
+            self.changed_tags.append(tag)
+            return
+        # The tag exists (or a concurrent delivery has just committed it): lock it to move it.
         tag = (
             Tag.objects.select_for_update(of=("self",))
             .select_related("manifest")
-            .filter(repository=repository, name=name)
-            .first()
+            .get(repository=repository, name=name)
         )
-        if tag is None:
-            try:
-                with transaction.atomic():
-                    tag = Tag.objects.create(
-                        repository=repository,
-                        name=name,
-                        manifest=manifest,
-                        pushed_at=at,
-                        updated_at=at,
-                    )
-            except IntegrityError:  # created meanwhile by a concurrent delivery
-                tag = (
-                    Tag.objects.select_for_update(of=("self",))
-                    .select_related("manifest")
-                    .get(repository=repository, name=name)
-                )
-            else:
-                TagHistory.objects.create(tag=tag, to_digest=manifest.digest, moved_at=at)
-                self.result.tags_created += 1
-                self.changed_tags.append(tag)
-                return
         if tag.manifest_id == manifest.pk:
             self.result.tags_unchanged += 1
             return
@@ -334,8 +321,50 @@ def record_events(*, instance: Instance, envelope: Any) -> RecordResult:
     raise AssertionError("unreachable")
 
 
+def _event_row(instance: Instance, event: Event, status: str, reason: str) -> RegistryEvent:
+    return RegistryEvent(
+        instance=instance,
+        event_id=event.id,
+        action=event.action,
+        repository=event.repository,
+        digest=event.digest if DIGEST_RE.fullmatch(event.digest) else "",
+        tag=event.tag,
+        media_type=event.media_type,
+        occurred_at=event.timestamp,
+        status=status,
+        reason=reason[:255],
+    )
+
+
 def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
     result = RecordResult(received=len(events))
+    if all(_ignore_reason(event) for event in events):
+        _record_ignored(instance, events, result)
+    else:
+        _record_applied(instance, events, result)
+    logger.info(
+        "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
+        instance.name,
+        result.received,
+        result.processed,
+        result.ignored,
+        result.duplicates,
+    )
+    return result
+
+
+def _record_ignored(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
+    """A delivery of events Signet does not act on, such as the push of a ``.sig`` it has
+    just published (one per image signed, queued at the registry with the pushes): their
+    rows in one statement, no transaction around it; the unique event id leaves out a
+    redelivered one."""
+    rows = [_event_row(instance, e, EventStatus.IGNORED, _ignore_reason(e)) for e in events]
+    inserted = insert_missing(rows, unique=("instance", "event_id"))
+    result.ignored = len(inserted)
+    result.duplicates = len(rows) - len(inserted)
+
+
+def _record_applied(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
     received = timezone.now()
     with transaction.atomic():
         seen = set(
@@ -355,31 +384,9 @@ def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
                 result.ignored += 1
             else:
                 result.processed += 1
-            rows.append(
-                RegistryEvent(
-                    instance=instance,
-                    event_id=event.id,
-                    action=event.action,
-                    repository=event.repository,
-                    digest=event.digest if DIGEST_RE.fullmatch(event.digest) else "",
-                    tag=event.tag,
-                    media_type=event.media_type,
-                    occurred_at=event.timestamp,
-                    status=status,
-                    reason=reason[:255],
-                )
-            )
+            rows.append(_event_row(instance, event, status, reason))
         recorder.flush_push_handlers()
         RegistryEvent.objects.bulk_create(rows)
-    logger.info(
-        "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
-        instance.name,
-        result.received,
-        result.processed,
-        result.ignored,
-        result.duplicates,
-    )
-    return result
 
 
 def record_manifest(
