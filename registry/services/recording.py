@@ -321,6 +321,57 @@ def record_events(*, instance: Instance, envelope: Any) -> RecordResult:
     raise AssertionError("unreachable")
 
 
+def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
+    result = RecordResult(received=len(events))
+    if all(_ignore_reason(event) for event in events):
+        # Nothing to apply (such as the push of a .sig Signet has just published: one per
+        # image signed, queued at the registry with the pushes): one INSERT, no transaction.
+        _record_events(instance, events, result)
+    else:
+        with transaction.atomic():
+            _record_events(instance, events, result)
+    logger.info(
+        "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
+        instance.name,
+        result.received,
+        result.processed,
+        result.ignored,
+        result.duplicates,
+    )
+    return result
+
+
+def _record_events(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
+    """The event rows first, in one statement whose unique event id leaves out redelivered
+    ones (no separate look-up: the registry waits for each answer before sending the next
+    event); then each new event applied, and the few rows whose outcome is not the one
+    assumed (processed, or ignored for a reason known up front) corrected."""
+    received = timezone.now()
+    rows = [_event_row(instance, event, *_assumed_outcome(event)) for event in events]
+    inserted = {id(row) for row in insert_missing(rows, unique=("instance", "event_id"))}
+    recorder = Recorder(instance=instance, source="webhook", result=result)
+    corrections: dict[tuple[str, str], list[int]] = {}
+    for event, row in zip(events, rows, strict=True):
+        if id(row) not in inserted:
+            result.duplicates += 1
+            continue
+        status, reason = _apply(recorder, event, received)
+        if status == EventStatus.IGNORED:
+            result.ignored += 1
+        else:
+            result.processed += 1
+        if (status, reason[:255]) != (row.status, row.reason):
+            corrections.setdefault((status, reason[:255]), []).append(row.pk)
+    recorder.flush_push_handlers()
+    for (status, reason), pks in corrections.items():
+        RegistryEvent.objects.filter(pk__in=pks).update(status=status, reason=reason)
+
+
+def _assumed_outcome(event: Event) -> tuple[str, str]:
+    reason = _ignore_reason(event)
+    return (EventStatus.IGNORED, reason) if reason else (EventStatus.PROCESSED, "")
+
+
 def _event_row(instance: Instance, event: Event, status: str, reason: str) -> RegistryEvent:
     return RegistryEvent(
         instance=instance,
@@ -334,59 +385,6 @@ def _event_row(instance: Instance, event: Event, status: str, reason: str) -> Re
         status=status,
         reason=reason[:255],
     )
-
-
-def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
-    result = RecordResult(received=len(events))
-    if all(_ignore_reason(event) for event in events):
-        _record_ignored(instance, events, result)
-    else:
-        _record_applied(instance, events, result)
-    logger.info(
-        "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
-        instance.name,
-        result.received,
-        result.processed,
-        result.ignored,
-        result.duplicates,
-    )
-    return result
-
-
-def _record_ignored(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
-    """A delivery of events Signet does not act on, such as the push of a ``.sig`` it has
-    just published (one per image signed, queued at the registry with the pushes): their
-    rows in one statement, no transaction around it; the unique event id leaves out a
-    redelivered one."""
-    rows = [_event_row(instance, e, EventStatus.IGNORED, _ignore_reason(e)) for e in events]
-    inserted = insert_missing(rows, unique=("instance", "event_id"))
-    result.ignored = len(inserted)
-    result.duplicates = len(rows) - len(inserted)
-
-
-def _record_applied(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
-    received = timezone.now()
-    with transaction.atomic():
-        seen = set(
-            RegistryEvent.objects.filter(
-                instance=instance, event_id__in=[event.id for event in events]
-            ).values_list("event_id", flat=True)
-        )
-        recorder = Recorder(instance=instance, source="webhook", result=result)
-        rows: list[RegistryEvent] = []
-        for event in events:
-            if event.id in seen:
-                result.duplicates += 1
-                continue
-            seen.add(event.id)
-            status, reason = _apply(recorder, event, received)
-            if status == EventStatus.IGNORED:
-                result.ignored += 1
-            else:
-                result.processed += 1
-            rows.append(_event_row(instance, event, status, reason))
-        recorder.flush_push_handlers()
-        RegistryEvent.objects.bulk_create(rows)
 
 
 def record_manifest(
