@@ -81,6 +81,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds after the last push to wait for missing .sig tags (60)",
     )
     parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.05,
+        help="seconds between two rounds of tag listings while waiting for .sig tags (0.05);"
+        " each round lists every repository's tags once",
+    )
+    parser.add_argument(
         "--postgres",
         default="postgres://postgres@127.0.0.1:5432",
         help="PostgreSQL server URL without a database name (a fresh database is made there)",
@@ -240,8 +247,9 @@ def push_burst(url: str, images: list[tuple[str, BuiltImage]], clients: int) -> 
 class SigPoller:
     """Lists each repository's tags over and over; the first time each ``.sig`` is seen."""
 
-    def __init__(self, url: str, repositories: list[str]) -> None:
+    def __init__(self, url: str, repositories: list[str], interval: float) -> None:
         self.url = url
+        self.interval = interval
         self.repositories = repositories
         self.seen: dict[str, float] = {}
         self.expected: set[str] | None = None
@@ -260,7 +268,7 @@ class SigPoller:
         while not self._done():
             for repository in self.repositories:
                 self._poll(repository)
-            time.sleep(0.005)
+            time.sleep(self.interval)
 
     def _poll(self, repository: str) -> None:
         response = self._session.get(f"{self.url}/v2/{repository}/tags/list", timeout=10)
@@ -373,12 +381,31 @@ def print_webhook(setup: Setup) -> None:
     )
 
 
+_TASK_DONE = re.compile(r"Task signing\.tasks\.sign_signatures\[\S+\] succeeded in ([0-9.]+)s")
+
+
+def print_workers(setup: Setup) -> None:
+    """Each worker's sign_signatures tasks and their run time (from its log)."""
+    seconds = [
+        float(match.group(1))
+        for worker in setup.workers
+        for match in _TASK_DONE.finditer(worker.log())
+    ]
+    if seconds:
+        print(
+            f"Celery sign tasks: {len(seconds)}, {statistics.median(seconds) * 1000:.0f} ms median,"
+            f" {percentile(seconds, 95) * 1000:.0f} ms p95, {max(seconds) * 1000:.0f} ms max, "
+            f"{sum(seconds):.1f} s in all over {len(setup.workers)} worker(s)"
+        )
+
+
 def run(args: argparse.Namespace, setup: Setup) -> bool:
     start(args, setup)
     assert setup.registry is not None
     print_setup(args, setup)
     images = _images(args.images, args.repositories)
-    poller = SigPoller(setup.registry.url, sorted({repository for repository, _ in images}))
+    repositories = sorted({repository for repository, _ in images})
+    poller = SigPoller(setup.registry.url, repositories, args.poll_interval)
     began = time.time()
     pushed = push_burst(setup.registry.url, images, args.clients)
     last = max(p.done for p in pushed)
@@ -387,6 +414,7 @@ def run(args: argparse.Namespace, setup: Setup) -> bool:
     print(f"all .sig seen {max(seen.values(), default=began) - began:.1f} s after the first push")
     met = report(pushed, seen, recorded_at([p.digest for p in pushed]))
     print_webhook(setup)
+    print_workers(setup)
     print(f"load average after the burst: {_loadavg()}")
     return met
 
