@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import pytest
 from django.db import connection
@@ -21,12 +22,13 @@ from django.test.utils import CaptureQueriesContext
 from kms import services as kms_services
 from kms.models import AuthorizedService
 from registry import services as registry_services
-from registry.models import EventStatus, RegistryEvent, Tag
+from registry.models import EventStatus, Instance, RegistryEvent, Tag
 from signing import services
 from signing.models import Signature, SignatureStatus
 from signing.payload import signature_tag
 from tests.factories import make_instance, make_key
 from tests.registry import events as ev
+from tests.signing.test_concurrency import THREADS, run_concurrently
 from tests.support.celery_worker import Broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -129,4 +131,36 @@ def test_a_push_moving_a_tag_onto_a_known_image_signs_it_if_its_row_is_missing(
     row = Signature.objects.get(manifest__digest=known)
     assert row.status == SignatureStatus.PENDING
     assert Tag.objects.get(name="latest").manifest.digest == known
+    assert _queued_signature_ids(celery_broker) == [[row.pk]]
+
+
+@pytest.mark.parametrize("same_event_id", [True, False], ids=["redeliveries", "new-event-ids"])
+def test_one_push_delivered_by_six_threads_at_once_is_recorded_and_queued_once(
+    webhook, celery_broker, same_event_id
+):
+    """The one-statement inserts settle races by the unique constraints (PostgreSQL makes
+    the later INSERT wait for the first to commit): one event processed, one manifest, one
+    tag, one pending signature row, one task."""
+    with celery_broker.client() as client:
+        client.delete(celery_broker.queue)
+    instance = Instance.objects.get(name="burst")
+    digest = ev.digest_of("raced")
+    shared = ev.push("team/app", "raced", digest)
+
+    def deliver(_number: int):
+        event = shared if same_event_id else {**shared, "id": str(uuid.uuid4())}
+        return registry_services.record_events(instance=instance, envelope=ev.envelope(event))
+
+    outcomes = run_concurrently(THREADS, deliver)
+
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    results = [result for _, result in outcomes]
+    assert sum(result.manifests_created for result in results) == 1
+    assert sum(result.tags_created for result in results) == 1
+    if same_event_id:
+        assert sum(result.duplicates for result in results) == THREADS - 1
+    else:
+        assert RegistryEvent.objects.filter(reason="already recorded").count() == THREADS - 1
+    row = Signature.objects.get(manifest__digest=digest)
+    assert Tag.objects.get(name="raced").manifest_id == row.manifest_id
     assert _queued_signature_ids(celery_broker) == [[row.pk]]
