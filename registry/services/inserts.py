@@ -26,7 +26,9 @@ def insert_missing(rows: Sequence[M], *, unique: Sequence[str]) -> list[M]:
 
     PostgreSQL first waits for a concurrent transaction inserting the same key: a row
     left out is then committed, and the caller's next statement reads it. Of two rows
-    given with the same key, only the first can be inserted.
+    given with the same key, only the first can be inserted. Values are computed as
+    ``save()`` computes them (``auto_now_add`` included); fields with a ``db_default``
+    are not supported.
     """
     if not rows:
         return []
