@@ -148,7 +148,9 @@ class Setup:
         if self.gunicorn is not None:
             self.gunicorn.stop()
         with self.broker.client() as client:
-            client.delete(self.broker.queue)
+            # The queue, and the bindings kombu keeps for it.
+            queue = self.broker.queue
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def start(args: argparse.Namespace, setup: Setup) -> None:
