@@ -36,6 +36,7 @@ from registry.models import (
 from registry.reference import DIGEST_RE, is_signature_tag, namespace_of
 from registry.services.events import Event, Reference, parse_envelope
 from registry.services.handlers import call_handlers
+from registry.services.inserts import insert_missing
 from registry.services.namespaces import audit_namespace_created
 
 logger = logging.getLogger(__name__)
@@ -120,11 +121,12 @@ class Recorder:
         at: datetime,
         references: Sequence[Reference] = (),
     ) -> Manifest:
-        manifest, created = Manifest.objects.get_or_create(
-            repository=repository,
-            digest=digest,
-            defaults={"media_type": media_type, "size": size, "pushed_at": at},
+        manifest = Manifest(
+            repository=repository, digest=digest, media_type=media_type, size=size, pushed_at=at
         )
+        created = bool(insert_missing([manifest], unique=("repository", "digest")))
+        if not created:
+            manifest = Manifest.objects.get(repository=repository, digest=digest)
         manifest.repository = repository
         if created:
             self.result.manifests_created += 1
@@ -160,33 +162,18 @@ class Recorder:
         )
 
     def tag(self, repository: Repository, manifest: Manifest, name: str, at: datetime) -> None:
+        tag = Tag(repository=repository, name=name, manifest=manifest, pushed_at=at, updated_at=at)
+        if insert_missing([tag], unique=("repository", "name")):
+            TagHistory.objects.create(tag=tag, to_digest=manifest.digest, moved_at=at)
+            self.result.tags_created += 1
+            self.changed_tags.append(tag)
+            return
+        # The tag exists (or a concurrent delivery has just committed it): lock it to move it.
         tag = (
             Tag.objects.select_for_update(of=("self",))
             .select_related("manifest")
-            .filter(repository=repository, name=name)
-            .first()
+            .get(repository=repository, name=name)
         )
-        if tag is None:
-            try:
-                with transaction.atomic():
-                    tag = Tag.objects.create(
-                        repository=repository,
-                        name=name,
-                        manifest=manifest,
-                        pushed_at=at,
-                        updated_at=at,
-                    )
-            except IntegrityError:  # created meanwhile by a concurrent delivery
-                tag = (
-                    Tag.objects.select_for_update(of=("self",))
-                    .select_related("manifest")
-                    .get(repository=repository, name=name)
-                )
-            else:
-                TagHistory.objects.create(tag=tag, to_digest=manifest.digest, moved_at=at)
-                self.result.tags_created += 1
-                self.changed_tags.append(tag)
-                return
         if tag.manifest_id == manifest.pk:
             self.result.tags_unchanged += 1
             return
@@ -336,41 +323,13 @@ def record_events(*, instance: Instance, envelope: Any) -> RecordResult:
 
 def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
     result = RecordResult(received=len(events))
-    received = timezone.now()
-    with transaction.atomic():
-        seen = set(
-            RegistryEvent.objects.filter(
-                instance=instance, event_id__in=[event.id for event in events]
-            ).values_list("event_id", flat=True)
-        )
-        recorder = Recorder(instance=instance, source="webhook", result=result)
-        rows: list[RegistryEvent] = []
-        for event in events:
-            if event.id in seen:
-                result.duplicates += 1
-                continue
-            seen.add(event.id)
-            status, reason = _apply(recorder, event, received)
-            if status == EventStatus.IGNORED:
-                result.ignored += 1
-            else:
-                result.processed += 1
-            rows.append(
-                RegistryEvent(
-                    instance=instance,
-                    event_id=event.id,
-                    action=event.action,
-                    repository=event.repository,
-                    digest=event.digest if DIGEST_RE.fullmatch(event.digest) else "",
-                    tag=event.tag,
-                    media_type=event.media_type,
-                    occurred_at=event.timestamp,
-                    status=status,
-                    reason=reason[:255],
-                )
-            )
-        recorder.flush_push_handlers()
-        RegistryEvent.objects.bulk_create(rows)
+    if all(_ignore_reason(event) for event in events):
+        # Nothing to apply (such as the push of a .sig Signet has just published: one per
+        # image signed, queued at the registry with the pushes): one INSERT, no transaction.
+        _record_events(instance, events, result)
+    else:
+        with transaction.atomic():
+            _record_events(instance, events, result)
     logger.info(
         "registry events instance=%s received=%s processed=%s ignored=%s duplicates=%s",
         instance.name,
@@ -380,6 +339,52 @@ def _record(*, instance: Instance, events: Sequence[Event]) -> RecordResult:
         result.duplicates,
     )
     return result
+
+
+def _record_events(instance: Instance, events: Sequence[Event], result: RecordResult) -> None:
+    """The event rows first, in one statement whose unique event id leaves out redelivered
+    ones (no separate look-up: the registry waits for each answer before sending the next
+    event); then each new event applied, and the few rows whose outcome is not the one
+    assumed (processed, or ignored for a reason known up front) corrected."""
+    received = timezone.now()
+    rows = [_event_row(instance, event, *_assumed_outcome(event)) for event in events]
+    inserted = {id(row) for row in insert_missing(rows, unique=("instance", "event_id"))}
+    recorder = Recorder(instance=instance, source="webhook", result=result)
+    corrections: dict[tuple[str, str], list[int]] = {}
+    for event, row in zip(events, rows, strict=True):
+        if id(row) not in inserted:
+            result.duplicates += 1
+            continue
+        status, reason = _apply(recorder, event, received)
+        if status == EventStatus.IGNORED:
+            result.ignored += 1
+        else:
+            result.processed += 1
+        if (status, reason[:255]) != (row.status, row.reason):
+            corrections.setdefault((status, reason[:255]), []).append(row.pk)
+    recorder.flush_push_handlers()
+    for (status, reason), pks in corrections.items():
+        RegistryEvent.objects.filter(pk__in=pks).update(status=status, reason=reason)
+
+
+def _assumed_outcome(event: Event) -> tuple[str, str]:
+    reason = _ignore_reason(event)
+    return (EventStatus.IGNORED, reason) if reason else (EventStatus.PROCESSED, "")
+
+
+def _event_row(instance: Instance, event: Event, status: str, reason: str) -> RegistryEvent:
+    return RegistryEvent(
+        instance=instance,
+        event_id=event.id,
+        action=event.action,
+        repository=event.repository,
+        digest=event.digest if DIGEST_RE.fullmatch(event.digest) else "",
+        tag=event.tag,
+        media_type=event.media_type,
+        occurred_at=event.timestamp,
+        status=status,
+        reason=reason[:255],
+    )
 
 
 def record_manifest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from registry.models import Instance
+from registry.services.inserts import insert_missing
 from signing.models import CleanupReason, Signature, SigningPolicy, Trigger
 from signing.services.cleanups import queue_cleanups
 from signing.services.worker import (
@@ -41,7 +42,21 @@ def on_manifests_pushed(*, instance: Instance, manifests, tags, source: str) -> 
     ]
     if not wanted:
         return
-    ids = ensure_pending(wanted, trigger=Trigger.PUSH, actor=None)
+    # Manifests this delivery created have no signature row yet: one INSERT returning the
+    # ids instead of ensure_pending's insert, look-up and update (the webhook's time per
+    # push paces the registry's deliveries). Anything it leaves out takes the full path.
+    created = {manifest.pk for manifest in manifests}
+    fresh = insert_missing(
+        [
+            Signature(policy=p, manifest=m, trigger=Trigger.PUSH)
+            for p, m in wanted
+            if m.pk in created
+        ],
+        unique=("policy", "manifest"),
+    )
+    inserted = {(row.policy_id, row.manifest_id) for row in fresh}
+    rest = [(p, m) for p, m in wanted if (p.pk, m.pk) not in inserted]
+    ids = [row.pk for row in fresh] + ensure_pending(rest, trigger=Trigger.PUSH, actor=None)
     after_commit(sign_signatures, ids)
 
 
