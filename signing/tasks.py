@@ -7,6 +7,8 @@ sign an image once."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery.signals import worker_ready
@@ -66,5 +68,34 @@ def _register_worker() -> None:
 
 @worker_ready.connect
 def _recover_on_start(**kwargs: Any) -> None:
-    """A worker that starts takes over what dead workers left, without waiting for beat."""
-    app.send_task("signing.tasks.recover_stale", queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+    """A worker that starts takes over what dead workers left, without waiting for beat:
+    at once, and again as soon as everything workers killed before it started held can be
+    taken. A restart after a crash comes sooner than that: a dead worker looks alive for
+    a lease after its last heartbeat (its claims run until then), and the rows it had
+    taken but not claimed are not stalled before the grace has passed. Beat may run 15 s
+    apart, or not at all; the second run bounds the wait whatever it does. It is sent when
+    due (a timer in this process), not as a countdown task: the broker would hold that one
+    unacknowledged on this worker for 16 s, and lose it for 20 minutes if it dies."""
+    _send_recover_stale()
+    timer = threading.Timer(_until_the_dead_lapse(), _send_recover_stale)
+    timer.daemon = True
+    timer.start()
+
+
+def _send_recover_stale() -> None:
+    try:
+        app.send_task("signing.tasks.recover_stale", queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+    except Exception:  # beat, or the next worker to start, recovers instead
+        logger.exception("could not send the recovery task")
+
+
+# When this process started (the module is imported while the worker boots): any worker
+# killed before this start has its last heartbeat, and its taken rows' last update, before.
+_STARTED = time.monotonic()
+
+
+def _until_the_dead_lapse() -> float:
+    """Seconds from now until every claim and taken row of workers killed before this
+    process started is recoverable (a second of margin for the database's clock)."""
+    settled = max(settings.SIGNING_WORKER_LEASE_SECONDS, settings.SIGNING_RECOVERY_GRACE_SECONDS)
+    return max(settled + 1.0 - (time.monotonic() - _STARTED), 0.0)
