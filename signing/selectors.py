@@ -79,6 +79,22 @@ def given_up() -> Q:
     )
 
 
+def never_claimed(ids: Sequence[int]) -> list[int]:
+    """Rows among ``ids`` still pending with no claim and no next attempt: after a worker's
+    pass over them, the ones whose claim met a database error (any other outcome leaves a
+    status, a claim, or a next attempt)."""
+    return list(
+        Signature.objects.filter(
+            pk__in=ids,
+            status=SignatureStatus.PENDING,
+            claimed_until__isnull=True,
+            next_attempt_at__isnull=True,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def manifests_with_children(manifests: Iterable[Manifest]) -> list[Manifest]:
     """The manifests plus the recorded children of any index among them."""
     result: dict[int, Manifest] = {}

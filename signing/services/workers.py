@@ -187,3 +187,19 @@ def release_dead_workers(now: datetime | None = None) -> int:
     if freed:
         logger.warning("released %s signature(s) held by dead worker(s) %s", freed, dead)
     return freed
+
+
+def release_own_claims() -> list[int]:
+    """Release every claim this process's worker holds; the ids of the rows released.
+
+    Only for a moment when the process signs nothing (a Celery worker between tasks): a
+    claim it holds then is one a database error left behind (the claim was written, the
+    result could not be), which its heartbeat would renew for as long as it lives."""
+    worker_id = current_worker_id()
+    if worker_id is None:
+        return []
+    held = Signature.objects.filter(claimed_by_id=worker_id)
+    ids = list(held.values_list("pk", flat=True))
+    if ids:
+        _release(held.filter(pk__in=ids), timezone.now())
+    return ids

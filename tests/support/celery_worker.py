@@ -6,8 +6,13 @@
   follows the xdist worker and the queue name is fresh per test, so parallel tests (and
   other checkouts' test runs on the same Redis) never take each other's tasks. The test
   process (the live server's webhook) sends to it: ``SIGNING_DISPATCH = "celery"``.
-- ``start_celery_worker``: ``start(**env) -> CeleryWorker``, a worker process on the test
-  database consuming the test's queue; killed at teardown (before the database flush).
+- ``start_celery_worker``: ``start(*, concurrency=1, wait=True, **env) -> CeleryWorker``,
+  a worker process (with ``concurrency`` pool processes) on the test database consuming
+  the test's queue, ready when returned (``wait=False``: started, not waited for; call
+  its ``wait_until_ready()``); killed at teardown (before the database flush). With
+  ``DJANGO_SETTINGS_MODULE=DEPLOYED`` in ``env`` it runs as deployed (a registered worker
+  that dispatches to Celery: tests/support/settings_celery_worker.py). ``kill()`` is a
+  crash: SIGKILL to its whole process group.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from django.db import connection
 from tests.support.registry_server import _terminate_with_parent, free_port
 
 READY_SECONDS = 60
+# Settings of a worker as deployed (see the module docstring).
+DEPLOYED = "tests.support.settings_celery_worker"
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class CeleryWorker:
     """``celery -A config worker`` in its own process, on the test's database and queue;
     its log (stdout and stderr) goes to ``log_path``."""
 
-    def __init__(self, broker: Broker, log_path: Path, **env: str) -> None:
+    def __init__(self, broker: Broker, log_path: Path, *, concurrency: int = 1, **env: str) -> None:
         self.log_path = log_path
         self.name = f"signet-test-{uuid.uuid4().hex[:8]}@%h"
         environment = {
@@ -153,7 +160,7 @@ class CeleryWorker:
                     "--hostname",
                     self.name,
                     "--concurrency",
-                    "1",
+                    str(concurrency),
                     "--without-gossip",
                     "--without-mingle",
                     "--loglevel",
@@ -182,6 +189,13 @@ class CeleryWorker:
         self.stop()
         raise AssertionError(f"the Celery worker did not start:\n{self.log()[-3000:]}")
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (the main process and its pool children): a
+        crash, nothing is given back to the broker or released in the database."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
     def stop(self) -> None:
         """Warm shutdown (running tasks finish), killed after 10 s."""
         if self.process.poll() is None:
@@ -199,10 +213,10 @@ def start_celery_worker(
 ) -> Iterator[Callable[..., CeleryWorker]]:
     started: list[CeleryWorker] = []
 
-    def start(**env: str) -> CeleryWorker:
+    def start(*, concurrency: int = 1, wait: bool = True, **env: str) -> CeleryWorker:
         log_path = tmp_path / f"celery-worker-{len(started)}.log"
-        started.append(CeleryWorker(celery_broker, log_path, **env))
-        return started[-1].wait_until_ready()
+        started.append(CeleryWorker(celery_broker, log_path, concurrency=concurrency, **env))
+        return started[-1].wait_until_ready() if wait else started[-1]
 
     yield start
     for worker in started:
