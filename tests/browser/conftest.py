@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from registry.client import RegistryClient
 from registry.models import Instance, Namespace, Tag
 from signing import services as signing_services
 from signing.dispatch import wait_for_background_work
-from signing.models import SigningPolicy
+from signing.models import Signature, SignatureStatus, SigningPolicy
+from tests.browser.gate import GatedProxy
 from tests.browser.support import Browser, Chrome, screenshots_root
 from tests.factories import make_key
 from tests.support import live_signet
@@ -138,3 +140,28 @@ def policy(live_registry: LiveRegistry, signing_key: Key, authorized: Any) -> Si
     return signing_services.create_policy(
         namespace=live_registry.namespace, name="team-policy", key=signing_key
     ).policy
+
+
+@pytest.fixture
+def gated_registry(live_registry: LiveRegistry) -> Iterator[GatedProxy]:
+    """Signet reaches the registry through a ``GatedProxy`` (pushes still go straight to the
+    registry): ``hold()`` keeps signing work pending until ``release()``."""
+    assert live_registry.server.port is not None
+    proxy = GatedProxy(("127.0.0.1", live_registry.server.port))
+    proxy.start()
+    live_registry.instance = registry_services.update_instance(
+        instance=live_registry.instance, backend_url=proxy.url
+    )
+    yield proxy
+    proxy.release()
+    # Work a failed test left held (in the background or inside a request the browser gave
+    # up on) finishes against the registry before the proxy stops and the tables are flushed.
+    with contextlib.suppress(AssertionError):
+        live_signet.wait_for(
+            lambda: not Signature.objects.filter(status=SignatureStatus.PENDING).exists(),
+            "held signing work to finish",
+            seconds=30,
+        )
+    wait_for_background_work(timeout=30)
+    proxy.wait_quiet()
+    proxy.stop()

@@ -13,12 +13,13 @@ and ``shot(step)``, which saves ``<nn>-<step>.png`` in the test's screenshot fol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,6 +123,15 @@ class Browser:
     def viewport(self) -> tuple[int, int]:
         width, height = self.driver.execute_script("return [innerWidth, innerHeight]")
         return int(width), int(height)
+
+    @contextlib.contextmanager
+    def page_load_timeout(self, seconds: float) -> Iterator[None]:
+        """A shorter page-load limit (for a click that must answer at once)."""
+        self.driver.set_page_load_timeout(seconds)
+        try:
+            yield
+        finally:
+            self.driver.set_page_load_timeout(WAIT_SECONDS)
 
     def open(self, path: str) -> None:
         self.driver.get(self.base_url + path)
