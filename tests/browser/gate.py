@@ -31,9 +31,10 @@ class GatedProxy(TcpProxy):
         self._gate.clear()
 
     def release(self) -> None:
+        self._last_traffic = time.monotonic()  # what was held moves from now on
         self._gate.set()
 
-    def wait_quiet(self, quiet: float = 1.0, timeout: float = 30.0) -> bool:
+    def wait_quiet(self, quiet: float = 1.5, timeout: float = 30.0) -> bool:
         """Until nothing has passed for ``quiet`` seconds (the work it carried is over)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

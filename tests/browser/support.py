@@ -133,6 +133,18 @@ class Browser:
         finally:
             self.driver.set_page_load_timeout(WAIT_SECONDS)
 
+    @contextlib.contextmanager
+    def new_tab(self) -> Iterator[None]:
+        """Work in a second tab (same session, same viewport), then return to this one."""
+        first = self.driver.current_window_handle
+        self.driver.switch_to.new_window("tab")
+        try:
+            self.set_viewport()
+            yield
+        finally:
+            self.driver.close()
+            self.driver.switch_to.window(first)
+
     def open(self, path: str) -> None:
         self.driver.get(self.base_url + path)
 
