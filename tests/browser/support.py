@@ -56,6 +56,9 @@ CHROMIUM_FLAGS = [
     "--metrics-recording-only",
     "--password-store=basic",
     "--lang=en-US",
+    # No name resolves except the loopback's: whatever a page or Chromium itself asks for,
+    # nothing leaves the machine.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 ]
 
 T = TypeVar("T")

@@ -7,6 +7,7 @@ import struct
 import subprocess
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 
 from tests.browser import support
 from tests.browser.support import CHROMEDRIVER, CHROMIUM, Browser, Chrome
@@ -43,6 +44,10 @@ def test_the_tests_drive_debians_chromium_and_chromedriver_at_exactly_1280x800(
     assert shot.parent == browser.shots
     assert shot.name == "01-admin-home.png"
     assert png_size(shot) == (1280, 800)
+
+    # Only the loopback: any other host name fails to resolve inside Chromium.
+    with pytest.raises(WebDriverException, match="ERR_NAME_NOT_RESOLVED"):
+        browser.driver.get("http://example.com/")
 
 
 def test_screenshots_go_to_the_folder_named_by_signet_screenshots(monkeypatch, tmp_path):
