@@ -67,7 +67,7 @@ def browser(chrome: Chrome, signet: Any, superuser: Any, settings: Any, screensh
     settings.CSRF_COOKIE_SECURE = False
     # Signing in the background pool, as production does without a broker.
     settings.SIGNING_DISPATCH = "thread"
-    driver = chrome.driver
+    driver = chrome.ready()
     driver.delete_all_cookies()
     page = Browser(driver, signet_url(signet), screenshots)
     page.set_viewport()

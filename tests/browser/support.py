@@ -79,6 +79,9 @@ class Chrome:
                     f"{path} is missing: install Debian's chromium and chromium-driver "
                     "(scripts/system-packages --tests, run by make test)."
                 )
+        self._start()
+
+    def _start(self) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="signet-chromium-"))
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
@@ -93,6 +96,16 @@ class Chrome:
             raise
         self.driver.set_page_load_timeout(WAIT_SECONDS)
         self.driver.set_script_timeout(WAIT_SECONDS)
+
+    def ready(self) -> webdriver.Chrome:
+        """The driver, started again if the previous test left it unusable (crashed)."""
+        try:
+            self.driver.execute_script("return 1")
+        except WebDriverException:
+            with contextlib.suppress(WebDriverException):
+                self.quit()
+            self._start()
+        return self.driver
 
     def quit(self) -> None:
         try:
