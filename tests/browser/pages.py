@@ -95,6 +95,13 @@ def select_rows(page: Browser, references: list[str]) -> None:
         row.find_element(By.CSS_SELECTOR, "input.action-select").click()
 
 
+def select_key_row(page: Browser, alias: str) -> None:
+    """Tick the checkbox of the key list's row for ``alias``."""
+    rows = [row for row in page.find_all("#result_list tbody tr") if alias in row.text]
+    assert rows, f"no key {alias} in the list"
+    rows[0].find_element(By.CSS_SELECTOR, "input.action-select").click()
+
+
 def run_action(page: Browser, action: str) -> None:
     """Choose a changelist action by its name and press Go."""
     page.select("select[name=action]", value=action)

@@ -319,7 +319,7 @@ class Browser:
 def _is_stale(element: WebElement) -> bool:
     try:
         element.is_enabled()
-    except StaleElementReferenceException:
+    except WebDriverException:  # stale, or "does not belong to the document" mid-navigation
         return True
     return False
 

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 
+from kms import services as kms_services
 from kms.models import Key
 from kms.services.states import disable_key
 from registry.models import Manifest, Namespace
 from signing import services as signing_services
+from signing.constants import SERVICE
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from tests.browser import pages
 from tests.browser.conftest import LiveRegistry
@@ -404,3 +407,47 @@ def test_admin_home_shows_the_signing_overview_and_the_apps_in_flow_order(
         order.index(f"app-{label}") for label in ("accounts", "audit") if f"app-{label}" in order
     ]
     assert all(position > positions["kms"] for position in later), order
+
+
+# --- 7. confirmations before revoking the service or disabling a used key ------------------
+
+
+def confirm_page_names_what_breaks(page: Browser, policy: SigningPolicy) -> WebElement:
+    """The confirmation names the policy, its namespace, the one waiting image; returns
+    its "Yes, I'm sure" button."""
+    body = page.wait_for("#content", seconds=PRESENT).text
+    assert policy.name in body and policy.namespace.name in body, body
+    assert re.search(r"\b1\b[^.\n]{0,40}image", body), f"no pending image count: {body}"
+    return page.driver.find_element(
+        By.XPATH,
+        "//*[@id='content']//input[@type='submit' and contains(@value, 'Yes')]"
+        " | //*[@id='content']//button[@type='submit' and contains(., 'Yes')]",
+    )
+
+
+def test_revoking_the_service_or_disabling_a_used_key_asks_first_naming_what_breaks(
+    browser: Browser, live_registry: LiveRegistry, gated_registry: GatedProxy, policy, authorized
+):
+    gated_registry.hold()  # one image waits for its signature meanwhile
+    digest = live_registry.push("team/app", "v1", seed="waiting")
+    live_registry.wait_recorded("team/app", "v1", digest)
+
+    browser.open("/admin/kms/serviceauthorization/")
+    browser.click("#action-toggle")
+    pages.run_action(browser, "revoke")
+    browser.shot("revoke-confirmation")
+    assert kms_services.is_service_authorized(SERVICE), "revoked without asking"
+    browser.press_and_wait(confirm_page_names_what_breaks(browser, policy))
+    browser.shot("revoked")
+    assert not kms_services.is_service_authorized(SERVICE)
+
+    browser.open("/admin/kms/key/")
+    pages.select_key_row(browser, policy.key.alias)
+    pages.run_action(browser, "disable_keys")
+    browser.shot("disable-key-confirmation")
+    policy.key.refresh_from_db()
+    assert policy.key.state == "Enabled", "disabled without asking"
+    browser.press_and_wait(confirm_page_names_what_breaks(browser, policy))
+    browser.shot("key-disabled")
+    policy.key.refresh_from_db()
+    assert policy.key.state == "Disabled"
