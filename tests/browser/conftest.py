@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,25 @@ def screenshots(request: pytest.FixtureRequest) -> Any:
     return folder
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keeps each phase's report on the test, so ``browser`` can tell that it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def browser(chrome: Chrome, signet: Any, superuser: Any, settings: Any, screenshots) -> Browser:
+def browser(
+    request: pytest.FixtureRequest,
+    chrome: Chrome,
+    signet: Any,
+    superuser: Any,
+    settings: Any,
+    screenshots,
+) -> Iterator[Browser]:
     # The live server speaks plain HTTP on the loopback: cookies without the Secure flag.
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
@@ -73,7 +90,11 @@ def browser(chrome: Chrome, signet: Any, superuser: Any, settings: Any, screensh
     page.set_viewport()
     assert page.viewport() == (1280, 800)
     page.log_in(superuser.username, ADMIN_PASSWORD)
-    return page
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        with contextlib.suppress(Exception):  # the page as the failure left it, if any
+            page.shot("failed")
 
 
 @dataclass
