@@ -12,6 +12,9 @@
   namespace ``team``. Signing runs in the background pool, as in production.
 - ``signing_key`` / ``authorized`` / ``policy``: made through the services, for the tests
   whose subject is a later step of the flow.
+- ``gated_registry``: Signet reaches that registry through a proxy the test can hold, so
+  signing stays under way while the test looks at the pages (pushes go straight through).
+- A failing test leaves ``<nn>-failed.png``, the page as it was, beside its steps.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import shutil
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +57,7 @@ def chrome() -> Iterator[Chrome]:
 
 
 @pytest.fixture
-def screenshots(request: pytest.FixtureRequest) -> Any:
+def screenshots(request: pytest.FixtureRequest) -> Path:
     module = request.node.module.__name__.rsplit(".", 1)[-1]
     folder = screenshots_root() / f"{module}.{request.node.name}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -77,7 +81,7 @@ def browser(
     signet: Any,
     superuser: Any,
     settings: Any,
-    screenshots,
+    screenshots: Path,
 ) -> Iterator[Browser]:
     # The live server speaks plain HTTP on the loopback: cookies without the Secure flag.
     settings.SESSION_COOKIE_SECURE = False
