@@ -91,9 +91,10 @@ class InstanceForm(forms.ModelForm):
             "later.",
             "description": "Optional, up to 255 characters.",
             "username": "Up to 128 characters.",
+            # Help texts are HTML: the placeholder is escaped or the browser swallows it.
             "secret_env": "Instead of a stored secret: the name of an environment variable "
-            "SIGNET_REGISTRY_SECRET_<NAME> holding it. It is only sent to the origin the "
-            "operator declares in SIGNET_REGISTRY_ORIGIN_<NAME>.",
+            "SIGNET_REGISTRY_SECRET_&lt;NAME&gt; holding it. It is only sent to the origin "
+            "the operator declares in SIGNET_REGISTRY_ORIGIN_&lt;NAME&gt;.",
             "default_domain": "The domain name users pull by, host[:port] like "
             "registry.example.com or 127.0.0.1:5000 (up to 261 characters).",
         }
