@@ -17,6 +17,7 @@ from django import forms
 from django.conf import settings
 
 from config.errors import DomainError, ValidationFailed
+from config.forms import server_side_limits
 from kms.errors import AliasAlreadyExists
 from kms.models import AuthorizedService, Key, KeyUsage, ServiceAuthorization
 from kms.services.authorization import active_service_authorization, grant_service_authorization
@@ -36,6 +37,10 @@ class ServiceModelForm(forms.ModelForm):
     """
 
     user: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        server_side_limits(self.fields)
 
     def apply(self) -> Any:
         raise NotImplementedError

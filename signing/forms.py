@@ -14,8 +14,10 @@ from typing import Any
 
 from django import forms
 from django.db.models import Exists, OuterRef
+from django.utils.html import escape
 
 from config.errors import DomainError, ValidationFailed
+from config.forms import server_side_limits
 from kms.errors import ServiceNotAuthorized
 from kms.models import Key, KeyState, KeyUsage
 from registry.models import Instance, Namespace
@@ -28,6 +30,13 @@ from signing.services.policies import PolicyOutcome, create_policy, update_polic
 REGION_ADVICE = (
     "Keep the key and the instance in the same region: a key in another region works, "
     "but every signature is then a cross-region call."
+)
+# Admin help texts are HTML: the placeholders are escaped, or the browser swallows them
+# as unknown tags ("identity (//)").
+_IDENTITY = escape("<domain>/<namespace>/<repository>")
+DOMAIN_HELP = (
+    f"The registry address in every signature's identity ({_IDENTITY}): users must pull "
+    "by this name for verification to pass."
 )
 # Service error fields that have no form field of their own.
 FIELD_ALIASES = {"kms_region": "key"}
@@ -66,18 +75,14 @@ class SigningPolicyForm(forms.ModelForm):
         widget=forms.Select,
         help_text=(
             "Only Enabled keys with usage ASYMMETRIC_SIGN_VERIFY_RSA_2048 are offered "
-            f"(alias — region — key ID). {REGION_ADVICE}"
+            "(alias — region — key ID)."
         ),
     )
     domain = forms.CharField(
         label="Domain name",
         required=False,
         widget=forms.Select,
-        help_text=(
-            "The registry address in every signature's identity (<domain>/<namespace>/"
-            "<repository>): users must pull by this name for verification to pass. "
-            "Blank: the instance's default domain."
-        ),
+        help_text=f"{DOMAIN_HELP} Blank: the instance's default domain.",
     )
 
     class Meta:
@@ -91,6 +96,7 @@ class SigningPolicyForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outcome: PolicyOutcome | None = None
+        server_side_limits(self.fields)
         policy = self.instance if self.instance.pk else None
         if "namespace" in self.fields:
             self.fields["namespace"] = NamespaceChoiceField(
@@ -99,7 +105,7 @@ class SigningPolicyForm(forms.ModelForm):
                     _has_policy=Exists(SigningPolicy.objects.filter(namespace_id=OuterRef("pk")))
                 )
                 .order_by("instance__name", "name"),
-                help_text=f"One policy per namespace. {REGION_ADVICE}",
+                help_text="One policy per namespace; the instance's region is in brackets.",
             )
         keys = list(suitable_keys().order_by("alias"))
         if policy is not None and policy.key_id not in {key.pk for key in keys}:
@@ -120,9 +126,8 @@ class SigningPolicyForm(forms.ModelForm):
                 domains.insert(0, policy.domain)
             self.fields["domain"].required = True
             self.fields["domain"].help_text = (
-                "The registry address in every signature's identity (<domain>/<namespace>/"
-                "<repository>): users must pull by this name for verification to pass. "
-                "Changing it applies to new signatures; re-sign to update existing ones."
+                f"{DOMAIN_HELP} Changing it applies to new signatures; re-sign to update "
+                "existing ones."
             )
             return [(domain, domain) for domain in domains]
         choices: list = [("", "The instance's default domain")]

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from registry.models import short_digest
 from signing.naming import MAX_LENGTH, validate_policy_name
 
 DIGEST_LENGTH = 71
@@ -166,7 +167,12 @@ class Signature(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.manifest_id} under {self.policy_id}: {self.status}"
+        # The page title and breadcrumbs of the admin's signature page: the image, not ids.
+        manifest = self.manifest
+        return (
+            f"Signature of {manifest.repository.name}@{short_digest(manifest.digest)} "
+            f"({self.status})"
+        )
 
 
 class CleanupReason(models.TextChoices):

@@ -12,6 +12,13 @@ def public_key_file_name(policy: SigningPolicy) -> str:
     return f"{policy.key.alias}.pem"
 
 
+def registries_d_file_name(policy: SigningPolicy) -> str:
+    """Where the registries.d entry goes. containers reads every ``*.yaml`` file of
+    /etc/containers/registries.d, so the name is free; what matches the images is the
+    ``docker:`` key (host[:port]). One name, ':' spelt '_', wherever it is shown."""
+    return f"/etc/containers/registries.d/{policy.domain.replace(':', '_')}.yaml"
+
+
 def verification_snippets(policy: SigningPolicy) -> dict[str, str]:
     """What a user needs to verify the namespace's images with skopeo/podman or cosign.
 
@@ -40,7 +47,7 @@ def verification_snippets(policy: SigningPolicy) -> dict[str, str]:
         "public_key_file": key_file,
         "policy_json": json.dumps(policy_json, indent=2) + "\n",
         "registries_d": (
-            f"# /etc/containers/registries.d/{policy.domain.split(':')[0]}.yaml\n"
+            f"# {registries_d_file_name(policy)}\n"
             f'docker:\n  "{policy.domain}":\n    use-sigstore-attachments: true\n'
         ),
         "cosign_command": (

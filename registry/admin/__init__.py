@@ -11,12 +11,14 @@ namespace admins in place of ``TagAdmin`` and ``NamespaceAdmin`` (subclasses of 
 """
 
 from registry.admin.common import (
+    ADMIN_CSS,
     DeletesRecordsMixin,
     InstanceFilter,
     NamespaceFilter,
     ReadOnlyAdmin,
     ScopedAdminMixin,
     digest_html,
+    when,
 )
 from registry.admin.instances import InstanceAdmin, InstanceForm
 from registry.admin.namespaces import NamespaceAdmin
@@ -28,6 +30,7 @@ from registry.admin.records import (
 )
 
 __all__ = [
+    "ADMIN_CSS",
     "DeletesRecordsMixin",
     "InstanceAdmin",
     "InstanceFilter",
@@ -41,4 +44,5 @@ __all__ = [
     "ScopedAdminMixin",
     "TagAdmin",
     "digest_html",
+    "when",
 ]

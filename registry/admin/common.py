@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from accounts.scoping import scope_model, visible_instances, visible_namespaces
@@ -21,6 +22,7 @@ from registry.models import (
     TagHistory,
     short_digest,
 )
+from registry.reference import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 if TYPE_CHECKING:
     # The mixins are mixed into ModelAdmin subclasses: type them as one.
@@ -46,6 +48,33 @@ def digest_html(digest: str) -> str:
         digest,
         _COPY_JS,
     )
+
+
+# Admin pages load this for their lists (columns that matter first, the rest compact) and
+# forms (a select never wider than its column).
+ADMIN_CSS = {"all": ["registry/admin.css"]}
+
+_MEDIA_TYPE_LABELS = {
+    OCI_MANIFEST: "OCI manifest",
+    OCI_INDEX: "OCI index",
+    DOCKER_MANIFEST: "Docker manifest",
+    DOCKER_MANIFEST_LIST: "Docker manifest list",
+}
+
+
+def when(value: Any) -> str:
+    """A date as every admin page shows it (``DATETIME_FORMAT``, config/formats)."""
+    if value is None:
+        return "-"
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+def media_type_html(media_type: str) -> str:
+    """A short name for the media type, the full one in its title."""
+    if not media_type:
+        return "-"
+    label = _MEDIA_TYPE_LABELS.get(media_type, media_type.rsplit("/", 1)[-1])
+    return format_html('<span title="{}">{}</span>', media_type, label)
 
 
 # --- one-query list filters -----------------------------------------------------------

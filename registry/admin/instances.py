@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from config.errors import ValidationFailed
+from config.forms import server_side_limits
 from config.ids import is_id
 from registry.admin.common import DeletesRecordsMixin, ScopedAdminMixin
 from registry.models import AuthType, Instance
@@ -85,14 +86,22 @@ class InstanceForm(forms.ModelForm):
             "default_domain",
         ]
         help_texts = {
+            "name": "2-50 characters: lowercase letters, digits and '-', starting with a "
+            "letter and ending with a letter or digit, like prod-registry. Cannot be changed "
+            "later.",
+            "description": "Optional, up to 255 characters.",
+            "username": "Up to 128 characters.",
+            # Help texts are HTML: the placeholder is escaped or the browser swallows it.
             "secret_env": "Instead of a stored secret: the name of an environment variable "
-            "SIGNET_REGISTRY_SECRET_<NAME> holding it. It is only sent to the origin the "
-            "operator declares in SIGNET_REGISTRY_ORIGIN_<NAME>.",
-            "default_domain": "The domain name users pull by, like registry.example.com.",
+            "SIGNET_REGISTRY_SECRET_&lt;NAME&gt; holding it. It is only sent to the origin "
+            "the operator declares in SIGNET_REGISTRY_ORIGIN_&lt;NAME&gt;.",
+            "default_domain": "The domain name users pull by, host[:port] like "
+            "registry.example.com or 127.0.0.1:5000 (up to 261 characters).",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        server_side_limits(self.fields)
         region_field = self.fields["region"]
         assert isinstance(region_field, forms.ChoiceField)
         region_field.choices = [(region, region) for region in settings.KMS_REGIONS]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from accounts.scoping import visible_instances
-from registry.admin.common import DeletesRecordsMixin, ScopedAdminMixin, filters_for
+from config.forms import server_side_limits
+from registry.admin.common import ADMIN_CSS, DeletesRecordsMixin, ScopedAdminMixin, filters_for
 from registry.models import Namespace
 from registry.services.namespaces import create_namespace, delete_namespace, update_namespace
 
@@ -22,15 +24,41 @@ if TYPE_CHECKING:
         _repository_count: int
 
 
+NAME_RULES = (
+    "2-30 characters: lowercase letters and digits, with single '.', '_' or '-' "
+    "separators between them (starting and ending with a letter or digit), like team-a. "
+    "Cannot be changed later."
+)
+
+
+class NamespaceForm(forms.ModelForm):
+    class Meta:
+        model = Namespace
+        fields = ["instance", "name", "description"]
+        help_texts = {
+            "name": NAME_RULES,
+            "description": "Optional, up to 255 characters.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        server_side_limits(self.fields)
+
+
 @admin.register(Namespace)
 class NamespaceAdmin(ScopedAdminMixin, DeletesRecordsMixin, admin.ModelAdmin):
-    list_display = ["name", "instance", "description", "repository_count", "created_at"]
+    form = NamespaceForm
+    # The name and the counts first; the signing app adds its policy column after the name.
+    list_display = ["name", "repository_count", "instance", "description", "created_at"]
     list_filter = filters_for("instance_id")
     list_select_related = ["instance"]
     search_fields = ["name", "description"]
     # Also orders the autocomplete lookups (paginated: they need a stable order).
     ordering = ["instance__name", "name"]
     fields = ["instance", "name", "description", "created_at"]
+
+    class Media:
+        css = ADMIN_CSS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Namespace]:
         return (

@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from registry.admin.common import ReadOnlyAdmin, digest_html, filters_for
+from registry.admin.common import (
+    ADMIN_CSS,
+    ReadOnlyAdmin,
+    digest_html,
+    filters_for,
+    media_type_html,
+)
 from registry.models import Manifest, ManifestReference, RegistryEvent, Repository, Tag, TagHistory
 
 if TYPE_CHECKING:
@@ -60,19 +67,15 @@ class TagHistoryInline(admin.TabularInline):
 
 @admin.register(Tag)
 class TagAdmin(ReadOnlyAdmin):
-    list_display = [
-        "repository_name",
-        "name",
-        "digest_short",
-        "media_type",
-        "pushed_at",
-        "updated_at",
-    ]
-    list_display_links = ["repository_name", "name"]
+    # What a row is (repository:tag) first; the rest compact. The signing app inserts its
+    # signature and Sign columns right after the reference.
+    list_display = ["reference", "digest_short", "media_type", "pushed_at"]
+    list_display_links = ["reference"]
     list_filter = filters_for("repository__namespace__instance_id", "repository__namespace_id")
     list_select_related = ["repository__namespace__instance", "manifest"]
     search_fields = ["repository__name", "name"]
     fields = readonly_fields = (
+        "pull_reference",
         "repository_name",
         "name",
         "digest_short",
@@ -82,6 +85,29 @@ class TagAdmin(ReadOnlyAdmin):
     )
     inlines = [TagHistoryInline]
     date_hierarchy = None
+
+    class Media:
+        css = ADMIN_CSS
+
+    def pull_domain(self, obj: Tag) -> str:
+        """The domain users pull by (the signing app uses its policy's)."""
+        return obj.repository.namespace.instance.default_domain
+
+    @admin.display(description="image", ordering="repository__name")
+    def reference(self, obj: Tag) -> str:
+        return f"{obj.repository.name}:{obj.name}"
+
+    @admin.display(description="pull reference")
+    def pull_reference(self, obj: Tag) -> str:
+        base = f"{self.pull_domain(obj)}/{obj.repository.name}"
+        return format_html(
+            '<code id="pull-reference">{}:{}</code><br>'
+            '<code id="pull-reference-digest">{}@{}</code>',
+            base,
+            obj.name,
+            base,
+            obj.manifest.digest,
+        )
 
     @admin.display(description="repository", ordering="repository__name")
     def repository_name(self, obj: Tag) -> str:
@@ -93,7 +119,7 @@ class TagAdmin(ReadOnlyAdmin):
 
     @admin.display(description="media type", ordering="manifest__media_type")
     def media_type(self, obj: Tag) -> str:
-        return obj.manifest.media_type
+        return media_type_html(obj.manifest.media_type)
 
 
 class ManifestReferenceInline(admin.TabularInline):

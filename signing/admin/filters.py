@@ -21,6 +21,22 @@ class PolicyInstanceFilter(registry_admin.InstanceFilter):
     field_path = "namespace__instance_id"
 
 
+class PolicyStatusFilter(admin.SimpleListFilter):
+    """Enabled or disabled (a filter on the ``disabled`` field would be titled
+    "By disabled: Yes/No")."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("enabled", "Enabled"), ("disabled", "Disabled")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("enabled", "disabled"):
+            return queryset.filter(disabled=self.value() == "disabled")
+        return queryset
+
+
 class PolicyHealthFilter(admin.SimpleListFilter):
     title = "health"
     parameter_name = "health"

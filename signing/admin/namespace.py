@@ -21,7 +21,12 @@ from signing.selectors import policy_health
 
 
 class SigningNamespaceAdmin(registry_admin.NamespaceAdmin):
-    list_display = [*registry_admin.NamespaceAdmin.list_display, "signing_policy"]
+    # The name, then the policy's state (with a key problem) and the counts.
+    list_display = [
+        registry_admin.NamespaceAdmin.list_display[0],
+        "signing_policy",
+        *registry_admin.NamespaceAdmin.list_display[1:],
+    ]
     list_filter = [*registry_admin.NamespaceAdmin.list_filter, SigningPolicyFilter]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Namespace]:

@@ -33,10 +33,10 @@ from signing.admin.common import (
     outcome_messages,
     sign_result_messages,
 )
-from signing.admin.filters import PolicyHealthFilter, PolicyInstanceFilter
+from signing.admin.filters import PolicyHealthFilter, PolicyInstanceFilter, PolicyStatusFilter
 from signing.admin.verification import VerificationSnippetsMixin
 from signing.constants import SERVICE
-from signing.forms import REGION_ADVICE, SigningPolicyForm
+from signing.forms import SigningPolicyForm
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.selectors import (
     Health,
@@ -66,26 +66,24 @@ class SigningPolicyAdmin(
     VerificationSnippetsMixin, registry_admin.ScopedAdminMixin, admin.ModelAdmin
 ):
     form = SigningPolicyForm
+    # The name, status, health (wrapping, never cut) and counts first; where it applies
+    # and with which key after. Region, domain and history are on the policy's page.
     list_display = [
         "name",
-        "namespace_name",
-        "instance_name",
-        "key_alias",
-        "region",
-        "domain",
         "enabled",
         "health",
-        "signed_count",
-        "pending_count",
-        "failed_count",
-        "created_by",
-        "created_at",
+        "signature_counts",
+        "namespace_label",
+        "key_alias",
     ]
     list_display_links = ["name"]
-    list_filter = [PolicyInstanceFilter, "disabled", PolicyHealthFilter]
+    list_filter = [PolicyInstanceFilter, PolicyStatusFilter, PolicyHealthFilter]
     search_fields = ["name", "namespace__name"]
     search_help_text = "Search by policy or namespace name."
     actions = ["delete_selected", "resign_selected", "retry_failed_selected"]
+
+    class Media:
+        css = registry_admin.ADMIN_CSS
 
     add_fieldsets = [(None, {"fields": ["namespace", "name", "key", "domain", "disabled"]})]
     change_fieldsets = [
@@ -213,12 +211,6 @@ class SigningPolicyAdmin(
                 messages.WARNING,
             )
 
-    def add_view(
-        self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {"region_advice": REGION_ADVICE, **(extra_context or {})}
-        return super().add_view(request, form_url, extra_context)
-
     def change_view(
         self,
         request: HttpRequest,
@@ -244,8 +236,8 @@ class SigningPolicyAdmin(
             warnings = []  # the health field says what is wrong
         signer = self.has_sign_images_permission(request, policy)
         return {
+            # A key in another region than the instance is among the warnings, once.
             "policy_warnings": warnings,
-            "region_advice": REGION_ADVICE,
             "can_sign": signer,
             "resign_count": resign_candidates(policy).count() if signer else 0,
             "failed_count": policy._failed if signer else 0,  # type: ignore[attr-defined]
@@ -260,6 +252,10 @@ class SigningPolicyAdmin(
     @admin.display(description="instance", ordering="namespace__instance__name")
     def instance_name(self, obj: SigningPolicy) -> str:
         return obj.namespace.instance.name
+
+    @admin.display(description="namespace", ordering="namespace__name")
+    def namespace_label(self, obj: SigningPolicy) -> str:
+        return f"{obj.namespace.instance.name} / {obj.namespace.name}"
 
     @admin.display(description="key", ordering="key__alias")
     def key_alias(self, obj: SigningPolicy) -> str:
@@ -295,6 +291,10 @@ class SigningPolicyAdmin(
     @admin.display(description="failed", ordering="_failed")
     def failed_count(self, obj: SigningPolicy) -> str:
         return self._signatures_link(obj, SignatureStatus.FAILED, obj._failed)  # type: ignore[attr-defined]
+
+    @admin.display(description="signatures")
+    def signature_counts(self, obj: SigningPolicy) -> str:
+        return self.signature_summary(obj)
 
     @admin.display(description="signatures")
     def signature_summary(self, obj: SigningPolicy) -> str:

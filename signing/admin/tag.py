@@ -13,12 +13,10 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -28,14 +26,13 @@ from config.ids import is_id
 from registry import admin as registry_admin
 from registry.models import Tag
 from signing.admin.common import (
-    ERROR_STYLE,
     MUTED_STYLE,
     SIGN_IMAGES,
     can_sign,
     sign_result_messages,
 )
 from signing.admin.filters import SignatureStatusFilter
-from signing.admin.signature import signature_key_label
+from signing.admin.signature import key_alias_subquery, signature_key_html, signature_key_label
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.services.requests import request_signing
 from signing.verification import verify_image
@@ -55,35 +52,57 @@ def tag_signature(tag: Tag, policy: SigningPolicy | None) -> Signature | None:
     return next((s for s in tag.manifest.signatures.all() if s.policy_id == policy.pk), None)
 
 
-def tag_signature_html(tag: Tag) -> str:
+def _status_span(status: str, text: str, title: str = "", element_id: str = "") -> str:
+    """The signature cell's status, the same on the list and the tag page (the browser
+    tests rely on these classes)."""
+    return format_html(
+        '<span{} class="signature-status signature-{}" title="{}">{}</span>',
+        format_html(' id="{}"', element_id) if element_id else "",
+        status,
+        title,
+        text,
+    )
+
+
+def _reason_details(summary: str, reason: str) -> str:
+    """A failure reason that expands in place (the title shows it on hover too)."""
+    return format_html(
+        '<details class="signature-reason"><summary>{}</summary>{}</details>', summary, reason
+    )
+
+
+def tag_signature_html(tag: Tag, *, element_id: str = "") -> str:
     policy = tag_policy(tag)
     if policy is None:
-        return format_html('<span style="{}">no policy</span>', MUTED_STYLE)
+        return _status_span(
+            "no-policy", "no policy", "The namespace has no signing policy.", element_id
+        )
     signature = tag_signature(tag, policy)
     if signature is None:
-        suffix = " (policy disabled)" if policy.disabled else ""
-        return format_html('<span style="{}">unsigned{}</span>', MUTED_STYLE, suffix)
+        title = "Policy disabled: nothing is signed on push." if policy.disabled else ""
+        text = "unsigned (policy disabled)" if policy.disabled else "unsigned"
+        return _status_span("unsigned", text, title, element_id)
     if signature.status == SignatureStatus.FAILED:
+        reason = f"{signature.failure_code}: {signature.failure_reason}"
         return format_html(
-            '<span style="{}" title="{}">failed: {}</span>',
-            ERROR_STYLE,
-            signature.failure_reason,
-            signature.failure_reason[:160],
+            "{}{}",
+            _status_span("failed", "failed", reason, element_id),
+            _reason_details("why", reason),
         )
     if signature.status == SignatureStatus.PENDING:
-        return format_html('<span style="{}">pending</span>', MUTED_STYLE)
-    signed_at = (
-        timezone.localtime(signature.signed_at).strftime("%Y-%m-%d %H:%M")
-        if signature.signed_at
-        else ""
+        return _status_span("pending", "pending", "Waiting to be signed.", element_id)
+    label = signature_key_label(signature, policy)
+    title = f"Signed with key {label} on {registry_admin.when(signature.signed_at)}"
+    html = format_html(
+        '{}<span class="signature-detail">{}</span>',
+        _status_span("signed", "signed ✓", title, element_id),
+        signature_key_html(signature, policy),
     )
-    html = format_html("signed ✓ ({}, {})", signature_key_label(signature, policy), signed_at)
     if signature.failure_code:  # a re-sign with a new key failed; the old one stands
         html = format_html(
-            '{} <span style="{}" title="{}">re-sign failed</span>',
+            "{}{}",
             html,
-            ERROR_STYLE,
-            signature.failure_reason,
+            _reason_details("re-sign failed", signature.failure_reason),
         )
     return html
 
@@ -111,7 +130,9 @@ class SigningTagAdmin(registry_admin.TagAdmin):
             .prefetch_related(
                 Prefetch(
                     "manifest__signatures",
-                    queryset=Signature.objects.defer("payload", "signature_value"),
+                    queryset=Signature.objects.defer("payload", "signature_value").annotate(
+                        _key_alias=key_alias_subquery()
+                    ),
                 ),
                 Prefetch(
                     "repository__namespace__signing_policies",
@@ -123,17 +144,25 @@ class SigningTagAdmin(registry_admin.TagAdmin):
             .annotate(_can_sign=_may_sign(request))
         )
 
+    def pull_domain(self, obj: Tag) -> str:
+        """The domain the policy signs for: users pull by it to verify."""
+        policy = tag_policy(obj)
+        return policy.domain if policy is not None else super().pull_domain(obj)
+
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list:
-        return [*super().get_fields(request, obj), "signature"]
+        fields = list(super().get_fields(request, obj))
+        extra = ["signature_status", "operation"] if can_sign(request) else ["signature_status"]
+        return [*fields[:1], *extra, *fields[1:]]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list:
-        return [*super().get_readonly_fields(request, obj), "signature"]
+        return [*super().get_readonly_fields(request, obj), "signature_status", "operation"]
 
     def get_list_display(self, request: HttpRequest) -> list:
-        columns = [*super().get_list_display(request), "signature"]
-        if can_sign(request):
-            columns.append("operation")
-        return columns
+        # repository:tag, its signature and the Sign button first: visible without
+        # scrolling at 1280 px; digest, media type and push date after, compact.
+        columns = list(super().get_list_display(request))
+        signing = ["signature", "operation"] if can_sign(request) else ["signature"]
+        return [*columns[:1], *signing, *columns[1:]]
 
     def has_sign_images_permission(self, request: HttpRequest) -> bool:
         return can_sign(request)
@@ -142,20 +171,33 @@ class SigningTagAdmin(registry_admin.TagAdmin):
     def signature(self, obj: Tag) -> str:
         return tag_signature_html(obj)
 
-    @admin.display(description="operation")
+    @admin.display(description="signature")
+    def signature_status(self, obj: Tag) -> str:
+        return tag_signature_html(obj, element_id="signature-status")
+
+    @admin.display(description="sign")
     def operation(self, obj: Tag) -> str:
         if not getattr(obj, "_can_sign", False):
             # Visible to this user but read-only for it (a reader membership there).
             return format_html('<span style="{}">read-only</span>', MUTED_STYLE)
-        # The changelist is itself a form: the button submits it (with its CSRF token) to
-        # the sign URL instead of nesting a form in it.
+        policy = tag_policy(obj)
+        signature = tag_signature(obj, policy)
+        signed = signature is not None and signature.status == SignatureStatus.SIGNED
+        # The changelist and the change page are themselves forms: the button submits
+        # them (with their CSRF token) to the sign URL instead of nesting a form in them.
         url = reverse("admin:registry_tag_sign", args=[quote(obj.pk)])
+        title = (
+            f"Sign {obj.repository.name}:{obj.name} again if its signature is not made with "
+            "the policy's current key and domain"
+            if signed
+            else f"Sign {obj.repository.name}:{obj.name}"
+        )
         return format_html(
-            '<button type="submit" class="button signing-sign" formaction="{}" '
-            'formmethod="post" formnovalidate title="Sign {}:{}">Sign</button>',
+            '<button type="submit" class="button sign-button" formaction="{}" '
+            'formmethod="post" formnovalidate title="{}">{}</button>',
             url,
-            obj.repository.name,
-            obj.name,
+            title,
+            "Re-sign" if signed else "Sign",
         )
 
     def get_urls(self) -> list:
@@ -176,20 +218,37 @@ class SigningTagAdmin(registry_admin.TagAdmin):
             return HttpResponseRedirect(referer)
         return HttpResponseRedirect(reverse("admin:registry_tag_changelist"))
 
-    def sign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The row's Sign button: sign the tag's image (and an index's children) now."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not (self.has_view_permission(request) and self.has_sign_images_permission(request)):
+    def _visible_tag(self, request: HttpRequest, object_id: str) -> Tag:
+        if not self.has_view_permission(request):
             raise PermissionDenied
         if not is_id(object_id):
             raise Http404("No such tag.")
-        tag = get_object_or_404(
+        return get_object_or_404(
             scope_model(Tag.objects.all(), request.user).select_related(
                 "repository__namespace", "manifest__repository__namespace"
             ),
             pk=int(object_id),
         )
+
+    def _to_tag_page(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A link to (or a reload of) the sign URL signs nothing: it goes to the tag's
+        page, which has the Sign button for those who may sign."""
+        tag = self._visible_tag(request, object_id)
+        label = f"Tag {tag.repository.name}:{tag.name}"
+        if request.user.has_perm(SIGN_IMAGES, tag):
+            text = f"{label}: nothing signed: use the Sign button on this page to sign it."
+        else:
+            text = f"{label}: nothing signed: signing here needs the operator role."
+        self.message_user(request, text, messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:registry_tag_change", args=[quote(tag.pk)]))
+
+    def sign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The row's Sign button: sign the tag's image (and an index's children) now."""
+        if request.method != "POST":
+            return self._to_tag_page(request, object_id)
+        if not (self.has_view_permission(request) and self.has_sign_images_permission(request)):
+            raise PermissionDenied
+        tag = self._visible_tag(request, object_id)
         if not request.user.has_perm(SIGN_IMAGES, tag):
             raise PermissionDenied  # in the user's scope, but read-only there
         label = f"Tag {tag.repository.name}:{tag.name}"

@@ -60,10 +60,12 @@ class VerificationSnippetsMixin:
     @admin.display(description="registries.d")
     def registries_d(self, obj: SigningPolicy) -> str:
         return format_html(
-            "<pre>{}</pre><p>In /etc/containers/registries.d/{}.yaml: look for signatures "
-            "stored beside the images (cosign's .sig tags).</p>",
+            "<pre>{}</pre><p>Save it as {} (any file name ending in .yaml works: the key "
+            "under docker:, {}, is what matches the images): look for signatures stored "
+            "beside the images (cosign's .sig tags).</p>",
             registries_d_snippet(obj),
-            obj.domain.replace(":", "_"),
+            snippets.registries_d_file_name(obj),
+            obj.domain,
         )
 
     @admin.display(description="cosign")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.db.models import Count
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from config.ids import is_id
@@ -24,6 +24,7 @@ from registry.models import (
     tag_validator,
 )
 from signing import services
+from signing.api import examples
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.selectors import waiting_seconds
 from signing.snippets import public_key_file_name, verification_snippets  # noqa: F401
@@ -231,6 +232,7 @@ class PolicyDeletePreviewSerializer(serializers.Serializer):
     warning = serializers.CharField()
 
 
+@extend_schema_serializer(examples=examples.POLICY_CREATE)
 class PolicyCreateSerializer(serializers.Serializer):
     instance = InstanceRefField()
     namespace = _text(max_length=100)
@@ -245,6 +247,7 @@ class PolicyCreateSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(examples=examples.POLICY_UPDATE)
 class PolicyUpdateSerializer(serializers.Serializer):
     """PATCH: name, key, domain and disabled can change."""
 
@@ -423,18 +426,30 @@ class VerificationResultSerializer(serializers.Serializer):
 # --- signing and verifying ------------------------------------------------------------------
 
 
+@extend_schema_serializer(examples=examples.SIGN)
 class SignSerializer(serializers.Serializer):
     """TCR CreateSignature: one tag, a list of tags, a repository or a whole namespace."""
 
     instance = InstanceRefField()
     namespace = _text(max_length=30, validators=[namespace_validator])
-    repository = _text(required=False, max_length=255)
-    tag = _text(required=False, max_length=128, validators=[tag_validator])
+    repository = _text(
+        required=False,
+        max_length=255,
+        help_text="With or without the namespace (app or team-a/app). Required with tag "
+        "or tags; alone, every tag of the repository.",
+    )
+    tag = _text(
+        required=False,
+        max_length=128,
+        validators=[tag_validator],
+        help_text="One tag. Give tag or tags, not both.",
+    )
     tags = serializers.ListField(
         child=_text(max_length=128, validators=[tag_validator]),
         required=False,
         allow_empty=False,
         max_length=MAX_TAGS_PER_REQUEST,
+        help_text="Several tags. Give tag or tags, not both.",
     )
 
     def validate_repository(self, value: str) -> str:
@@ -461,6 +476,7 @@ class SignSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(examples=examples.VERIFY)
 class VerifySerializer(serializers.Serializer):
     image = _text(max_length=1000)
 

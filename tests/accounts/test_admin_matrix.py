@@ -457,7 +457,8 @@ PAGES: dict[str, list[Case]] = {
     **model_pages("registry_manifest", lambda sc: sc.v1.manifest, **REGISTRY_RECORD),
     **model_pages("registry_tag", lambda sc: sc.v1, **REGISTRY_RECORD),
     "registry_tag_sign": [
-        get("registry_tag_sign", _o(LOGIN, 405, 405, 405, 405, 405), lambda sc: sc.v2),
+        # Opened directly: to the tag's page (with a message), nothing signed.
+        get("registry_tag_sign", _o(LOGIN, 403, HIDDEN, 302, 302, 302), lambda sc: sc.v2),
         post("registry_tag_sign", OPERATE(DONE), _nothing, lambda sc: sc.v2),
     ],
     # Webhook deliveries are operations data: administrators only.

@@ -517,7 +517,8 @@ def test_the_tag_list_offers_sign_only_on_the_rows_the_user_may_sign(scene: Scen
         admin_client(scene, "reader").get(reverse("admin:registry_tag_changelist")).content.decode()
     )
     assert "column-operation" in operator_page
-    assert 'class="button signing-sign"' not in reader_page
+    assert 'class="button sign-button"' in operator_page
+    assert 'class="button sign-button"' not in reader_page
     assert "column-operation" not in reader_page
 
 
