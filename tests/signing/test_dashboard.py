@@ -78,6 +78,9 @@ def test_the_home_page_lists_recent_failures_with_their_reason(admin_client, job
 
     assert f"{REPOSITORY}:gone" in failures
     assert failed.failure_reason and failed.failure_reason[:40] in failures
+    assert (
+        f'href="{reverse("admin:signing_signature_changelist")}?status__exact=failed"' in failures
+    )
 
 
 def test_the_home_page_shows_the_work_under_way(admin_client, job):
