@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.errors import DomainError
+from kms.dependants import Dependants, key_dependants, service_dependants
 from kms.errors import KeyNotFound
 from kms.forms import (
     KeyChangeForm,
@@ -38,6 +39,46 @@ from kms.services.states import cancel_key_deletion, disable_key, enable_key, sc
 MANAGE_KEY_STATE = "kms.manage_key_state"
 # Posted by the buttons on a key's change page so the action returns there.
 FROM_CHANGE_PAGE = "_from_change_page"
+# Posted by the "Yes, I'm sure" button of a confirmation page.
+CONFIRMED = "confirmed"
+
+
+def confirmation_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    title: str,
+    action: str,
+    objects: list[Any],
+    affected: list[tuple[str, Dependants]],
+) -> TemplateResponse:
+    """The page an action shows before it breaks something: for each object (a key, a
+    service) the policies, namespaces and waiting images that stop signing
+    (``kms.dependants``), and a button that posts the action again, confirmed."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.opts,
+        "objects": objects,
+        "affected": affected,
+        "pending": sum(found.pending for _, found in affected),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action_name": action,
+        "confirmed_name": CONFIRMED,
+        "from_change_page_name": FROM_CHANGE_PAGE,
+        "from_change_page": bool(request.POST.get(FROM_CHANGE_PAGE)),
+        "back_url": _back_url(model_admin, request, objects),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/kms/confirm_action.html", context)
+
+
+def _back_url(model_admin: admin.ModelAdmin, request: HttpRequest, objects: list[Any]) -> str:
+    """Where "No, take me back" leads: the page the action was started from."""
+    info = model_admin.opts.app_label, model_admin.opts.model_name
+    if request.POST.get(FROM_CHANGE_PAGE) and len(objects) == 1:
+        return reverse("admin:{}_{}_change".format(*info), args=[quote(objects[0].pk)])
+    return reverse("admin:{}_{}_changelist".format(*info))
 
 
 class RegionFilter(admin.SimpleListFilter):
@@ -228,6 +269,23 @@ class KeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected keys", permissions=["manage_key_state"])
     def disable_keys(self, request: HttpRequest, queryset: QuerySet[Key]):
+        """Keys a signing policy uses are disabled only after a page naming what breaks."""
+        if CONFIRMED not in request.POST:
+            keys = list(queryset.only("key_id", "alias", "state").order_by("alias"))
+            used = key_dependants([k for k in keys if k.state == KeyState.ENABLED], request.user)
+            if used:
+                return confirmation_page(
+                    self,
+                    request,
+                    title="Disable keys that sign images?",
+                    action="disable_keys",
+                    objects=keys,
+                    affected=[
+                        (f"Key {key.alias}", used[str(key.key_id)])
+                        for key in keys
+                        if str(key.key_id) in used
+                    ],
+                )
         return self._apply_each(
             request,
             queryset,
@@ -271,7 +329,11 @@ class KeyAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "form": form,
             "keys": keys,
+            # Only Disabled keys can be scheduled (kms.services.states): the others are
+            # named, and with none left the button is off instead of inviting a refusal.
+            "schedulable": [key for key in keys if key.state == KeyState.DISABLED],
             "enabled_keys": [key for key in keys if key.state == KeyState.ENABLED],
+            "pending_keys": [key for key in keys if key.state == KeyState.PENDING_DELETE],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "action_name": "schedule_deletion",
             "from_change_page_name": FROM_CHANGE_PAGE,
@@ -363,9 +425,32 @@ class ServiceAuthorizationAdmin(admin.ModelAdmin):
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("kms.change_serviceauthorization")
 
-    @admin.action(description="Revoke selected authorizations", permissions=["revoke"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceAuthorization]) -> None:
-        for grant in queryset.order_by("service", "granted_at"):
+    @admin.action(description="Revoke selected authorizations…", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceAuthorization]):
+        """Always through a page naming what stops signing: a revocation breaks every
+        policy at once."""
+        grants = list(queryset.order_by("service", "granted_at"))
+        active = [grant for grant in grants if grant.is_active]
+        if CONFIRMED not in request.POST and active:
+            return confirmation_page(
+                self,
+                request,
+                title="Revoke service authorizations?",
+                action="revoke",
+                objects=grants,
+                affected=[
+                    (
+                        f"The {AuthorizedService(grant.service).label}",
+                        service_dependants(grant.service, request.user),
+                    )
+                    for grant in active
+                ],
+            )
+        self._revoke_each(request, grants)
+        return None
+
+    def _revoke_each(self, request: HttpRequest, grants: list[ServiceAuthorization]) -> None:
+        for grant in grants:
             label = AuthorizedService(grant.service).label
             if not grant.is_active:
                 self.message_user(

@@ -11,6 +11,8 @@ class SigningConfig(AppConfig):
 
         from accounts import scopes
         from config.metrics import register_collector
+        from kms import dependants
+        from signing.kms_dependants import policies_needing_service, policies_using_keys
         from signing.metrics import WaitingSignatures
         from signing.models import Signature, SigningPolicy
         from signing.services.recovery import start_serving_worker
@@ -23,6 +25,10 @@ class SigningConfig(AppConfig):
             instance_path="policy__namespace__instance_id",
             namespace_path="policy__namespace_id",
         )
+        # kms sits below signing: its admin learns here which policies a key or the
+        # service authorization keeps signing, to name them before disabling or revoking.
+        dependants.register_key_dependants(policies_using_keys)
+        dependants.register_service_dependants(policies_needing_service)
         # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())
         # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or

@@ -25,3 +25,5 @@ admin.site.unregister(Tag)
 admin.site.register(Tag, SigningTagAdmin)
 admin.site.unregister(Namespace)
 admin.site.register(Namespace, SigningNamespaceAdmin)
+# The admin home with the signing overview (signing.admin.dashboard) above the app list.
+admin.site.index_template = "admin/signing/index.html"

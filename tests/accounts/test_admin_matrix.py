@@ -448,7 +448,9 @@ PAGES: dict[str, list[Case]] = {
         changelist=SCOPED_LIST,
         add=(SUPERUSER(200), SUPERUSER(DONE)),
         change=(SCOPED_PAGE, _o(LOGIN, 403, HIDDEN, 403, 403, DONE)),
-        delete=(SUPERUSER(200), NOBODY(403)),
+        # team has a signing policy: the page says to delete the policy first (a link to
+        # its delete page) and the POST deletes nothing; never a permission error.
+        delete=(SUPERUSER(200), SUPERUSER(200)),
         history=SCOPED_PAGE,
         add_body=lambda sc: {"instance": sc.prod.pk, "name": "fresh", "description": ""},
         change_body=lambda sc: {"description": "changed in the admin"},
@@ -557,7 +559,11 @@ ACTIONS: dict[str, Case] = {
         "kms_key", "delete_selected", NO_ONE, lambda sc: sc.spare, _confirm
     ),
     "kms_serviceauthorization:revoke": action(
-        "kms_serviceauthorization", "revoke", SUPERUSER_ACTION, _service_authorization
+        "kms_serviceauthorization",
+        "revoke",
+        SUPERUSER_ACTION,
+        _service_authorization,
+        lambda sc: {"confirmed": "yes"},  # what its confirmation page posts
     ),
     "kms_serviceauthorization:delete_selected": action(
         "kms_serviceauthorization",

@@ -429,7 +429,7 @@ def test_the_schedule_deletion_page_warns_about_enabled_keys(manager_client):
     key = make_key("live", key_usage=KeyUsage.ECC)
     response = run_action(manager_client, "schedule_deletion", key)
     assert response.status_code == 200
-    assert "these will be refused" in response.content.decode()
+    assert "these are Enabled and will be refused" in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -556,7 +556,7 @@ def test_granting_an_active_authorization_again_is_a_form_error(admin_client):
 
 def test_the_revoke_action_revokes_and_keeps_the_record(admin_client, superuser):
     grant = services.grant_service_authorization(service=REGISTRY)
-    response = run_action(admin_client, "revoke", grant, url=GRANTS)
+    response = run_action(admin_client, "revoke", grant, url=GRANTS, confirmed="yes")
     assert landed_on(response) == GRANTS
     assert messages_of(response) == ["Registry image-signing service: authorization revoked."]
     grant.refresh_from_db()
