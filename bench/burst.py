@@ -160,14 +160,16 @@ def start(args: argparse.Namespace, setup: Setup) -> None:
         name="burst", backend_url="http://127.0.0.1:9", default_domain="registry.burst.test"
     )
     setup.instance = instance
-    worker_env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "SIGNET_ENV_FILE": "/nonexistent",
-        "SIGNING_DISPATCH": "celery",
-    }
     for n in range(args.workers):
         log = setup.workdir / f"celery-worker-{n}.log"
-        setup.workers.append(CeleryWorker(setup.broker, log, **worker_env))
+        worker = CeleryWorker(
+            setup.broker,
+            log,
+            DJANGO_SETTINGS_MODULE="config.settings",
+            SIGNET_ENV_FILE="/nonexistent",
+            SIGNING_DISPATCH="celery",
+        )
+        setup.workers.append(worker)
     setup.gunicorn = start_gunicorn(
         setup.workdir,
         SIGNET_WEB_WORKERS=str(args.web_workers),
