@@ -96,7 +96,7 @@ class InstanceForm(forms.ModelForm):
             "SIGNET_REGISTRY_SECRET_&lt;NAME&gt; holding it. It is only sent to the origin "
             "the operator declares in SIGNET_REGISTRY_ORIGIN_&lt;NAME&gt;.",
             "default_domain": "The domain name users pull by, host[:port] like "
-            "registry.example.com or 127.0.0.1:5000 (up to 261 characters).",
+            "registry.example.com or registry.internal:5000 (up to 261 characters).",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
