@@ -12,7 +12,7 @@ class SigningConfig(AppConfig):
         from accounts import scopes
         from config.metrics import register_collector
         from signing.metrics import WaitingSignatures
-        from signing.models import Signature, SigningPolicy
+        from signing.models import Signature, SigningOperation, SigningPolicy
         from signing.services.recovery import start_serving_worker
 
         scopes.register(
@@ -23,6 +23,8 @@ class SigningConfig(AppConfig):
             instance_path="policy__namespace__instance_id",
             namespace_path="policy__namespace_id",
         )
+        # An operation belongs to its instance and, when it covers one namespace, to it.
+        scopes.register(SigningOperation, instance_path="instance_id", namespace_path="namespace_id")
         # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())
         # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or

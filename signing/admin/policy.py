@@ -26,26 +26,31 @@ from accounts.scoping import is_unscoped, scope_model, visible_namespaces
 from config.errors import DomainError
 from kms import services as kms_services
 from registry import admin as registry_admin
-from signing.admin.common import (
-    SIGN_IMAGES,
-    can_sign,
-    health_html,
-    outcome_messages,
-    sign_result_messages,
-)
+from signing.admin.common import SIGN_IMAGES, can_sign, health_html
 from signing.admin.filters import PolicyHealthFilter, PolicyInstanceFilter
+from signing.admin.operation import operation_messages, progress_redirect, progress_url
 from signing.admin.verification import VerificationSnippetsMixin
 from signing.constants import SERVICE
 from signing.forms import REGION_ADVICE, SigningPolicyForm
-from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.models import OperationKind, Signature, SignatureStatus, SigningPolicy
 from signing.selectors import (
     Health,
     policy_health,
+    progress_of,
     resign_candidates,
+    running_operation,
     signatures_removed_by_deleting,
+    unsigned_images,
 )
-from signing.services.policies import delete_policy, validate_policy
-from signing.services.requests import resign_policy, retry_now
+from signing.services.operations import (
+    Started,
+    settle,
+    start_policy_deletion,
+    start_resign,
+    start_retry,
+    start_sign_existing,
+)
+from signing.services.policies import validate_policy
 
 
 def row_health(policy: SigningPolicy, *, authorized: bool) -> Health:
@@ -249,7 +254,22 @@ class SigningPolicyAdmin(
             "can_sign": signer,
             "resign_count": resign_candidates(policy).count() if signer else 0,
             "failed_count": policy._failed if signer else 0,  # type: ignore[attr-defined]
+            **(self._operation_context(policy) if signer else {}),
         }
+
+    def _operation_context(self, policy: SigningPolicy) -> dict[str, Any]:
+        """The re-sign under way (its button disabled with its counts) and the images
+        pushed before the policy existed ("Sign them now")."""
+        context: dict[str, Any] = {"unsigned_count": unsigned_images(policy).count()}
+        running = running_operation(policy, OperationKind.RESIGN)
+        if running is not None and not settle(running):
+            progress = progress_of(running)
+            context["resign_running"] = {
+                "done": progress.done,
+                "total": progress.total,
+                "url": progress_url(running),
+            }
+        return context
 
     # --- columns and read-only fields ----------------------------------------------------
 
@@ -308,11 +328,20 @@ class SigningPolicyAdmin(
     # --- deleting: always through delete_policy, with the signature count -------------
 
     def delete_model(self, request: HttpRequest, obj: SigningPolicy) -> None:
-        delete_policy(policy=obj)
+        started = start_policy_deletion(policy=obj, actor=request.user)
+        request._signing_operation = started.operation  # type: ignore[attr-defined]
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        """To the deletion's progress: the registry's .sig removals run in the background."""
+        response = super().response_delete(request, obj_display, obj_id)
+        operation = getattr(request, "_signing_operation", None)
+        if operation is None or not isinstance(response, HttpResponseRedirect):
+            return response
+        return progress_redirect(operation)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
         for policy in queryset.select_related("namespace__instance"):
-            delete_policy(policy=policy)
+            start_policy_deletion(policy=policy, actor=request.user)
 
     def _delete_warnings(self, policies) -> list[tuple[SigningPolicy, int, str]]:
         found = []
@@ -364,58 +393,79 @@ class SigningPolicyAdmin(
             )
         return response
 
-    # --- re-sign and retry ----------------------------------------------------------------
+    # --- re-sign, retry, sign existing images: operations, followed on their page ----------
 
-    def _report(self, request: HttpRequest, prefix: str, found: list[tuple[int, str]]) -> None:
-        for level, text in found:
+    def _start(self, request: HttpRequest, policy: SigningPolicy, start: Any) -> Started | None:
+        """Start an operation; a refusal (already running, nothing to do) is a message."""
+        try:
+            started = start(policy=policy, actor=request.user)
+        except DomainError as exc:
+            level = messages.INFO if exc.code == "NothingToDo" else messages.ERROR
+            text = exc.message[:1].lower() + exc.message[1:]  # after "Policy <name>: "
+            self.message_user(request, f"Policy {policy.name}: {text}", level)
+            return None
+        return started
+
+    def _resign(self, request: HttpRequest, policy: SigningPolicy) -> Started | None:
+        started = self._start(request, policy, start_resign)
+        if started is not None:
+            self.log_change(
+                request, policy, f"Re-sign of {started.queued} image(s) with the policy key."
+            )
+            self._report(request, f"Policy {policy.name}: re-sign with key {policy.key.alias}", started)
+        return started
+
+    def _retry_failed(self, request: HttpRequest, policy: SigningPolicy) -> Started | None:
+        started = self._start(request, policy, start_retry)
+        if started is not None:
+            self._report(request, f"Policy {policy.name}: retry", started)
+        return started
+
+    def _report(self, request: HttpRequest, prefix: str, started: Started) -> None:
+        for level, text in operation_messages(started):
             self.message_user(request, f"{prefix}: {text}", level)
 
-    def _resign(self, request: HttpRequest, policy: SigningPolicy) -> None:
-        candidates = resign_candidates(policy).count()
-        if not candidates:
+    def _follow(self, request: HttpRequest, started: list[Started]) -> HttpResponse | None:
+        """One operation: its progress page. Several: links to each, on the list."""
+        if len(started) == 1:
+            return progress_redirect(started[0].operation)
+        for each in started:
             self.message_user(
                 request,
-                f"Policy {policy.name}: every signature is already made with key "
-                f"{policy.key.alias}; nothing to re-sign.",
+                format_html('Follow <a href="{}">{}</a>.', progress_url(each.operation), each.operation),
                 messages.INFO,
             )
-            return
-        try:
-            result = resign_policy(policy=policy, actor=request.user)
-        except DomainError as exc:
-            self.message_user(request, f"Policy {policy.name}: {exc.message}", messages.ERROR)
-            return
-        self.log_change(request, policy, f"Re-signed {candidates} image(s) with the policy key.")
-        self._report(
-            request,
-            f"Policy {policy.name}: re-sign with key {policy.key.alias}",
-            sign_result_messages(result),
-        )
-
-    def _retry_failed(self, request: HttpRequest, policy: SigningPolicy) -> None:
-        failed = list(policy.signatures.filter(status=SignatureStatus.FAILED))
-        if not failed:
-            self.message_user(
-                request, f"Policy {policy.name}: no failed signatures.", messages.INFO
-            )
-            return
-        outcome = retry_now(signatures=failed)
-        self._report(request, f"Policy {policy.name}: retry", outcome_messages(outcome))
+        return None
 
     @admin.action(
         description="Re-sign images signed with an older key, with the current key",
         permissions=["sign_images"],
     )
-    def resign_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
-        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
-            self._resign(request, policy)
+    def resign_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]):
+        policies = scope_model(queryset, request.user, perm=SIGN_IMAGES)
+        started = [s for s in (self._resign(request, p) for p in policies) if s is not None]
+        return self._follow(request, started)
 
     @admin.action(description="Retry failed signatures", permissions=["sign_images"])
-    def retry_failed_selected(
-        self, request: HttpRequest, queryset: QuerySet[SigningPolicy]
-    ) -> None:
-        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
-            self._retry_failed(request, policy)
+    def retry_failed_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]):
+        policies = scope_model(queryset, request.user, perm=SIGN_IMAGES)
+        started = [s for s in (self._retry_failed(request, p) for p in policies) if s is not None]
+        return self._follow(request, started)
+
+    def response_add(
+        self, request: HttpRequest, obj: SigningPolicy, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """A new policy's page says what next: its namespace's images pushed before it
+        are unsigned ("Sign them now")."""
+        response = super().response_add(request, obj, post_url_continue)
+        if (
+            isinstance(response, HttpResponseRedirect)
+            and "_addanother" not in request.POST
+            and self.has_sign_images_permission(request, obj)
+            and unsigned_images(obj).exists()
+        ):
+            return self._back_to(obj)
+        return response
 
     def get_urls(self) -> list:
         info = self.opts.app_label, self.opts.model_name
@@ -429,6 +479,11 @@ class SigningPolicyAdmin(
                 "<path:object_id>/retry-failed/",
                 self.admin_site.admin_view(self.retry_failed_view),
                 name="{}_{}_retry_failed".format(*info),
+            ),
+            path(
+                "<path:object_id>/sign-existing/",
+                self.admin_site.admin_view(self.sign_existing_view),
+                name="{}_{}_sign_existing".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -452,8 +507,8 @@ class SigningPolicyAdmin(
         """GET: a confirmation page (the link in the key-change message); POST: re-sign."""
         policy = self._policy_for_operation(request, object_id)
         if request.method == "POST":
-            self._resign(request, policy)
-            return self._back_to(policy)
+            started = self._resign(request, policy)
+            return progress_redirect(started.operation) if started else self._back_to(policy)
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "POST"])
         context = {
@@ -470,5 +525,17 @@ class SigningPolicyAdmin(
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         policy = self._policy_for_operation(request, object_id)
-        self._retry_failed(request, policy)
-        return self._back_to(policy)
+        started = self._retry_failed(request, policy)
+        return progress_redirect(started.operation) if started else self._back_to(policy)
+
+    def sign_existing_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The "Sign them now" button: sign the images pushed before the policy."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        policy = self._policy_for_operation(request, object_id)
+        started = self._start(request, policy, start_sign_existing)
+        if started is None:
+            return self._back_to(policy)
+        self.log_change(request, policy, f"Signing {started.queued} existing image(s).")
+        self._report(request, f"Policy {policy.name}: sign existing images", started)
+        return progress_redirect(started.operation)
