@@ -24,7 +24,9 @@ class SigningConfig(AppConfig):
             namespace_path="policy__namespace_id",
         )
         # An operation belongs to its instance and, when it covers one namespace, to it.
-        scopes.register(SigningOperation, instance_path="instance_id", namespace_path="namespace_id")
+        scopes.register(
+            SigningOperation, instance_path="instance_id", namespace_path="namespace_id"
+        )
         # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())
         # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or

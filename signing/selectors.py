@@ -166,7 +166,9 @@ def _signature_conditions(prefix: str, started: Any) -> tuple[Q, Q]:
     def field(name: str) -> str:
         return f"{prefix}{name}"
 
-    reference = Concat(F(field("policy__domain")), Value("/"), F(field("manifest__repository__name")))
+    reference = Concat(
+        F(field("policy__domain")), Value("/"), F(field("manifest__repository__name"))
+    )
     as_wanted = Q(
         **{
             field("status"): SignatureStatus.SIGNED,
@@ -263,3 +265,18 @@ def unsigned_images(policy: SigningPolicy) -> QuerySet[Manifest]:
         .exclude(Exists(Signature.objects.filter(policy=policy, manifest_id=OuterRef("pk"))))
         .distinct()
     )
+
+
+def operation_failures(operation: SigningOperation, limit: int = 100) -> list[str]:
+    """``repository@digest: reason`` of the rows that failed since it started."""
+    _, failed = _signature_conditions("signature__", F("operation__created_at"))
+    rows = (
+        SigningOperationItem.objects.filter(failed, operation=operation)
+        .order_by("signature_id")
+        .values_list(
+            "signature__manifest__repository__name",
+            "signature__manifest__digest",
+            "signature__failure_reason",
+        )[:limit]
+    )
+    return [f"{repository}@{digest}: {reason}" for repository, digest, reason in rows]

@@ -87,7 +87,9 @@ class SigningOperationAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="operation")
     def operation(self, obj: SigningOperation) -> str:
-        return format_html('<a href="{}">{} #{}</a>', progress_url(obj), obj.get_kind_display(), obj.pk)
+        return format_html(
+            '<a href="{}">{} #{}</a>', progress_url(obj), obj.get_kind_display(), obj.pk
+        )
 
     @admin.display(description="state")
     def state(self, obj: SigningOperation) -> str:
@@ -166,9 +168,7 @@ class SigningOperationAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
             ),
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(
-            request, "admin/signing/signingoperation/progress.html", context
-        )
+        return TemplateResponse(request, "admin/signing/signingoperation/progress.html", context)
 
 
 def operation_messages(started: Started) -> list[tuple[int, str]]:

@@ -412,7 +412,9 @@ class SigningPolicyAdmin(
             self.log_change(
                 request, policy, f"Re-sign of {started.queued} image(s) with the policy key."
             )
-            self._report(request, f"Policy {policy.name}: re-sign with key {policy.key.alias}", started)
+            self._report(
+                request, f"Policy {policy.name}: re-sign with key {policy.key.alias}", started
+            )
         return started
 
     def _retry_failed(self, request: HttpRequest, policy: SigningPolicy) -> Started | None:
@@ -432,7 +434,9 @@ class SigningPolicyAdmin(
         for each in started:
             self.message_user(
                 request,
-                format_html('Follow <a href="{}">{}</a>.', progress_url(each.operation), each.operation),
+                format_html(
+                    'Follow <a href="{}">{}</a>.', progress_url(each.operation), each.operation
+                ),
                 messages.INFO,
             )
         return None

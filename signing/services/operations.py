@@ -257,5 +257,3 @@ def settle_operations() -> int:
         if settle(operation):
             settled += 1
     return settled
-
-
