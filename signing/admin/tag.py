@@ -32,7 +32,6 @@ from signing.admin.common import (
     MUTED_STYLE,
     SIGN_IMAGES,
     can_sign,
-    sign_result_messages,
 )
 from signing.admin.filters import SignatureStatusFilter
 from signing.admin.operation import operation_messages, progress_redirect

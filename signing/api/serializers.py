@@ -399,8 +399,12 @@ class OperationSerializer(serializers.ModelSerializer):
     removed = serializers.SerializerMethodField(
         help_text="Policy deletion: .sig artifacts removed from the registry."
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    instance = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    instance: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
     namespace = serializers.CharField(source="namespace_name", read_only=True)
     url = serializers.SerializerMethodField(help_text="This resource.")
     progress_url = serializers.SerializerMethodField(help_text="The admin's live progress page.")

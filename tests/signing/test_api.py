@@ -1064,9 +1064,7 @@ def test_a_large_answer_lists_the_first_signatures_and_says_it_is_truncated(imag
     assert (len(small["signatures"]), small["signatures_truncated"]) == (1, False)
 
 
-def test_sign_hands_every_image_to_the_workers_whatever_the_synchronous_limit(
-    images, settings
-):
+def test_sign_hands_every_image_to_the_workers_whatever_the_synchronous_limit(images, settings):
     env = images
     settings.SIGNING_SYNC_LIMIT = 2
 
