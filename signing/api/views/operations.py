@@ -14,7 +14,7 @@ from rest_framework import viewsets
 from accounts.permissions import ScopedObjectPermission
 from accounts.scoping import scope_model
 from config.filters import ChoiceParamFilter, FilterSet, IdFilter, IdOrNameFilter
-from signing.api import serializers as s
+from signing.api.operation_serializers import OperationSerializer
 from signing.api.permissions import VIEW_SIGNATURE, SigningActionPermission
 from signing.errors import SigningError
 from signing.models import OperationKind, SigningOperation
@@ -63,7 +63,7 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
         "retrieve": VIEW_SIGNATURE,
         "metadata": VIEW_SIGNATURE,
     }
-    serializer_class = s.OperationSerializer
+    serializer_class = OperationSerializer
     filterset_class = OperationFilterSet
 
     def get_queryset(self) -> QuerySet[SigningOperation]:
