@@ -9,7 +9,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -143,7 +150,10 @@ class SigningOperationAdmin(registry_admin.ScopedAdminMixin, admin.ModelAdmin):
         return operation, progress_of(operation)
 
     def change_redirect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """An operation's page is its progress (nothing in it can be changed)."""
         operation, _ = self._operation(request, object_id)
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET"])
         return progress_redirect(operation)
 
     def progress_json_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
