@@ -644,6 +644,9 @@ ACTIONS: dict[str, Case] = {
     "signing_signature:retry_selected": action(
         "signing_signature", "retry_selected", OPERATE_ACTION, _failed
     ),
+    "signing_signingoperation:delete_selected": action(
+        "signing_signingoperation", "delete_selected", NO_ONE, _operation, _confirm
+    ),
     "signing_signature:delete_selected": action(
         "signing_signature", "delete_selected", NO_ONE, lambda sc: sc.signed, _confirm
     ),

@@ -308,6 +308,22 @@ def test_the_operation_list_reads_its_counts_in_one_query(
     assert list_queries() == few
 
 
+def test_the_periodic_retry_records_when_an_operation_finished(
+    instance, policy, registry, background
+):
+    (tag,) = pushed(instance, registry, "v1")
+    operation = start_signing(manifests=[tag.manifest]).operation
+    services.retry_signatures()
+    assert SigningOperation.objects.get().finished_at is None  # still pending
+
+    work(operation)
+    services.retry_signatures()
+
+    operation.refresh_from_db()
+    assert operation.finished_at is not None
+    assert operation.finished_at >= operation.created_at
+
+
 # --- policy deletion ----------------------------------------------------------------------
 
 
