@@ -70,7 +70,9 @@ def operation_of(url: str) -> SigningOperation:
 
 def counts(page: str) -> dict[str, str]:
     found = dict(re.findall(r'data-progress="(\w+)">(\d+)<', page))
-    found["state"] = re.search(r'id="operation-state">(\w+)<', page).group(1)
+    state = re.search(r'id="operation-state">(\w+)<', page)
+    assert state, "no #operation-state"
+    found["state"] = state.group(1)
     return found
 
 
