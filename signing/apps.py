@@ -14,7 +14,7 @@ class SigningConfig(AppConfig):
         from kms import dependants
         from signing.kms_dependants import policies_needing_service, policies_using_keys
         from signing.metrics import WaitingSignatures
-        from signing.models import Signature, SigningPolicy
+        from signing.models import Signature, SigningOperation, SigningPolicy
         from signing.services.recovery import start_serving_worker
 
         scopes.register(
@@ -29,6 +29,10 @@ class SigningConfig(AppConfig):
         # service authorization keeps signing, to name them before disabling or revoking.
         dependants.register_key_dependants(policies_using_keys)
         dependants.register_service_dependants(policies_needing_service)
+        # An operation belongs to its instance and, when it covers one namespace, to it.
+        scopes.register(
+            SigningOperation, instance_path="instance_id", namespace_path="namespace_id"
+        )
         # The waiting work, read from the database at every scrape of /metrics.
         register_collector("signing.waiting", WaitingSignatures())
         # A web process forked after SERVING_STARTED_HOOKS ran (gunicorn --preload), or

@@ -67,3 +67,26 @@ class ManifestNotVerified(SigningError):
     code = "ManifestInvalid"
     http_status = 502
     default_message = "The registry's manifest could not be verified; nothing was signed."
+
+
+class OperationInProgress(SigningError):
+    """The same work is already under way (one re-sign of a policy at a time)."""
+
+    code = "OperationInProgress"
+    http_status = 409
+    default_message = "This work is already in progress."
+
+
+class NothingToDo(SigningError):
+    """The request covers no image that needs it (all signed, none failed)."""
+
+    code = "NothingToDo"
+    http_status = 409
+    default_message = "Nothing to do."
+
+
+class MixedInstances(ValidationFailed):
+    """One operation covers the images of one registry instance."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fields={"instance": [message]})

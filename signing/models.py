@@ -1,10 +1,11 @@
-"""Signing policies (one per namespace), signature records and pending artifact removals."""
+"""Signing policies (one per namespace), signature records, the operations people start
+(bulk sign, re-sign, retry, delete) and pending artifact removals."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from registry.models import short_digest
 from signing.naming import MAX_LENGTH, validate_policy_name
@@ -175,6 +176,117 @@ class Signature(models.Model):
         )
 
 
+class OperationKind(models.TextChoices):
+    SIGN = "sign", "Sign selected"
+    RESIGN = "resign", "Re-sign"
+    RETRY = "retry", "Retry failed"
+    SIGN_EXISTING = "sign_existing", "Sign existing images"
+    DELETE_POLICY = "delete_policy", "Delete policy"
+
+
+class SigningOperation(models.Model):
+    """One request for work on many images (bulk sign, re-sign, retry failed, sign the
+    existing images, delete a policy), answered at once and carried out by the workers.
+
+    Its progress is read from the rows it covers (``SigningOperationItem``): a row counts
+    as signed once signed since the operation started (or signed with its policy's key),
+    as failed once a try after the start failed, else pending (``signing.selectors``).
+    A policy deletion covers no rows (they go with the policy): its ``artifacts`` are the
+    ``.sig`` removals it queued, done when their ``ArtifactCleanup`` rows are gone.
+    """
+
+    kind = models.CharField(max_length=20, choices=OperationKind.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(db_index=True)
+    # Set by the first read (or the periodic retry) that finds nothing pending any more.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The scope. SET_NULL: the record outlives a deleted policy or namespace; the names
+    # stay for the page, the instance for scoping (an instance takes its history along).
+    policy = models.ForeignKey(
+        SigningPolicy,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="operations",
+    )
+    instance = models.ForeignKey(
+        "registry.Instance", on_delete=models.CASCADE, related_name="signing_operations"
+    )
+    namespace = models.ForeignKey(
+        "registry.Namespace",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="signing_operations",
+    )
+    namespace_name = models.CharField(max_length=255, blank=True, default="")
+    # What the request found: images asked for, already signed, without a policy.
+    requested = models.PositiveIntegerField(default=0)
+    already_signed = models.PositiveIntegerField(default=0)
+    no_policy = models.PositiveIntegerField(default=0)
+    # Policy deletion: how many .sig removals it queued.
+    artifacts = models.PositiveIntegerField(default=0)
+    signatures = models.ManyToManyField(
+        Signature, through="SigningOperationItem", related_name="operations"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=OperationKind.values), name="signing_operation_kind"
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=F("created_at")),
+                name="signing_operation_finishes_after_start",
+            ),
+            # One re-sign of a policy at a time: a second request is refused, not queued.
+            models.UniqueConstraint(
+                fields=["policy"],
+                condition=Q(kind=OperationKind.RESIGN, finished_at__isnull=True),
+                name="signing_one_running_resign_per_policy",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["policy", "kind"],
+                condition=Q(finished_at__isnull=True),
+                name="signing_operation_running",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.namespace_name or "several namespaces"
+        return f"{self.get_kind_display()} #{self.pk} in {scope}"
+
+
+class SigningOperationItem(models.Model):
+    """A signature row an operation asked to sign. A row asked for again by a later
+    operation belongs to both: each reads the row's state against its own start."""
+
+    operation = models.ForeignKey(SigningOperation, on_delete=models.CASCADE, related_name="items")
+    # CASCADE: a row deleted with its image leaves the operation (its total shrinks).
+    signature = models.ForeignKey(
+        Signature, on_delete=models.CASCADE, related_name="operation_items"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["operation", "signature"], name="signing_one_item_per_operation_row"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"operation {self.operation_id}: signature {self.signature_id}"
+
+
 class CleanupReason(models.TextChoices):
     POLICY_DELETED = "policy-deleted"
     IMAGE_DELETED = "image-deleted"
@@ -200,6 +312,14 @@ class ArtifactCleanup(models.Model):
     last_error = models.TextField(blank=True, default="")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The policy deletion that queued it (its progress counts the removals left).
+    operation = models.ForeignKey(
+        SigningOperation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cleanups",
+    )
 
     class Meta:
         ordering = ["created_at", "id"]

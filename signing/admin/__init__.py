@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from registry.models import Namespace, Tag
-from signing.admin import policy, signature  # noqa: F401  (they register their models)
+from signing.admin import operation, policy, signature  # noqa: F401  (they register their models)
 from signing.admin.namespace import SigningNamespaceAdmin
 from signing.admin.tag import SigningTagAdmin
 

@@ -11,6 +11,7 @@ from kms.models import KeyState, ServiceAuthorization
 from registry import admin as registry_admin
 from signing.constants import SERVICE
 from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.selectors import in_flight
 
 
 def _service_authorized() -> Exists:
@@ -90,6 +91,10 @@ class SignatureStatusFilter(admin.SimpleListFilter):
         )
         signatures = Signature.objects.filter(manifest_id=OuterRef("manifest_id"))
         value = self.value()
+        if value == SignatureStatus.PENDING:
+            # Pending also while an operation works on the row (a re-sign keeps the old
+            # signature, and its status, until the new one is made).
+            return queryset.filter(has_policy, Exists(signatures.filter(in_flight())))
         if value in SignatureStatus.values:
             return queryset.filter(has_policy, Exists(signatures.filter(status=value)))
         if value == "unsigned":

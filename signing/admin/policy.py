@@ -9,31 +9,24 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import (
-    Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.scoping import is_unscoped, scope_model, visible_namespaces
 from config.errors import DomainError
 from kms import services as kms_services
 from registry import admin as registry_admin
-from signing.admin.common import (
-    SIGN_IMAGES,
-    can_sign,
-    health_html,
-    outcome_messages,
-    sign_result_messages,
-)
+from signing.admin.common import health_html
 from signing.admin.filters import PolicyHealthFilter, PolicyInstanceFilter, PolicyStatusFilter
+from signing.admin.operation import progress_redirect
+from signing.admin.policy_operations import PolicyOperationsMixin
 from signing.admin.verification import VerificationSnippetsMixin
 from signing.constants import SERVICE
 from signing.forms import SigningPolicyForm
@@ -44,8 +37,8 @@ from signing.selectors import (
     resign_candidates,
     signatures_removed_by_deleting,
 )
-from signing.services.policies import delete_policy, validate_policy
-from signing.services.requests import resign_policy, retry_now
+from signing.services.operations import start_policy_deletion
+from signing.services.policies import validate_policy
 
 
 def row_health(policy: SigningPolicy, *, authorized: bool) -> Health:
@@ -63,7 +56,10 @@ class PolicyChangeList(ChangeList):
 
 @admin.register(SigningPolicy)
 class SigningPolicyAdmin(
-    VerificationSnippetsMixin, registry_admin.ScopedAdminMixin, admin.ModelAdmin
+    PolicyOperationsMixin,
+    VerificationSnippetsMixin,
+    registry_admin.ScopedAdminMixin,
+    admin.ModelAdmin,
 ):
     form = SigningPolicyForm
     # The name, status, health (wrapping, never cut) and counts first; where it applies
@@ -176,11 +172,6 @@ class SigningPolicyAdmin(
 
         return type(form.__name__, (form,), {"user": user, "__init__": __init__})
 
-    def has_sign_images_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None:
-            return request.user.has_perm(SIGN_IMAGES, obj)
-        return can_sign(request)
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and not request.user.is_superuser:
             return request.user.has_perm("signing.change_signingpolicy", obj)
@@ -241,6 +232,7 @@ class SigningPolicyAdmin(
             "can_sign": signer,
             "resign_count": resign_candidates(policy).count() if signer else 0,
             "failed_count": policy._failed if signer else 0,  # type: ignore[attr-defined]
+            **(self._operation_context(policy) if signer else {}),
         }
 
     # --- columns and read-only fields ----------------------------------------------------
@@ -308,11 +300,20 @@ class SigningPolicyAdmin(
     # --- deleting: always through delete_policy, with the signature count -------------
 
     def delete_model(self, request: HttpRequest, obj: SigningPolicy) -> None:
-        delete_policy(policy=obj)
+        started = start_policy_deletion(policy=obj, actor=request.user)
+        request._signing_operation = started.operation  # type: ignore[attr-defined]
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        """To the deletion's progress: the registry's .sig removals run in the background."""
+        response = super().response_delete(request, obj_display, obj_id)
+        operation = getattr(request, "_signing_operation", None)
+        if operation is None or not isinstance(response, HttpResponseRedirect):
+            return response
+        return progress_redirect(operation)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
         for policy in queryset.select_related("namespace__instance"):
-            delete_policy(policy=policy)
+            start_policy_deletion(policy=policy, actor=request.user)
 
     def _delete_warnings(self, policies) -> list[tuple[SigningPolicy, int, str]]:
         found = []
@@ -363,112 +364,3 @@ class SigningPolicyAdmin(
                 request, "_signing_delete_warnings", []
             )
         return response
-
-    # --- re-sign and retry ----------------------------------------------------------------
-
-    def _report(self, request: HttpRequest, prefix: str, found: list[tuple[int, str]]) -> None:
-        for level, text in found:
-            self.message_user(request, f"{prefix}: {text}", level)
-
-    def _resign(self, request: HttpRequest, policy: SigningPolicy) -> None:
-        candidates = resign_candidates(policy).count()
-        if not candidates:
-            self.message_user(
-                request,
-                f"Policy {policy.name}: every signature is already made with key "
-                f"{policy.key.alias}; nothing to re-sign.",
-                messages.INFO,
-            )
-            return
-        try:
-            result = resign_policy(policy=policy, actor=request.user)
-        except DomainError as exc:
-            self.message_user(request, f"Policy {policy.name}: {exc.message}", messages.ERROR)
-            return
-        self.log_change(request, policy, f"Re-signed {candidates} image(s) with the policy key.")
-        self._report(
-            request,
-            f"Policy {policy.name}: re-sign with key {policy.key.alias}",
-            sign_result_messages(result),
-        )
-
-    def _retry_failed(self, request: HttpRequest, policy: SigningPolicy) -> None:
-        failed = list(policy.signatures.filter(status=SignatureStatus.FAILED))
-        if not failed:
-            self.message_user(
-                request, f"Policy {policy.name}: no failed signatures.", messages.INFO
-            )
-            return
-        outcome = retry_now(signatures=failed)
-        self._report(request, f"Policy {policy.name}: retry", outcome_messages(outcome))
-
-    @admin.action(
-        description="Re-sign images signed with an older key, with the current key",
-        permissions=["sign_images"],
-    )
-    def resign_selected(self, request: HttpRequest, queryset: QuerySet[SigningPolicy]) -> None:
-        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
-            self._resign(request, policy)
-
-    @admin.action(description="Retry failed signatures", permissions=["sign_images"])
-    def retry_failed_selected(
-        self, request: HttpRequest, queryset: QuerySet[SigningPolicy]
-    ) -> None:
-        for policy in scope_model(queryset, request.user, perm=SIGN_IMAGES):
-            self._retry_failed(request, policy)
-
-    def get_urls(self) -> list:
-        info = self.opts.app_label, self.opts.model_name
-        return [
-            path(
-                "<path:object_id>/resign/",
-                self.admin_site.admin_view(self.resign_view),
-                name="{}_{}_resign".format(*info),
-            ),
-            path(
-                "<path:object_id>/retry-failed/",
-                self.admin_site.admin_view(self.retry_failed_view),
-                name="{}_{}_retry_failed".format(*info),
-            ),
-            *super().get_urls(),
-        ]
-
-    def _policy_for_operation(self, request: HttpRequest, object_id: str) -> SigningPolicy:
-        if not self.has_sign_images_permission(request):
-            raise PermissionDenied
-        policy = self.get_object(request, unquote(object_id))
-        if policy is None:
-            raise Http404("No such signing policy.")
-        if not self.has_sign_images_permission(request, policy):
-            raise PermissionDenied  # in the user's scope, but read-only there
-        return policy
-
-    def _back_to(self, policy: SigningPolicy) -> HttpResponseRedirect:
-        return HttpResponseRedirect(
-            reverse("admin:signing_signingpolicy_change", args=[quote(policy.pk)])
-        )
-
-    def resign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """GET: a confirmation page (the link in the key-change message); POST: re-sign."""
-        policy = self._policy_for_operation(request, object_id)
-        if request.method == "POST":
-            self._resign(request, policy)
-            return self._back_to(policy)
-        if request.method not in ("GET", "HEAD"):
-            return HttpResponseNotAllowed(["GET", "POST"])
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": policy,
-            "title": f"Re-sign the images of namespace {policy.namespace.name}",
-            "resign_count": resign_candidates(policy).count(),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/signing/signingpolicy/resign.html", context)
-
-    def retry_failed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        policy = self._policy_for_operation(request, object_id)
-        self._retry_failed(request, policy)
-        return self._back_to(policy)

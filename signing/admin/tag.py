@@ -29,11 +29,12 @@ from signing.admin.common import (
     MUTED_STYLE,
     SIGN_IMAGES,
     can_sign,
-    sign_result_messages,
 )
 from signing.admin.filters import SignatureStatusFilter
+from signing.admin.operation import operation_messages, progress_redirect
 from signing.admin.signature import key_alias_subquery, signature_key_html, signature_key_label
 from signing.models import Signature, SignatureStatus, SigningPolicy
+from signing.services.operations import start_signing
 from signing.services.requests import request_signing
 from signing.verification import verify_image
 
@@ -276,11 +277,14 @@ class SigningTagAdmin(registry_admin.TagAdmin):
         return self._back(request)
 
     @admin.action(description="Sign selected", permissions=["sign_images"])
-    def sign_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> None:
+    def sign_selected(
+        self, request: HttpRequest, queryset: QuerySet[Tag]
+    ) -> HttpResponseRedirect | None:
+        """Starts an operation and shows its progress at once; the workers sign."""
         selected = queryset.count()
         tags = list(
             scope_model(queryset, request.user, perm=SIGN_IMAGES).select_related(
-                "manifest__repository__namespace"
+                "manifest__repository__namespace__instance"
             )
         )
         if len(tags) < selected:
@@ -291,16 +295,15 @@ class SigningTagAdmin(registry_admin.TagAdmin):
                 messages.WARNING,
             )
         if not tags:
-            return
+            return None
         try:
-            result = request_signing(
-                manifests=[tag.manifest for tag in tags], trigger="manual", actor=request.user
-            )
+            started = start_signing(manifests=[tag.manifest for tag in tags], actor=request.user)
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            return
-        for level, text in sign_result_messages(result):
+            return None
+        for level, text in operation_messages(started):
             self.message_user(request, f"{len(tags)} tag(s) selected. {text}", level)
+        return progress_redirect(started.operation)
 
     @admin.action(description="Verify selected", permissions=["view"])
     def verify_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> None:

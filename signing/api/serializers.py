@@ -223,8 +223,15 @@ class PolicyUpdatedSerializer(PolicySerializer):
         read_only_fields = fields
 
 
+class OperationRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="GET it for the progress (the operations resource).")
+    progress_url = serializers.CharField(help_text="The admin's live progress page.")
+
+
 class PolicyDeletedSerializer(serializers.Serializer):
     signatures_removed = serializers.IntegerField()
+    operation = OperationRefSerializer(help_text="The removal of the .sig artifacts.")
 
 
 class PolicyDeletePreviewSerializer(serializers.Serializer):
@@ -380,7 +387,12 @@ class SignatureStatusSerializer(serializers.ModelSerializer):
 
 
 class SignResultSerializer(serializers.Serializer):
-    """Documentation of a sign/resign answer."""
+    """Documentation of a sign/resign answer: the operation started (the workers sign;
+    follow it at ``operation.url``) and the figures at answer time."""
+
+    operation = OperationRefSerializer(
+        allow_null=True, help_text="Null when nothing needed signing (nothing was started)."
+    )
 
     requested = serializers.IntegerField()
     already_signed = serializers.IntegerField()
@@ -388,13 +400,14 @@ class SignResultSerializer(serializers.Serializer):
     signed = serializers.IntegerField()
     failed = serializers.IntegerField()
     skipped = serializers.IntegerField()
-    queued = serializers.IntegerField(help_text="Left to the background workers.")
+    queued = serializers.IntegerField(help_text="Handed to the background workers.")
     failures = serializers.ListField(child=serializers.CharField())
     signatures = SignatureStatusSerializer(many=True)
     signatures_truncated = serializers.BooleanField()
 
 
 class PolicyRetryResultSerializer(serializers.Serializer):
+    operation = OperationRefSerializer(allow_null=True)
     retried = serializers.IntegerField()
     signed = serializers.IntegerField()
     failed = serializers.IntegerField()

@@ -5,6 +5,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from signing.api.views.namespaces import NamespacePolicyViewSet
+from signing.api.views.operations import OperationViewSet
 from signing.api.views.policies import PolicyViewSet
 from signing.api.views.sign import SignView
 from signing.api.views.signatures import SignatureViewSet
@@ -14,6 +15,7 @@ router = SimpleRouter()
 router.register("policies", PolicyViewSet, basename="signing-policy")
 router.register("signatures", SignatureViewSet, basename="signing-signature")
 router.register("namespaces", NamespacePolicyViewSet, basename="signing-namespace")
+router.register("operations", OperationViewSet, basename="signing-operation")
 
 urlpatterns = [
     path("sign/", SignView.as_view(), name="signing-sign"),

@@ -41,7 +41,7 @@ def _only_namespace(namespaces: Iterable[tuple[str, str]]) -> str:
     return next(iter(distinct))[1] if len(distinct) == 1 else ""
 
 
-def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> None:
+def _audit_sign_request(result, manifests, policies, *, trigger: str, actor, **extra) -> None:
     """One ``signing.sign.requested`` event: who, what scope, how many."""
     namespaces = list(
         Namespace.objects.filter(pk__in={m.repository.namespace_id for m in manifests}).values_list(
@@ -67,11 +67,14 @@ def _audit_sign_request(result, manifests, policies, *, trigger: str, actor) -> 
             "failed": result.outcome.failed,
             "skipped": result.outcome.skipped,
             "queued": result.queued,
+            **extra,
         },
     )
 
 
-def _audit_retry(ids: Sequence[int], outcome: SignOutcome, *, trigger: str) -> None:
+def _audit_retry(
+    ids: Sequence[int], outcome: SignOutcome, *, trigger: str, actor=None, **extra
+) -> None:
     rows = set(
         Signature.objects.filter(pk__in=ids).values_list(
             "policy_id", "policy__namespace__instance__name", "policy__namespace__name"
@@ -86,6 +89,7 @@ def _audit_retry(ids: Sequence[int], outcome: SignOutcome, *, trigger: str) -> N
         obj=policy,
         instance_name=instances[0] if len(instances) == 1 else "",
         namespace_name=_only_namespace({(instance, ns) for _, instance, ns in rows}),
+        actor=actor,
         details={
             "trigger": trigger,
             "instances": instances,
@@ -96,23 +100,26 @@ def _audit_retry(ids: Sequence[int], outcome: SignOutcome, *, trigger: str) -> N
             "skipped": outcome.skipped,
             # Handed to the background dispatcher (beyond the synchronous limit).
             "queued": len(ids) - outcome.signed - outcome.failed - outcome.skipped,
+            **extra,
         },
     )
 
 
-def request_signing(
-    *,
-    manifests: Iterable[Manifest],
-    trigger: str = Trigger.MANUAL,
-    actor=None,
-    synchronous_limit: int | None = None,
-) -> SignRequestResult:
-    """Sign existing images on demand (row button, bulk action, API, backfill).
+@dataclass
+class PendingRequest:
+    """A sign request's rows, made pending (not signed yet): what ``request_signing`` and
+    the operations (``signing.services.operations``) start from."""
 
-    Up to ``synchronous_limit`` rows (default ``SIGNING_SYNC_LIMIT``) are signed before
-    returning; beyond that the rest is handed to the background dispatcher.
-    """
-    limit = settings.SIGNING_SYNC_LIMIT if synchronous_limit is None else synchronous_limit
+    result: SignRequestResult
+    manifests: list[Manifest]
+    policies: dict[int, SigningPolicy]
+
+
+def make_pending(
+    *, manifests: Iterable[Manifest], trigger: str = Trigger.MANUAL, actor=None
+) -> PendingRequest:
+    """The signature rows of the images (and an index's children) that need signing,
+    created or marked pending in one transaction; those already signed are counted."""
     manifests = manifests_with_children(manifests)
     result = SignRequestResult(requested=len(manifests))
     namespace_ids = {m.repository.namespace_id for m in manifests}
@@ -137,12 +144,38 @@ def request_signing(
         ids = ensure_pending(pairs, trigger=trigger, actor=actor)
     result.already_signed = len(pairs) - len(ids)
     result.signature_ids = ids
+    return PendingRequest(result, manifests, policies)
+
+
+def audit_sign_request(request: PendingRequest, *, trigger: str, actor, **extra) -> None:
+    _audit_sign_request(
+        request.result, request.manifests, request.policies, trigger=trigger, actor=actor, **extra
+    )
+
+
+def request_signing(
+    *,
+    manifests: Iterable[Manifest],
+    trigger: str = Trigger.MANUAL,
+    actor=None,
+    synchronous_limit: int | None = None,
+) -> SignRequestResult:
+    """Sign existing images on demand (row button, backfill, commands).
+
+    Up to ``synchronous_limit`` rows (default ``SIGNING_SYNC_LIMIT``) are signed before
+    returning; beyond that the rest is handed to the background dispatcher. Bulk requests
+    from people (admin actions, the API) start an operation instead and answer at once
+    (``signing.services.operations``).
+    """
+    limit = settings.SIGNING_SYNC_LIMIT if synchronous_limit is None else synchronous_limit
+    pending = make_pending(manifests=manifests, trigger=trigger, actor=actor)
+    result, ids = pending.result, pending.result.signature_ids
     now_ids, later_ids = ids[:limit], ids[limit:]
     result.outcome = sign_signatures(now_ids)
     if later_ids:
         dispatch(sign_signatures, later_ids)
         result.queued = len(later_ids)
-    _audit_sign_request(result, manifests, policies, trigger=trigger, actor=actor)
+    audit_sign_request(pending, trigger=trigger, actor=actor)
     return result
 
 
@@ -179,6 +212,10 @@ def retry_signatures(*, now=None, limit: int | None = None) -> SignOutcome:
     run_cleanups(now=now)
     if ids:
         _audit_retry(ids, outcome, trigger="scheduled-retry")
+    # Imported here: operations builds on this module (make_pending); same layer.
+    from signing.services.operations import settle_operations
+
+    settle_operations()
     return outcome
 
 

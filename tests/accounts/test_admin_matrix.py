@@ -50,7 +50,7 @@ from apitokens.models import ApiToken
 from audit.models import AuditEvent
 from kms.models import ServiceAuthorization
 from registry.models import Instance, RegistryEvent
-from signing.models import Signature, SignatureStatus, Trigger
+from signing.models import OperationKind, Signature, SignatureStatus, SigningOperation, Trigger
 from tests.accounts.conftest import Scene, snapshot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
@@ -271,6 +271,10 @@ def _registry_event(sc: Scene) -> RegistryEvent:
 
 def _failed(sc: Scene) -> Signature:
     return Signature.objects.get(manifest=sc.v2.manifest)
+
+
+def _operation(sc: Scene) -> SigningOperation:
+    return SigningOperation.objects.get(namespace=sc.team)
 
 
 def _app_list_url(app_label: str) -> Callable[[Scene], str]:
@@ -509,6 +513,31 @@ PAGES: dict[str, list[Case]] = {
         ),
         post("signing_signingpolicy_retry_failed", OPERATE(DONE), _nothing, lambda sc: sc.policy),
     ],
+    "signing_signingpolicy_sign_existing": [
+        get(
+            "signing_signingpolicy_sign_existing",
+            _o(LOGIN, 405, 405, 405, 405, 405),
+            lambda sc: sc.policy,
+        ),
+        # Every image of team has a signature row here: "nothing to sign", back to the page.
+        post("signing_signingpolicy_sign_existing", OPERATE(302), _nothing, lambda sc: sc.policy),
+    ],
+    # Operations (issue 12) are read like signatures; nobody adds, changes or deletes them.
+    **model_pages(
+        "signing_signingoperation",
+        _operation,
+        changelist=SCOPED_LIST,
+        add=(NOBODY(403), NOBODY(403)),
+        change=(_o(LOGIN, 403, HIDDEN, 302, 302, 302), _o(LOGIN, 403, HIDDEN, 405, 405, 405)),
+        delete=(NOBODY(403), NOBODY(403)),
+        history=SCOPED_PAGE,
+    ),
+    "signing_signingoperation_progress": [
+        get("signing_signingoperation_progress", SCOPED_PAGE, _operation)
+    ],
+    "signing_signingoperation_progress_json": [
+        get("signing_signingoperation_progress_json", SCOPED_PAGE, _operation)
+    ],
     # Signatures and the audit log are written by Signet only.
     **model_pages("signing_signature", lambda sc: sc.signed, **REGISTRY_RECORD),
     **model_pages("audit_auditevent", lambda sc: sc.event, **REGISTRY_RECORD),
@@ -622,6 +651,9 @@ ACTIONS: dict[str, Case] = {
     "signing_signature:retry_selected": action(
         "signing_signature", "retry_selected", OPERATE_ACTION, _failed
     ),
+    "signing_signingoperation:delete_selected": action(
+        "signing_signingoperation", "delete_selected", NO_ONE, _operation, _confirm
+    ),
     "signing_signature:delete_selected": action(
         "signing_signature", "delete_selected", NO_ONE, lambda sc: sc.signed, _confirm
     ),
@@ -672,6 +704,15 @@ def admin_scene(scene: Scene) -> Scene:
         trigger=Trigger.PUSH,
     )
     Signature.objects.filter(pk=scene.signed.pk).update(key_id=scene.spare.key_id)
+    now = timezone.now()
+    SigningOperation.objects.create(
+        kind=OperationKind.SIGN,
+        instance=scene.prod,
+        namespace=scene.team,
+        namespace_name="team",
+        created_at=now,
+        finished_at=now,  # finished: reading its pages writes nothing
+    )
     return scene
 
 

@@ -29,10 +29,12 @@ from typing import Any
 import pytest
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from kms import crypto
 from kms.models import AuthorizedService
 from kms.services import operations
+from signing.models import OperationKind, SigningOperation
 from tests.accounts.conftest import Scene, client_for, snapshot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.registry_server]
@@ -122,6 +124,24 @@ class Case:
 
 def listing(path: str, marker: bytes = b'"prod"') -> Case:
     return Case("GET", lambda sc: path, LIST, scoped_list=True, marker=marker)
+
+
+def _operation(sc: Scene) -> SigningOperation:
+    """A finished bulk sign in prod's team (reading it writes nothing)."""
+    now = timezone.now()
+    operation, _ = SigningOperation.objects.get_or_create(
+        kind=OperationKind.SIGN,
+        instance=sc.prod,
+        namespace=sc.team,
+        defaults={"namespace_name": "team", "created_at": now, "finished_at": now},
+    )
+    return operation
+
+
+def _operations(sc: Scene) -> str:
+    """The operation list, with ``_operation`` in it."""
+    _operation(sc)
+    return f"{SIG}/operations/"
 
 
 KMS = "/api/v1/kms"
@@ -337,6 +357,11 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "signing-policy-retry": [
         Case("POST", lambda sc: f"{SIG}/policies/{sc.policy.pk}/retry/", OPERATE(200), _empty),
+    ],
+    # Operations read like signatures (issue 12): ``_operation`` is a finished one of prod.
+    "signing-operation-list": [Case("GET", lambda sc: _operations(sc), LIST, scoped_list=True)],
+    "signing-operation-detail": [
+        Case("GET", lambda sc: f"{SIG}/operations/{_operation(sc).pk}/", DETAIL),
     ],
     "signing-signature-list": [listing(f"{SIG}/signatures/")],
     "signing-signature-detail": [

@@ -246,10 +246,23 @@ def test_a_manual_sign_request_records_its_scope_and_counts(
         "no_policy": 0,
         "failed": 0,
         "skipped": 0,
-        "queued": 0,
+        "signed": 0,
     }
-    assert requested[0].details == {**common, "already_signed": 0, "signed": 2}
-    assert requested[1].details == {**common, "already_signed": 2, "signed": 0}
+    # Issue 12: a request signs nothing itself; it starts an operation and queues the
+    # images for the workers (inline in tests: signed by the time the test looks).
+    operations = [event.details["operation"] for event in requested]
+    assert requested[0].details == {
+        **common,
+        "already_signed": 0,
+        "queued": 2,
+        "operation": operations[0],
+    }
+    assert requested[1].details == {
+        **common,
+        "already_signed": 2,
+        "queued": 0,
+        "operation": operations[1],
+    }
     assert events("signing.signature.failed") == []
     assert Signature.objects.filter(status=SignatureStatus.SIGNED).count() == 2
 
@@ -290,7 +303,8 @@ def test_sign_failures_are_recorded_once_each_for_the_requesting_user(
         assert "not authorized" in event.details["reason"]
         assert (event.instance_name, event.namespace_name) == (live_instance.name, NAMESPACE)
     requested = the_event("signing.sign.requested")
-    assert (requested.details["failed"], requested.details["signed"]) == (2, 0)
+    # Issue 12: the request queues them (the failures are the workers', recorded above).
+    assert (requested.details["queued"], requested.details["signed"]) == (2, 0)
     assert (requested.instance_name, requested.namespace_name) == (live_instance.name, NAMESPACE)
 
 
@@ -337,9 +351,10 @@ def test_retrying_now_records_the_retry_with_its_counts(instance, policy):
         "signatures": 1,
         "signature_ids": [signature.pk],
         "signed": 0,
-        "failed": 1,
+        "failed": 0,
         "skipped": 0,
-        "queued": 0,
+        "queued": 1,  # issue 12: handed to the workers, not signed in the request
+        "operation": retry.details["operation"],
     }
     assert (retry.object_id, retry.actor_id) == (str(policy.pk), signer.pk)
     assert (retry.instance_name, retry.namespace_name) == ("audited", NAMESPACE)
@@ -459,6 +474,7 @@ def test_a_resign_request_records_the_policy_and_counts(
     assert response.status_code == 200
     resign = events("signing.sign.requested")[-1]
     assert resign.details["trigger"] == "resign"
-    assert (resign.details["manifests"], resign.details["signed"]) == (1, 1)
+    # Issue 12: queued for the workers, not signed in the request.
+    assert (resign.details["manifests"], resign.details["queued"]) == (1, 1)
     assert (resign.object_id, resign.actor_id) == (str(live_policy.pk), operator.pk)
     assert actions().count("signing.sign.requested") == 2

@@ -404,7 +404,9 @@ def test_changing_the_key_offers_a_resign_that_resigns_with_the_new_key(
     assert signature.status == SignatureStatus.SIGNED
     assert signature.key_id == new_key.pk
     assert signature.trigger == "resign"
-    assert any("1 signed" in m for m in messages_of(response))
+    # Issue 12: the re-sign answers at once with its progress page (the workers sign).
+    assert response.redirect_chain[-1][0].endswith("/progress/")
+    assert any("1 image(s) being signed in the background" in m for m in messages_of(response))
     layers = artifacts.read_layers(instance.registry_client(), "team/app", tag.manifest.digest)
     assert [layer.key_fingerprint for layer in layers] == [new_key.public_key_fingerprint]
 
@@ -689,7 +691,11 @@ def test_sign_selected_signs_every_selected_tag(admin_client, instance, policy):
 
     response = run_action(admin_client, TAGS, "sign_selected", [first, second])
 
-    assert messages_of(response) == ["2 tag(s) selected. Images: 2 signed."]
+    # Issue 12: the action answers at once (the workers sign) and shows its progress.
+    assert response.redirect_chain[-1][0].endswith("/progress/")
+    assert messages_of(response) == [
+        "2 tag(s) selected. Images: 2 image(s) being signed in the background."
+    ]
     signed = Signature.objects.filter(status=SignatureStatus.SIGNED)
     assert set(signed.values_list("manifest_id", flat=True)) == {
         first.manifest_id,
@@ -832,7 +838,10 @@ def test_retry_failed_on_a_policy_signs_its_failed_rows(admin_client, instance, 
         reverse("admin:signing_signingpolicy_retry_failed", args=[policy.pk]), follow=True
     )
 
-    assert "Policy team-policy: retry: Images: 1 signed." in messages_of(response)
+    assert response.redirect_chain[-1][0].endswith("/progress/")  # issue 12: answers at once
+    assert "Policy team-policy: retry: Images: 1 image(s) being signed in the background." in (
+        messages_of(response)
+    )
     assert Signature.objects.get().status == SignatureStatus.SIGNED
 
 
@@ -844,7 +853,10 @@ def test_the_retry_failed_action_signs_failed_rows(admin_client, instance, polic
 
     response = run_action(admin_client, POLICIES, "retry_failed_selected", [policy])
 
-    assert "Policy team-policy: retry: Images: 1 signed." in messages_of(response)
+    assert response.redirect_chain[-1][0].endswith("/progress/")  # issue 12: answers at once
+    assert "Policy team-policy: retry: Images: 1 image(s) being signed in the background." in (
+        messages_of(response)
+    )
     assert Signature.objects.get().status == SignatureStatus.SIGNED
     assert sig_head(instance, tag) is not None
 
@@ -857,8 +869,10 @@ def test_the_resign_action_resigns_with_the_current_key(admin_client, instance, 
 
     response = run_action(admin_client, POLICIES, "resign_selected", [policy])
 
+    assert response.redirect_chain[-1][0].endswith("/progress/")  # issue 12: answers at once
     assert messages_of(response) == [
-        "Policy team-policy: re-sign with key rotated: Images: 1 signed."
+        "Policy team-policy: re-sign with key rotated: Images: 1 image(s) being signed in "
+        "the background."
     ]
     assert Signature.objects.get().key_id == new_key.pk
     response = run_action(admin_client, POLICIES, "resign_selected", [policy])

@@ -791,7 +791,10 @@ def test_delete_removes_the_policy_its_signatures_and_their_registry_artifacts(
         response = env.admin.delete(f"{API}/policies/{scenario['policy'].pk}/")
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"signatures_removed": 3}
+    body = response.json()
+    assert body["signatures_removed"] == 3
+    # Issue 12: the artifact removal is an operation, followed at its URL.
+    assert body["operation"]["url"] == f"{API}/operations/{body['operation']['id']}/"
     assert SigningPolicy.objects.count() == 0
     assert Signature.objects.count() == 0
     assert ArtifactCleanup.objects.count() == 0
@@ -813,7 +816,10 @@ def test_delete_with_the_registry_down_keeps_the_artifact_removal_as_pending_wor
         response = env.admin.delete(f"{API}/policies/{scenario['policy'].pk}/")
 
     assert response.status_code == 200
-    assert response.json() == {"signatures_removed": 2}
+    body = response.json()
+    assert body["signatures_removed"] == 2
+    # Issue 12: the artifact removal is an operation, followed at its URL.
+    assert body["operation"]["url"] == f"{API}/operations/{body['operation']['id']}/"
     assert SigningPolicy.objects.count() == 0
     cleanup = ArtifactCleanup.objects.get()
     assert (cleanup.manifest_digest, cleanup.attempts) == (digest, 1)
@@ -985,12 +991,15 @@ def test_sign_one_tag_like_tcr_create_signature(images):
     assert response.status_code == 200, response.content
     body = response.json()
     digest = env.tag("team/app", "v1").digest
+    # Issue 12: the request starts an operation and hands the image to the workers
+    # ("queued"; they run inline in tests, hence already signed at answer time).
     assert (body["requested"], body["signed"], body["already_signed"], body["queued"]) == (
         1,
         1,
         0,
-        0,
+        1,
     )
+    assert body["operation"]["url"] == f"{API}/operations/{body['operation']['id']}/"
     listed = [(row["repository_name"], row["digest"], row["status"]) for row in body["signatures"]]
     assert listed == [("team/app", digest, "signed")]
     assert _signed_refs() == {f"team/app@{digest}"}
@@ -1055,14 +1064,15 @@ def test_a_large_answer_lists_the_first_signatures_and_says_it_is_truncated(imag
     assert (len(small["signatures"]), small["signatures_truncated"]) == (1, False)
 
 
-def test_sign_beyond_the_synchronous_limit_queues_the_rest(images, settings):
+def test_sign_hands_every_image_to_the_workers_whatever_the_synchronous_limit(images, settings):
     env = images
     settings.SIGNING_SYNC_LIMIT = 2
 
     body = _sign(env, namespace="team").json()
 
-    # SIGNING_DISPATCH is "inline" in tests: the queued part runs at once, too.
-    assert (body["signed"], body["queued"]) == (2, 4)
+    # Issue 12: the request signs nothing itself, all 6 are queued for the workers
+    # (SIGNING_DISPATCH is "inline" in tests: they run at once).
+    assert (body["signed"], body["queued"]) == (6, 6)
     assert Signature.objects.filter(status=SignatureStatus.SIGNED).count() == 6
 
 

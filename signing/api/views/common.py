@@ -11,7 +11,10 @@ from registry.models import Instance
 from registry.services import InstanceNotFound
 from signing import services
 from signing.api import serializers as s
+from signing.api.views.operations import operation_ref
 from signing.models import Signature
+from signing.selectors import operation_failures, operation_progress
+from signing.services.operations import Started
 
 MAX_LISTED_SIGNATURES = 1000
 
@@ -63,5 +66,28 @@ def sign_result_body(result: services.SignRequestResult, listed: dict[str, Any])
         "skipped": outcome.skipped,
         "queued": result.queued,
         "failures": outcome.failures,
+        **listed,
+    }
+
+
+def operation_result_body(started: Started | None, listed: dict[str, Any]) -> dict[str, Any]:
+    """A sign/re-sign answer: the operation started (the workers sign; ``signed`` and
+    ``failed`` are the figures at answer time) and each signature's status."""
+    if started is None:  # nothing needed it: nothing was started
+        counts = {"requested": 0, "already_signed": 0, "no_policy": 0, "signed": 0, "failed": 0}
+        return {"operation": None, **counts, "skipped": 0, "queued": 0, "failures": [], **listed}
+    found = operation_progress(started.operation.pk)
+    assert found is not None  # just created
+    operation, progress = found
+    return {
+        "operation": operation_ref(started),
+        "requested": started.requested,
+        "already_signed": started.already_signed,
+        "no_policy": started.no_policy,
+        "signed": progress.signed,
+        "failed": progress.failed,
+        "skipped": 0,
+        "queued": started.queued,
+        "failures": operation_failures(operation) if progress.failed else [],
         **listed,
     }

@@ -25,9 +25,23 @@ from config.errors import ValidationFailed
 from signing import filtersets, services
 from signing.api import serializers as s
 from signing.api.permissions import SIGN, VIEW_POLICY, SigningActionPermission
-from signing.api.views.common import listed_signatures, resolve_instance, sign_result_body
-from signing.errors import PolicyNotFound
+from signing.api.views.common import listed_signatures, operation_result_body, resolve_instance
+from signing.api.views.operations import operation_ref
+from signing.errors import NothingToDo, PolicyNotFound
 from signing.models import SignatureStatus, SigningPolicy
+from signing.services.operations import (
+    Started,
+    start_policy_deletion,
+    start_resign,
+    start_retry,
+)
+
+
+def _covered(started: Started) -> list[int]:
+    """The signature rows the operation covers (ids)."""
+    return list(
+        started.operation.items.order_by("signature_id").values_list("signature_id", flat=True)
+    )
 
 
 def policy_queryset() -> QuerySet[SigningPolicy]:
@@ -157,9 +171,12 @@ class PolicyViewSet(viewsets.GenericViewSet):
     update = partial_update
 
     def destroy(self, request: Request, pk: str) -> Response:
-        """Deletes the policy, its signature records and their registry artifacts."""
-        removed = services.delete_policy(policy=self.get_object())
-        return Response({"signatures_removed": removed})
+        """Deletes the policy and its signature records; the removal of their registry
+        artifacts is an operation (``operation.url`` gives its progress)."""
+        started = start_policy_deletion(policy=self.get_object(), actor=request.user)
+        return Response(
+            {"signatures_removed": started.requested, "operation": operation_ref(started)}
+        )
 
     @action(detail=True, methods=["get"], url_path="delete-preview")
     def delete_preview(self, request: Request, pk: str) -> Response:
@@ -178,24 +195,33 @@ class PolicyViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def resign(self, request: Request, pk: str) -> Response:
-        """Re-sign, with the policy's current key, every image an earlier key signed."""
+        """Re-sign, with the policy's current key, every image an earlier key signed.
+        Starts an operation and answers at once; 409 ``OperationInProgress`` while a
+        re-sign of this policy runs."""
         policy = self.get_object()
-        result = services.resign_policy(policy=policy, actor=request.user)
-        return Response(sign_result_body(result, listed_signatures("pk", result.signature_ids)))
+        try:
+            started: Started | None = start_resign(policy=policy, actor=request.user)
+        except NothingToDo:
+            started = None
+        ids = [] if started is None else _covered(started)
+        return Response(operation_result_body(started, listed_signatures("pk", ids)))
 
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
-        """Sign the policy's failed signatures again, now (no backoff wait)."""
+        """Sign the policy's failed signatures again, now (no backoff wait): starts an
+        operation and answers at once."""
         policy = self.get_object()
-        failed = list(policy.signatures.filter(status=SignatureStatus.FAILED).only("id"))
-        outcome = services.retry_now(signatures=failed)
+        try:
+            started: Started | None = start_retry(policy=policy, actor=request.user)
+        except NothingToDo:
+            started = None
+        ids = [] if started is None else _covered(started)
+        body = operation_result_body(started, listed_signatures("pk", ids))
         return Response(
             {
-                "retried": len(failed),
-                "signed": outcome.signed,
-                "failed": outcome.failed,
-                "skipped": outcome.skipped,
-                "failures": outcome.failures,
-                **listed_signatures("pk", [row.pk for row in failed]),
+                "operation": body["operation"],
+                "retried": len(ids),
+                **{key: body[key] for key in ("signed", "failed", "skipped", "failures")},
+                **{key: body[key] for key in ("signatures", "signatures_truncated")},
             }
         )

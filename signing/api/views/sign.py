@@ -18,18 +18,17 @@ from registry.models import Instance, Manifest, Tag
 from signing import services
 from signing.api import serializers as s
 from signing.api.permissions import SIGN, SigningActionPermission
-from signing.api.views.common import listed_signatures, resolve_instance, sign_result_body
+from signing.api.views.common import listed_signatures, operation_result_body, resolve_instance
 from signing.errors import ImageNotFound
-from signing.models import Trigger
+from signing.services.operations import start_signing
 
 
 def _sign_manifests(manifests: list[Manifest], request: Request) -> Response:
-    result = services.request_signing(
-        manifests=manifests, trigger=Trigger.MANUAL, actor=request.user
-    )
+    """Starts an operation and answers at once: the workers sign (poll its ``url``)."""
+    started = start_signing(manifests=manifests, actor=request.user)
     covered = services.manifests_with_children(manifests)
     return Response(
-        sign_result_body(result, listed_signatures("manifest", [m.pk for m in covered]))
+        operation_result_body(started, listed_signatures("manifest", [m.pk for m in covered]))
     )
 
 
@@ -65,8 +64,9 @@ def _require_sign(request: Request, tags: list[Tag]) -> None:
 
 class SignView(APIView):
     """``POST sign/``: TCR CreateSignature for a tag, a list of tags, a repository or a
-    whole namespace. Signs synchronously up to ``SIGNING_SYNC_LIMIT`` images, queues the
-    rest (``queued``); answers the counts and each signature's status."""
+    whole namespace. Starts an operation and answers at once (nothing is signed in the
+    request): ``operation.url`` gives its progress; ``queued`` counts the images handed
+    to the workers; and each signature's status as it stands."""
 
     permission_classes = [SigningActionPermission, ScopedObjectPermission]
     action = "sign"
