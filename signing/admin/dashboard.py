@@ -21,12 +21,12 @@ from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.scoping import visible_namespaces
+from accounts.scoping import scope_model, visible_namespaces
 from kms import services as kms_services
 from registry.models import Manifest, Namespace, Tag
 from signing.constants import SERVICE
-from signing.models import Signature, SignatureStatus, SigningPolicy
-from signing.selectors import Health, policy_health
+from signing.models import Signature, SignatureStatus, SigningOperation, SigningPolicy
+from signing.selectors import Health, Progress, operations_with_progress, policy_health, progress_of
 
 # The home page shows this many namespaces; the namespace list has them all.
 MAX_ROWS = 50
@@ -73,6 +73,7 @@ class Overview:
     failures: list[Signature] = field(default_factory=list)
     pending: int = 0
     oldest_pending_at: datetime | None = None
+    operations: list[tuple[SigningOperation, Progress]] = field(default_factory=list)
 
     @property
     def oldest_pending_seconds(self) -> float | None:
@@ -170,6 +171,16 @@ def recent_failures(user: Any, limit: int = RECENT_FAILURES) -> list[Signature]:
     )
 
 
+def running_operations(
+    user: Any, limit: int = RECENT_FAILURES
+) -> list[tuple[SigningOperation, Progress]]:
+    """The newest operations the user may see that still have work pending, with their
+    counts (one query; an operation is marked finished only when next read or retried)."""
+    unfinished = scope_model(operations_with_progress().filter(finished_at__isnull=True), user)
+    running = [(operation, progress_of(operation)) for operation in unfinished[: limit * 4]]
+    return [(operation, progress) for operation, progress in running if progress.pending][:limit]
+
+
 def overview(user: Any) -> Overview:
     namespaces = list(_namespaces(user)[: MAX_ROWS + 1])
     shown = namespaces[:MAX_ROWS]
@@ -186,4 +197,5 @@ def overview(user: Any) -> Overview:
         failures=recent_failures(user),
         pending=waiting["count"],
         oldest_pending_at=waiting["oldest"],
+        operations=running_operations(user),
     )

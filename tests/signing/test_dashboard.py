@@ -11,12 +11,15 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Role
 from kms import services as kms_services
 from registry import services as registry_services
 from signing import services
-from signing.models import Signature, SignatureStatus
+from signing.admin.operation import progress_url
+from signing.models import Signature, SignatureStatus, SigningOperation
+from signing.services.operations import start_signing
 from tests.accounts.support import grant
 from tests.factories import make_user
 from tests.signing.conftest import REPOSITORY, envelope, push_event
@@ -140,3 +143,32 @@ def test_view_site_does_not_lead_back_to_the_admin(admin_client):
     link = re.search(r'<a href="([^"]*)">View site</a>', body)
 
     assert link and link.group(1) == reverse("api-docs")
+
+
+def test_work_in_progress_lists_the_running_operations_with_their_counts(
+    admin_client, job, settings
+):
+    settings.SIGNING_DISPATCH = "thread"  # handed to the pool on commit: still pending here
+    waiting = Signature.objects.get(status=SignatureStatus.PENDING).manifest
+    operation = start_signing(manifests=[waiting]).operation
+
+    body = admin_client.get(HOME).content.decode()
+
+    running = re.search(r'<ul id="running-operations">(.*?)</ul>', body, re.S)
+    assert running, "no running operation listed under work in progress"
+    assert f'href="{progress_url(operation)}"' in running.group(1)
+    assert f"#{operation.pk} in team" in running.group(1)
+    assert "0/1 done" in running.group(1)
+
+
+def test_an_operation_with_nothing_pending_is_not_listed_as_work_in_progress(
+    admin_client, job, settings
+):
+    settings.SIGNING_DISPATCH = "thread"
+    waiting = Signature.objects.get(status=SignatureStatus.PENDING).manifest
+    operation = start_signing(manifests=[waiting]).operation
+    assert 'id="running-operations"' in admin_client.get(HOME).content.decode()
+    services.sign_signature(Signature.objects.get(manifest=waiting).pk)  # the worker's pass
+    assert 'id="running-operations"' not in admin_client.get(HOME).content.decode()
+    SigningOperation.objects.filter(pk=operation.pk).update(finished_at=timezone.now())
+    assert 'id="running-operations"' not in admin_client.get(HOME).content.decode()
