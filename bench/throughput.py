@@ -56,27 +56,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
 
+from bench.support import create_database, drop_database
+
 NAMESPACES = 4
 THREADS = 4
-
-
-def _create_database(server_url: str) -> tuple[str, str]:
-    """A fresh PostgreSQL database for this run: (its URL, its name)."""
-    import psycopg
-
-    name = f"signet_bench_{os.getpid()}"
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{server_url}/{name}", name
-
-
-def _drop_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
 
 _ARGS = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 _ARGS.add_argument("--images", type=int, default=240)
@@ -90,7 +73,7 @@ _ARGS.add_argument("--skip", default="", help="comma-separated runs to skip, e.g
 ARGS = _ARGS.parse_args() if __name__ == "__main__" else None
 
 if ARGS is not None:
-    _DATABASE_URL, _DATABASE_NAME = _create_database(ARGS.postgres)
+    _DATABASE_URL, _DATABASE_NAME = create_database(ARGS.postgres, "signet_bench")
     os.environ["DATABASE_URL"] = _DATABASE_URL
 
 import django  # noqa: E402
@@ -539,7 +522,7 @@ def main() -> None:
     finally:
         registry.stop()
         connections.close_all()
-        _drop_database(ARGS.postgres, _DATABASE_NAME)
+        drop_database(ARGS.postgres, _DATABASE_NAME)
 
 
 if __name__ == "__main__":
