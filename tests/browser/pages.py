@@ -1,13 +1,8 @@
-"""What the browser tests read on the admin's pages.
-
-Where /work/notes/ui-contract.md (issue 12) names an element, the contract's selector comes
-first; the stock admin's markup of today is the fallback, so the flow tests pass before and
-after the tag list is rebuilt.
-"""
+"""What the browser tests read on the admin's pages: the element names the console gives
+them (issue 12): the tag list's ``.field-reference``, ``.field-signature`` (a
+``span.signature-status.signature-<status>``) and ``button.sign-button``."""
 
 from __future__ import annotations
-
-import re
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -15,7 +10,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from tests.browser.support import Browser
 
 TAG_LIST = "/admin/registry/tag/"
-SIGN_BUTTON = "button.sign-button, button.signing-sign"
+SIGN_BUTTON = "button.sign-button"
 STATUSES = ("signed", "pending", "failed", "unsigned", "no-policy")
 
 
@@ -25,11 +20,7 @@ def _cells(row: WebElement, css: str) -> list[WebElement]:
 
 def row_reference(row: WebElement) -> str:
     """``repository:tag`` of a tag-list row."""
-    reference = next(iter(_cells(row, ".field-reference")), None)
-    if reference is not None:
-        return reference.text.strip()
-    repository = _cells(row, ".field-repository_name")[0].text.strip()
-    return f"{repository}:{_cells(row, '.field-name')[0].text.strip()}"
+    return _cells(row, ".field-reference")[0].text.strip()
 
 
 def tag_rows(page: Browser) -> list[WebElement]:
@@ -41,22 +32,17 @@ def tag_row(page: Browser, reference: str) -> WebElement | None:
 
 
 def signature_status(row_or_page: WebElement) -> str:
-    """signed|pending|failed|unsigned|no-policy, from the contract's span class or the text."""
+    """signed|pending|failed|unsigned|no-policy, from the status span's class."""
     cell = next(iter(_cells(row_or_page, ".field-signature, #signature-status")), None)
     if cell is None:
         return "missing"
     spans = _cells(cell, ".signature-status") or (
         [cell] if "signature-status" in (cell.get_attribute("class") or "") else []
     )
-    if spans:
-        for name in (spans[0].get_attribute("class") or "").split():
-            if name.startswith("signature-") and name != "signature-status":
-                return name.removeprefix("signature-")
-    text = cell.text.strip().lower()
-    if text.startswith("no policy"):
-        return "no-policy"
-    match = re.match(r"(signed|pending|failed|unsigned)", text)
-    return match.group(1) if match else f"unknown: {text}"
+    for name in (spans[0].get_attribute("class") or "").split() if spans else []:
+        if name.startswith("signature-") and name != "signature-status":
+            return name.removeprefix("signature-")
+    return f"unknown: {cell.text.strip()}"
 
 
 def open_tag_list(page: Browser, search: str = "") -> None:

@@ -1,5 +1,5 @@
-"""Issue 12's console, in a real browser, against the names fixed in the UI contract
-(tests/browser/pages.py names the selectors): the layout at 1280x800, bulk signing with its
+"""Issue 12's console, in a real browser, by the element names the console gives its
+parts (tests/browser/pages.py names the selectors): the layout at 1280x800, bulk signing with its
 live progress page, the re-sign button while a re-sign runs, "Sign them now" after a policy
 is created, the namespace deletion's way forward, and the overview on the admin home.
 
@@ -36,7 +36,7 @@ PROGRESS_URL = re.compile(r"/admin/signing/signingoperation/(\d+)/progress/")
 # Long but ordinary names: the layout must hold with them, not just with "a:b".
 LONG_REPOSITORY = "team/payments-settlement-service-backend"
 LONG_TAG = "2026.11.30-build.4711-linux-amd64"
-# Pages render on the server: an element the contract names is there at once or missing.
+# Pages render on the server: an element the console names is there at once or missing.
 PRESENT = 5.0
 # A request that starts work must answer before it is done (signing is held meanwhile).
 AT_ONCE = 8.0
