@@ -15,7 +15,6 @@ from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from config.ids import is_id
 from kms import services as kms_services
 from registry.models import (
     Namespace,
@@ -25,77 +24,17 @@ from registry.models import (
 )
 from signing import services
 from signing.api import examples
+from signing.api.fields import (
+    InstanceRefField,
+    StrictBooleanField,
+    reject_unknown_fields,
+    text_field,
+)
 from signing.models import Signature, SignatureStatus, SigningPolicy
 from signing.selectors import waiting_seconds
 from signing.snippets import public_key_file_name, verification_snippets  # noqa: F401
 
 MAX_TAGS_PER_REQUEST = 1000
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string only: numbers and booleans are not silently turned into text."""
-
-    default_error_messages = {"not_a_string": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON ``true`` or ``false`` only (not "yes", 1 or "true")."""
-
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-@extend_schema_field(
-    {
-        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "minLength": 1}],
-        "description": "An instance id, or its name.",
-    }
-)
-class InstanceRefField(serializers.Field):
-    """An instance by id (a JSON integer or a digit string) or by name.
-
-    Instance names start with a letter, so a digit string is always an id.
-    """
-
-    default_error_messages = {
-        "invalid": "Must be an instance name or a numeric instance id.",
-    }
-
-    def to_internal_value(self, data: Any) -> int | str:
-        if isinstance(data, bool):
-            self.fail("invalid")
-        if isinstance(data, int):
-            if data < 1:
-                self.fail("invalid")
-            return data
-        if isinstance(data, str) and data:
-            return int(data) if is_id(data) else data
-        self.fail("invalid")
-        raise AssertionError("unreachable")
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-def _text(**kwargs: Any) -> StrictCharField:
-    # Keep the caller's text exactly: the service validates it.
-    return StrictCharField(trim_whitespace=False, **kwargs)
-
-
-def reject_unknown_fields(serializer: serializers.Serializer, hint: str) -> None:
-    data = serializer.initial_data if isinstance(serializer.initial_data, dict) else {}
-    unknown = sorted(set(data) - set(serializer.fields))
-    if unknown:
-        raise serializers.ValidationError({name: [hint] for name in unknown})
 
 
 # --- policies -----------------------------------------------------------------------------
@@ -242,11 +181,11 @@ class PolicyDeletePreviewSerializer(serializers.Serializer):
 @extend_schema_serializer(examples=examples.POLICY_CREATE)
 class PolicyCreateSerializer(serializers.Serializer):
     instance = InstanceRefField()
-    namespace = _text(max_length=100)
-    name = _text(max_length=200)
-    key = _text(max_length=100)
-    kms_region = _text(required=False, allow_null=True, allow_blank=True, default=None)
-    domain = _text(required=False, allow_null=True, allow_blank=True, default=None)
+    namespace = text_field(max_length=100)
+    name = text_field(max_length=200)
+    key = text_field(max_length=100)
+    kms_region = text_field(required=False, allow_null=True, allow_blank=True, default=None)
+    domain = text_field(required=False, allow_null=True, allow_blank=True, default=None)
     disabled = StrictBooleanField(required=False, default=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -258,9 +197,9 @@ class PolicyCreateSerializer(serializers.Serializer):
 class PolicyUpdateSerializer(serializers.Serializer):
     """PATCH: name, key, domain and disabled can change."""
 
-    name = _text(required=False, max_length=200)
-    key = _text(required=False, max_length=100)
-    domain = _text(required=False, max_length=261)
+    name = text_field(required=False, max_length=200)
+    key = text_field(required=False, max_length=100)
+    domain = text_field(required=False, max_length=261)
     disabled = StrictBooleanField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -444,21 +383,21 @@ class SignSerializer(serializers.Serializer):
     """TCR CreateSignature: one tag, a list of tags, a repository or a whole namespace."""
 
     instance = InstanceRefField()
-    namespace = _text(max_length=30, validators=[namespace_validator])
-    repository = _text(
+    namespace = text_field(max_length=30, validators=[namespace_validator])
+    repository = text_field(
         required=False,
         max_length=255,
         help_text="With or without the namespace (app or team-a/app). Required with tag "
         "or tags; alone, every tag of the repository.",
     )
-    tag = _text(
+    tag = text_field(
         required=False,
         max_length=128,
         validators=[tag_validator],
         help_text="One tag. Give tag or tags, not both.",
     )
     tags = serializers.ListField(
-        child=_text(max_length=128, validators=[tag_validator]),
+        child=text_field(max_length=128, validators=[tag_validator]),
         required=False,
         allow_empty=False,
         max_length=MAX_TAGS_PER_REQUEST,
@@ -491,7 +430,7 @@ class SignSerializer(serializers.Serializer):
 
 @extend_schema_serializer(examples=examples.VERIFY)
 class VerifySerializer(serializers.Serializer):
-    image = _text(max_length=1000)
+    image = text_field(max_length=1000)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         reject_unknown_fields(self, "Unknown field.")
