@@ -7,108 +7,66 @@ the process at start with a message naming the variable.
 from __future__ import annotations
 
 import ipaddress
-import re
 from datetime import timedelta
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.environment import (
+    BASE_DIR,
+    DEBUG,
+    env,
+    flag,
+    interval,
+    proxy_ssl_header,
+    setting,
+    throttle_rate,
+    token_ttl,
+)
 
-env = environ.Env()
-_env_file = env.str("SIGNET_ENV_FILE", default=str(BASE_DIR / ".env"))
-if Path(_env_file).is_file():
-    environ.Env.read_env(_env_file, overwrite=False)
-
-
-def _setting(name: str, cast, default, *, required_in_production: bool = False):
-    """Read one variable, failing with its name when it is missing or malformed."""
-    if required_in_production and not DEBUG and name not in env.ENVIRON:
-        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see .env.example).")
-    try:
-        return cast(name, default=default)
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"{name} is malformed: {exc}") from None
-
-
-try:
-    DEBUG = env.bool("DEBUG", default=False)
-except ValueError:
-    raise ImproperlyConfigured("DEBUG is malformed: use 1/0, true/false.") from None
-
-SECRET_KEY = _setting(
+SECRET_KEY = setting(
     "SECRET_KEY", env.str, "insecure-development-key-only", required_in_production=True
 )
 if not DEBUG and len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters when DEBUG is off.")
-ALLOWED_HOSTS = _setting(
+ALLOWED_HOSTS = setting(
     "ALLOWED_HOSTS",
     env.list,
     ["127.0.0.1", "localhost", "[::1]", "testserver"],
     required_in_production=True,
 )
-CSRF_TRUSTED_ORIGINS = _setting("CSRF_TRUSTED_ORIGINS", env.list, [])
+CSRF_TRUSTED_ORIGINS = setting("CSRF_TRUSTED_ORIGINS", env.list, [])
 
 
 # --- HTTPS ---------------------------------------------------------------------------
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def _flag(name: str, default: bool) -> bool:
-    """A strict boolean: a typo must not quietly turn a security setting off."""
-    value = _setting(name, env.str, "").strip().lower()
-    if not value:
-        return default
-    if value not in _TRUE | _FALSE:
-        raise ImproperlyConfigured(f"{name} is malformed: use 1/0, true/false, not {value!r}.")
-    return value in _TRUE
 
 
 # With DEBUG off the session and CSRF cookies travel over HTTPS only; a plain-HTTP
 # loopback setup turns them off explicitly (SESSION_COOKIE_SECURE=0, CSRF_COOKIE_SECURE=0).
-SESSION_COOKIE_SECURE = _flag("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = _flag("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_SECURE = flag("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = flag("CSRF_COOKIE_SECURE", not DEBUG)
 
 # Sessions stay in the database, but its table holds only a hash of each session key (the
 # cookie value), so a dump or backup of it lets nobody sign in (see config/sessions.py).
 SESSION_ENGINE = "config.sessions"
 # How long an admin sign-in lasts, in seconds (default 12 hours, not Django's two weeks):
 # a stolen cookie is worth less the sooner it expires.
-SESSION_COOKIE_AGE = _setting("SESSION_COOKIE_AGE", env.int, 12 * 60 * 60)
+SESSION_COOKIE_AGE = setting("SESSION_COOKIE_AGE", env.int, 12 * 60 * 60)
 if SESSION_COOKIE_AGE < 60:
     raise ImproperlyConfigured("SESSION_COOKIE_AGE must be at least 60 (seconds).")
-
-
-def _proxy_ssl_header() -> tuple[str, str] | None:
-    """``"X-Forwarded-Proto,https"``: the header a TLS-terminating proxy sets, and its value
-    for HTTPS requests. Unset: the request's own scheme counts (no proxy)."""
-    value = _setting("SECURE_PROXY_SSL_HEADER", env.str, "").strip()
-    if not value:
-        return None
-    header, _, expected = (part.strip() for part in value.partition(","))
-    meta = header.upper().replace("-", "_")
-    if not meta.startswith("HTTP_"):
-        meta = f"HTTP_{meta}"
-    if not (re.fullmatch(r"HTTP_[A-Z0-9_]+", meta) and expected and "," not in expected):
-        raise ImproperlyConfigured(
-            "SECURE_PROXY_SSL_HEADER is malformed: expected '<header>,<value>' "
-            f"(e.g. X-Forwarded-Proto,https), not {value!r}."
-        )
-    return meta, expected
 
 
 # Set it only behind a proxy that overwrites the header on every request: a client could
 # otherwise claim HTTPS. Then request.is_secure() is true for proxied HTTPS requests, and
 # every absolute URL Signet builds (the webhook URL and `notifications:` block shown for an
 # instance) starts with https://.
-SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
-SECURE_SSL_REDIRECT = _flag("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = _setting("SECURE_HSTS_SECONDS", env.int, 0)
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header()
+SECURE_SSL_REDIRECT = flag("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = setting("SECURE_HSTS_SECONDS", env.int, 0)
 if SECURE_HSTS_SECONDS < 0:
     raise ImproperlyConfigured("SECURE_HSTS_SECONDS must not be negative.")
-SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
-SECURE_HSTS_PRELOAD = _flag("SECURE_HSTS_PRELOAD", False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = flag("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "config.apps.SignetAdminConfig",  # django.contrib.admin with our admin.site
@@ -212,25 +170,11 @@ STATIC_URL = "static/"
 # Where `collectstatic` (scripts/serve runs it) gathers the admin's and the API docs'
 # assets; whitenoise serves them from there, compressed and with far-future cache headers
 # (the file names carry a hash of their content).
-STATIC_ROOT = Path(_setting("SIGNET_STATIC_ROOT", env.str, str(BASE_DIR / ".local" / "static")))
+STATIC_ROOT = Path(setting("SIGNET_STATIC_ROOT", env.str, str(BASE_DIR / ".local" / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-
-
-def _throttle_rate(name: str, default: str) -> str | None:
-    """A DRF rate "<count>/<second|minute|hour|day>" (e.g. "120/min"); "off" disables it."""
-    value = _setting(name, env.str, default).strip()
-    if value.lower() in {"", "off", "none"}:
-        return None
-    count, _, period = value.partition("/")
-    if not (count.isdigit() and int(count) > 0 and period[:1] in {"s", "m", "h", "d"}):
-        raise ImproperlyConfigured(
-            f"{name} is malformed: expected '<count>/<sec|min|hour|day>' (e.g. 120/min) "
-            f"or 'off', not {value!r}."
-        )
-    return value
 
 
 # Rate limits of the costly endpoints (DRF ScopedRateThrottle; counters in the default
@@ -240,29 +184,16 @@ def _throttle_rate(name: str, default: str) -> str | None:
 # SignByAsymmetricKey endpoint (which the registry signer calls once per image when
 # KMS_BACKEND=http, hence its higher default).
 THROTTLE_RATES = {
-    "sign": _throttle_rate("SIGNET_THROTTLE_SIGN", "120/min"),
-    "bulk-sign": _throttle_rate("SIGNET_THROTTLE_BULK_SIGN", "30/min"),
-    "verify": _throttle_rate("SIGNET_THROTTLE_VERIFY", "120/min"),
-    "kms-sign": _throttle_rate("SIGNET_THROTTLE_KMS_SIGN", "1200/min"),
+    "sign": throttle_rate("SIGNET_THROTTLE_SIGN", "120/min"),
+    "bulk-sign": throttle_rate("SIGNET_THROTTLE_BULK_SIGN", "30/min"),
+    "verify": throttle_rate("SIGNET_THROTTLE_VERIFY", "120/min"),
+    "kms-sign": throttle_rate("SIGNET_THROTTLE_KMS_SIGN", "1200/min"),
 }
-
-
-def _token_ttl(name: str, default: str) -> timedelta | None:
-    """Days an API token lives (a positive whole number), or "never"."""
-    value = _setting(name, env.str, default).strip().lower()
-    if value == "never":
-        return None
-    if not (value.isdigit() and 0 < int(value) <= 36500):
-        raise ImproperlyConfigured(
-            f"{name} is malformed: expected a number of days (1 to 36500) or 'never', "
-            f"not {value!r}."
-        )
-    return timedelta(days=int(value))
 
 
 # API tokens (django-rest-knox keeps only their SHA-512 hash). A new token lives this long;
 # "never" makes tokens that do not expire (see apitokens).
-API_TOKEN_TTL = _token_ttl("API_TOKEN_TTL", "30")
+API_TOKEN_TTL = token_ttl("API_TOKEN_TTL", "30")
 REST_KNOX = {
     "TOKEN_TTL": API_TOKEN_TTL,
     "AUTH_HEADER_PREFIX": "Token",  # the header clients (and KMS_HTTP_TOKEN) already send
@@ -336,8 +267,8 @@ SERVING_STARTED_HOOKS: list[str] = []
 # that name or address is locked out for SIGNET_LOGIN_LOCKOUT_MINUTES (429 with a page
 # saying so). 0 turns the limit off. Attempts are counted in the database, so every
 # process shares them.
-SIGNET_LOGIN_FAILURE_LIMIT = _setting("SIGNET_LOGIN_FAILURE_LIMIT", env.int, 5)
-SIGNET_LOGIN_LOCKOUT_MINUTES = _setting("SIGNET_LOGIN_LOCKOUT_MINUTES", env.int, 15)
+SIGNET_LOGIN_FAILURE_LIMIT = setting("SIGNET_LOGIN_FAILURE_LIMIT", env.int, 5)
+SIGNET_LOGIN_LOCKOUT_MINUTES = setting("SIGNET_LOGIN_LOCKOUT_MINUTES", env.int, 15)
 if SIGNET_LOGIN_FAILURE_LIMIT < 0:
     raise ImproperlyConfigured("SIGNET_LOGIN_FAILURE_LIMIT must not be negative (0: off).")
 if SIGNET_LOGIN_LOCKOUT_MINUTES < 1:
@@ -365,30 +296,30 @@ AXES_DISABLE_ACCESS_LOG = True
 # KMS_MASTER_KEY is a keyring: "VERSION:BASE64KEY[,VERSION:BASE64KEY...]". The
 # first entry seals new material; the others only open material sealed before a
 # rotation (see `manage.py rotate_master_key`). A bare base64 key is version 1.
-KMS_MASTER_KEY = _setting("KMS_MASTER_KEY", env.str, "", required_in_production=True)
-KMS_MASTER_KEY_FILE = _setting(
+KMS_MASTER_KEY = setting("KMS_MASTER_KEY", env.str, "", required_in_production=True)
+KMS_MASTER_KEY_FILE = setting(
     "KMS_MASTER_KEY_FILE", env.str, str(BASE_DIR / ".local" / "master.key")
 )
 if not KMS_MASTER_KEY and DEBUG and Path(KMS_MASTER_KEY_FILE).is_file():
     KMS_MASTER_KEY = Path(KMS_MASTER_KEY_FILE).read_text().strip()
 # Its format is checked when the kms app starts (kms.apps.check_master_key).
-KMS_BACKEND = _setting("KMS_BACKEND", env.str, "local")
+KMS_BACKEND = setting("KMS_BACKEND", env.str, "local")
 if KMS_BACKEND not in {"local", "http"}:
     raise ImproperlyConfigured(f"KMS_BACKEND must be 'local' or 'http', not {KMS_BACKEND!r}.")
-KMS_HTTP_URL = _setting("KMS_HTTP_URL", env.str, "")
-KMS_HTTP_TOKEN = _setting("KMS_HTTP_TOKEN", env.str, "")
-KMS_HTTP_TIMEOUT = _setting("KMS_HTTP_TIMEOUT", env.float, 5.0)
+KMS_HTTP_URL = setting("KMS_HTTP_URL", env.str, "")
+KMS_HTTP_TOKEN = setting("KMS_HTTP_TOKEN", env.str, "")
+KMS_HTTP_TIMEOUT = setting("KMS_HTTP_TIMEOUT", env.float, 5.0)
 if KMS_BACKEND == "http" and not (KMS_HTTP_URL and KMS_HTTP_TOKEN):
     raise ImproperlyConfigured("KMS_BACKEND=http needs KMS_HTTP_URL and KMS_HTTP_TOKEN.")
-KMS_REGIONS = _setting(
+KMS_REGIONS = setting(
     "KMS_REGIONS",
     env.list,
     ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-chengdu", "ap-hongkong", "ap-singapore"],
 )
-KMS_DEFAULT_REGION = _setting("KMS_DEFAULT_REGION", env.str, KMS_REGIONS[0] if KMS_REGIONS else "")
+KMS_DEFAULT_REGION = setting("KMS_DEFAULT_REGION", env.str, KMS_REGIONS[0] if KMS_REGIONS else "")
 if KMS_DEFAULT_REGION not in KMS_REGIONS:
     raise ImproperlyConfigured("KMS_DEFAULT_REGION must be one of KMS_REGIONS.")
-KMS_KEY_CACHE_SIZE = _setting("KMS_KEY_CACHE_SIZE", env.int, 256)
+KMS_KEY_CACHE_SIZE = setting("KMS_KEY_CACHE_SIZE", env.int, 256)
 # Dotted paths of callables ``guard(key)`` run before a key may be scheduled for
 # deletion; each raises a DomainError to refuse (later apps register theirs).
 KMS_KEY_DELETION_GUARDS: list[str] = []
@@ -400,10 +331,10 @@ KMS_MASTER_KEY_ROTATION_HOOKS: list[str] = []
 # Prometheus scrapes with "Authorization: Bearer <SIGNET_METRICS_TOKEN>"; unset, the
 # endpoint answers 403 to every request. Processes that share PROMETHEUS_MULTIPROC_DIR (the
 # environment variable prometheus_client reads) are counted together.
-SIGNET_METRICS_TOKEN = _setting("SIGNET_METRICS_TOKEN", env.str, "")
+SIGNET_METRICS_TOKEN = setting("SIGNET_METRICS_TOKEN", env.str, "")
 if SIGNET_METRICS_TOKEN and len(SIGNET_METRICS_TOKEN) < 32:
     raise ImproperlyConfigured("SIGNET_METRICS_TOKEN must be at least 32 characters.")
-_metrics_dir = _setting("PROMETHEUS_MULTIPROC_DIR", env.str, "")
+_metrics_dir = setting("PROMETHEUS_MULTIPROC_DIR", env.str, "")
 if _metrics_dir:
     # prometheus_client opens its files there from a process's first count.
     try:
@@ -422,13 +353,13 @@ LOGGING = {
 
 # --- Registry ------------------------------------------------------------------
 # Largest notification body the registry webhook accepts (413 above it).
-REGISTRY_WEBHOOK_MAX_BODY_BYTES = _setting("REGISTRY_WEBHOOK_MAX_BODY_BYTES", env.int, 1024 * 1024)
+REGISTRY_WEBHOOK_MAX_BODY_BYTES = setting("REGISTRY_WEBHOOK_MAX_BODY_BYTES", env.int, 1024 * 1024)
 # Networks Signet never connects to for a registry (backend URL, token realm, blob
 # storage), checked when an instance is saved and after DNS resolution on every connection.
 # Default: link-local, where cloud metadata services live. Empty ("") turns the check off.
 REGISTRY_BACKEND_DENY_NETWORKS = [
     value.strip()
-    for value in _setting(
+    for value in setting(
         "REGISTRY_BACKEND_DENY_NETWORKS", env.list, ["169.254.0.0/16", "fe80::/10"]
     )
     if value.strip()
@@ -443,12 +374,10 @@ for _network in REGISTRY_BACKEND_DENY_NETWORKS:
         ) from None
 # Plain-http token realms (``http://auth.internal:5001``) the registry client may use
 # besides https realms and the registry's own origin.
-REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = _setting(
-    "REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS", env.list, []
-)
+REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS = setting("REGISTRY_TOKEN_REALM_ALLOWED_ORIGINS", env.list, [])
 # Reach registries through the proxies (HTTPS_PROXY, NO_PROXY...), .netrc and CA bundle
 # (REQUESTS_CA_BUNDLE) the environment names. Off: each request would look them up.
-REGISTRY_TRUST_ENV = _setting("REGISTRY_TRUST_ENV", env.bool, False)
+REGISTRY_TRUST_ENV = setting("REGISTRY_TRUST_ENV", env.bool, False)
 # Dotted paths of ``handler(*, instance, manifests, tags, source)`` called inside the
 # transaction that records pushes, and of ``handler(*, instance, manifests, source)``
 # called before recorded manifests are deleted (contract in registry/services/handlers.py).
@@ -466,45 +395,43 @@ KMS_MASTER_KEY_ROTATION_HOOKS = ["registry.services.reseal_instance_secrets"]
 # The broker that carries signing work to `celery -A config worker` processes on any
 # number of machines: redis://host:6379/0 (Redis) or amqp://user:pw@host:5672// (RabbitMQ).
 # Unset: no Celery; signing runs in an in-process pool (the embedded default of `make run`).
-CELERY_BROKER_URL = _setting("CELERY_BROKER_URL", env.str, "")
+CELERY_BROKER_URL = setting("CELERY_BROKER_URL", env.str, "")
 # "celery": sign after commit in a Celery worker (the default with a broker);
 # "thread": sign after commit in an in-process pool (the webhook answers at once; the
 # default without a broker); "inline": sign on the spot, in the caller's thread.
-SIGNING_DISPATCH = _setting(
-    "SIGNING_DISPATCH", env.str, "celery" if CELERY_BROKER_URL else "thread"
-)
+SIGNING_DISPATCH = setting("SIGNING_DISPATCH", env.str, "celery" if CELERY_BROKER_URL else "thread")
 if SIGNING_DISPATCH not in {"celery", "thread", "inline"}:
     raise ImproperlyConfigured("SIGNING_DISPATCH must be 'celery', 'thread' or 'inline'.")
 if SIGNING_DISPATCH == "celery" and not CELERY_BROKER_URL:
     raise ImproperlyConfigured("SIGNING_DISPATCH=celery needs CELERY_BROKER_URL.")
-SIGNING_WORKER_THREADS = _setting("SIGNING_WORKER_THREADS", env.int, 2)
+SIGNING_WORKER_THREADS = setting("SIGNING_WORKER_THREADS", env.int, 2)
 if SIGNING_WORKER_THREADS < 1:
     raise ImproperlyConfigured("SIGNING_WORKER_THREADS must be at least 1.")
 # Each signing process registers a worker and renews its heartbeat (and the claims it
 # holds) this often; a worker silent for the lease is dead and its rows are taken over.
 # Off, signing claims rows for CLAIM_SECONDS with no worker (the test suite's own process,
 # whose tables are flushed under it, turns it off).
-SIGNING_REGISTER_WORKERS = _setting("SIGNING_REGISTER_WORKERS", env.bool, True)
-SIGNING_WORKER_HEARTBEAT_SECONDS = _setting("SIGNING_WORKER_HEARTBEAT_SECONDS", env.float, 5.0)
-SIGNING_WORKER_LEASE_SECONDS = _setting("SIGNING_WORKER_LEASE_SECONDS", env.float, 15.0)
+SIGNING_REGISTER_WORKERS = setting("SIGNING_REGISTER_WORKERS", env.bool, True)
+SIGNING_WORKER_HEARTBEAT_SECONDS = setting("SIGNING_WORKER_HEARTBEAT_SECONDS", env.float, 5.0)
+SIGNING_WORKER_LEASE_SECONDS = setting("SIGNING_WORKER_LEASE_SECONDS", env.float, 15.0)
 if not 0 < 2 * SIGNING_WORKER_HEARTBEAT_SECONDS <= SIGNING_WORKER_LEASE_SECONDS:
     raise ImproperlyConfigured(
         "SIGNING_WORKER_LEASE_SECONDS must be at least twice SIGNING_WORKER_HEARTBEAT_SECONDS."
     )
 # A pending row nobody tried this long after it was recorded was never handed to a worker
 # (its process died first): recovery hands it over.
-SIGNING_RECOVERY_GRACE_SECONDS = _setting("SIGNING_RECOVERY_GRACE_SECONDS", env.float, 5.0)
+SIGNING_RECOVERY_GRACE_SECONDS = setting("SIGNING_RECOVERY_GRACE_SECONDS", env.float, 5.0)
 # Manual/bulk requests sign up to this many images before answering; the rest goes to
 # the background (the pool or the Celery workers).
-SIGNING_SYNC_LIMIT = _setting("SIGNING_SYNC_LIMIT", env.int, 50)
+SIGNING_SYNC_LIMIT = setting("SIGNING_SYNC_LIMIT", env.int, 50)
 if SIGNING_SYNC_LIMIT < 0:
     raise ImproperlyConfigured("SIGNING_SYNC_LIMIT must not be negative.")
 # Failed signatures are retried after base * 2^(attempts-1) seconds, capped.
-SIGNING_RETRY_BASE_SECONDS = _setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
-SIGNING_RETRY_MAX_SECONDS = _setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
+SIGNING_RETRY_BASE_SECONDS = setting("SIGNING_RETRY_BASE_SECONDS", env.int, 30)
+SIGNING_RETRY_MAX_SECONDS = setting("SIGNING_RETRY_MAX_SECONDS", env.int, 3600)
 # An image the registry does not hold (or whose bytes do not match its digest) is tried
 # this many times, then stays failed until someone asks again.
-SIGNING_MANIFEST_CHECK_ATTEMPTS = _setting("SIGNING_MANIFEST_CHECK_ATTEMPTS", env.int, 5)
+SIGNING_MANIFEST_CHECK_ATTEMPTS = setting("SIGNING_MANIFEST_CHECK_ATTEMPTS", env.int, 5)
 if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
     raise ImproperlyConfigured("SIGNING_MANIFEST_CHECK_ATTEMPTS must be at least 1.")
 
@@ -513,15 +440,15 @@ if SIGNING_MANIFEST_CHECK_ATTEMPTS < 1:
 # is fixed in config/celery.py.
 # The queue Signet's tasks go to and its workers consume (one per Signet deployment when
 # several share a broker).
-CELERY_TASK_DEFAULT_QUEUE = _setting("CELERY_TASK_DEFAULT_QUEUE", env.str, "signet")
+CELERY_TASK_DEFAULT_QUEUE = setting("CELERY_TASK_DEFAULT_QUEUE", env.str, "signet")
 # Seconds a task may run before its worker process is replaced (a task is at most
 # SIGNING_TASK_BATCH_SIZE images); rows it held are taken over when their claim lapses.
-CELERY_TASK_TIME_LIMIT = _setting("CELERY_TASK_TIME_LIMIT", env.int, 600)
+CELERY_TASK_TIME_LIMIT = setting("CELERY_TASK_TIME_LIMIT", env.int, 600)
 if CELERY_TASK_TIME_LIMIT < 1:
     raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be at least 1 (seconds).")
 # Redis only: seconds after which a task a worker took and never acknowledged (it died)
 # is delivered again. Longer than any task may run, or a running task is delivered twice.
-_visibility_timeout = _setting(
+_visibility_timeout = setting(
     "CELERY_VISIBILITY_TIMEOUT", env.int, 2 * max(CELERY_TASK_TIME_LIMIT, 600)
 )
 if _visibility_timeout <= CELERY_TASK_TIME_LIMIT:
@@ -530,24 +457,16 @@ if _visibility_timeout <= CELERY_TASK_TIME_LIMIT:
     )
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
 # Images per "sign these rows" task: bigger requests are split so many workers share them.
-SIGNING_TASK_BATCH_SIZE = _setting("SIGNING_TASK_BATCH_SIZE", env.int, 50)
+SIGNING_TASK_BATCH_SIZE = setting("SIGNING_TASK_BATCH_SIZE", env.int, 50)
 if SIGNING_TASK_BATCH_SIZE < 1:
     raise ImproperlyConfigured("SIGNING_TASK_BATCH_SIZE must be at least 1.")
 
 
-def _interval(name: str, default: int) -> int:
-    """Seconds between two runs of a periodic task (celery beat)."""
-    seconds = _setting(name, env.int, default)
-    if seconds < 1:
-        raise ImproperlyConfigured(f"{name} must be at least 1 (seconds).")
-    return seconds
-
-
 # Periodic work, sent by `celery -A config beat` (one beat per deployment). A run that no
 # worker takes before the next one is due expires: a stopped worker finds one, not a pile.
-SIGNING_RETRY_INTERVAL_SECONDS = _interval("SIGNING_RETRY_INTERVAL_SECONDS", 30)
-SIGNING_RECOVERY_INTERVAL_SECONDS = _interval("SIGNING_RECOVERY_INTERVAL_SECONDS", 15)
-KMS_PURGE_INTERVAL_SECONDS = _interval("KMS_PURGE_INTERVAL_SECONDS", 3600)
+SIGNING_RETRY_INTERVAL_SECONDS = interval("SIGNING_RETRY_INTERVAL_SECONDS", 30)
+SIGNING_RECOVERY_INTERVAL_SECONDS = interval("SIGNING_RECOVERY_INTERVAL_SECONDS", 15)
+KMS_PURGE_INTERVAL_SECONDS = interval("KMS_PURGE_INTERVAL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE = {
     "retry-due-signatures": {
         "task": "signing.tasks.retry_due",
@@ -566,17 +485,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Where beat keeps the time of each entry's last run (one beat per deployment).
-CELERY_BEAT_SCHEDULE_FILENAME = _setting(
+CELERY_BEAT_SCHEDULE_FILENAME = setting(
     "CELERY_BEAT_SCHEDULE_FILENAME", env.str, str(BASE_DIR / ".local" / "celerybeat-schedule")
 )
 
 # --- Audit ---------------------------------------------------------------------
 # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
-AUDIT_TRUST_X_FORWARDED_FOR = _setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, False)
+AUDIT_TRUST_X_FORWARDED_FOR = setting("AUDIT_TRUST_X_FORWARDED_FOR", env.bool, False)
 # How many trusted proxies append to X-Forwarded-For: the client is the N-th address from
 # the right (what the outermost trusted proxy appended); anything left of it is whatever
 # the client sent and is ignored.
-AUDIT_TRUSTED_PROXY_COUNT = _setting("AUDIT_TRUSTED_PROXY_COUNT", env.int, 1)
+AUDIT_TRUSTED_PROXY_COUNT = setting("AUDIT_TRUSTED_PROXY_COUNT", env.int, 1)
 if AUDIT_TRUSTED_PROXY_COUNT < 1:
     raise ImproperlyConfigured("AUDIT_TRUSTED_PROXY_COUNT must be at least 1.")
 # Keys of events' changes/details shown only to holders of the permission (audit.redaction).
