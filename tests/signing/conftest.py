@@ -22,6 +22,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from registry import services as registry_services
 from registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
 from registry.models import Instance, Manifest, Namespace
 from signing import services
-from signing.models import SigningPolicy
+from signing.models import SigningPolicy, Worker
 from signing.payload import (
     KEY_FINGERPRINT_ANNOTATION,
     SignatureLayer,
@@ -302,3 +303,15 @@ def three_images(instance, policy, registry) -> list[Manifest]:
         push_image(registry, "team/app", f"v{number}", seed=f"held{number}")
     assert not registry_services.sync_instance(instance=instance).errors
     return list(Manifest.objects.order_by("pk"))
+
+
+def silent_worker(*, silent_for: float) -> Worker:
+    """A registered worker row whose last heartbeat was ``silent_for`` seconds ago."""
+    now = timezone.now()
+    return Worker.objects.create(
+        kind="web",
+        hostname="elsewhere",
+        pid=4242,
+        started_at=now - timedelta(minutes=5),
+        heartbeat_at=now - timedelta(seconds=silent_for),
+    )

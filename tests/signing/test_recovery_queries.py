@@ -12,20 +12,9 @@ from django.utils import timezone
 
 from signing.models import Signature, SignatureStatus, Worker
 from signing.services.recovery import recover_stalled_signatures
-from tests.signing.conftest import layer_fingerprints
+from tests.signing.conftest import layer_fingerprints, silent_worker
 
 pytestmark = pytest.mark.django_db
-
-
-def _worker(*, silent_for: float) -> Worker:
-    now = timezone.now()
-    return Worker.objects.create(
-        kind="web",
-        hostname="elsewhere",
-        pid=4242,
-        started_at=now - timedelta(minutes=5),
-        heartbeat_at=now - timedelta(seconds=silent_for),
-    )
 
 
 def _claimed(policy, manifest, holder: Worker) -> Signature:
@@ -40,7 +29,7 @@ def _claimed(policy, manifest, holder: Worker) -> Signature:
 
 
 def test_recovery_with_nothing_stale_costs_one_query(three_images, policy):
-    live = _worker(silent_for=1)
+    live = silent_worker(silent_for=1)
     _claimed(policy, three_images[0], live)  # a live worker's: not stale
     Signature.objects.create(policy=policy, manifest=three_images[1], trigger="push")  # fresh
 
@@ -51,7 +40,7 @@ def test_recovery_with_nothing_stale_costs_one_query(three_images, policy):
 
 
 def test_a_dead_worker_holding_nothing_costs_recovery_no_second_query(db):
-    _worker(silent_for=60)
+    silent_worker(silent_for=60)
 
     with CaptureQueriesContext(connection) as queries:
         assert recover_stalled_signatures() == []
@@ -63,7 +52,7 @@ def test_a_dead_worker_holding_nothing_costs_recovery_no_second_query(db):
 def test_recovery_takes_over_a_dead_workers_rows_before_their_claim_ends(
     three_images, policy, registry, key
 ):
-    dead, live = _worker(silent_for=60), _worker(silent_for=1)
+    dead, live = silent_worker(silent_for=60), silent_worker(silent_for=1)
     orphan = _claimed(policy, three_images[0], dead)
     held = _claimed(policy, three_images[1], live)
 

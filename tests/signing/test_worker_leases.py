@@ -21,24 +21,12 @@ from registry.models import Manifest
 from signing.models import Signature, SignatureStatus, Worker
 from signing.services import workers
 from signing.services.recovery import recover_stalled_signatures
-from tests.signing.conftest import layer_fingerprints
+from tests.signing.conftest import layer_fingerprints, silent_worker
 
 pytestmark = [
     pytest.mark.registry_server,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def worker(*, silent_for: float) -> Worker:
-    """A worker row whose last heartbeat was ``silent_for`` seconds ago."""
-    now = timezone.now()
-    return Worker.objects.create(
-        kind="web",
-        hostname="elsewhere",
-        pid=4242,
-        started_at=now - timedelta(minutes=5),
-        heartbeat_at=now - timedelta(seconds=silent_for),
-    )
 
 
 def claimed_by(policy, manifest: Manifest, holder: Worker) -> Signature:
@@ -60,7 +48,7 @@ def signed_with(registry, manifest: Manifest) -> list[str | None]:
 def test_retry_signatures_takes_over_a_dead_workers_rows_at_once_and_leaves_a_live_workers(
     three_images, policy, registry, key
 ):
-    dead, live = worker(silent_for=60), worker(silent_for=1)
+    dead, live = silent_worker(silent_for=60), silent_worker(silent_for=1)
     orphan = claimed_by(policy, three_images[0], dead)
     held = claimed_by(policy, three_images[1], live)
 
@@ -84,7 +72,7 @@ def test_retry_signatures_takes_over_a_dead_workers_rows_at_once_and_leaves_a_li
 def test_a_backfill_signs_a_dead_workers_rows_instead_of_counting_them_as_another_workers(
     three_images, policy, registry, key
 ):
-    orphan = claimed_by(policy, three_images[0], worker(silent_for=60))
+    orphan = claimed_by(policy, three_images[0], silent_worker(silent_for=60))
 
     out = StringIO()
     started = time.monotonic()
